@@ -1,0 +1,15 @@
+//! jobq: a job queue served over gRPC.
+//!
+//! Layout, from the inside out (each layer only uses the ones before it):
+//! - [`queue`]: the pure queue core. One queue's jobs and every state change,
+//!   with time passed in. No tasks, no locks, no network.
+//! - [`broker`]: the shared, concurrent engine. Holds every queue behind its
+//!   own lock, runs one deadline timer per queue, wakes long-polling workers,
+//!   enforces the server-wide memory budget, and handles shutdown.
+//! - [`grpc`]: the `jobq.v1.JobQueue` service. Validates requests, converts
+//!   protobuf to core types and back, and maps errors to gRPC statuses.
+//! - [`server`]: binds it all together with health and reflection services
+//!   and serves until shut down.
+//! - [`config`]: command-line flags and `JOBQ_*` variables.
+
+pub mod queue;

@@ -1,0 +1,89 @@
+//! Jobs and their ids.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use ulid::Ulid;
+
+/// A job's id: a ULID, unique, never reused, and sortable by creation time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(Ulid);
+
+impl JobId {
+    /// Wraps a ULID.
+    pub fn from_ulid(ulid: Ulid) -> Self {
+        Self(ulid)
+    }
+
+    /// The id as a 128-bit number (the ULID's bits).
+    pub fn to_u128(self) -> u128 {
+        self.0.0
+    }
+
+    /// The id from its 128-bit number.
+    pub fn from_u128(bits: u128) -> Self {
+        Self(Ulid(bits))
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = ulid::DecodeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ulid::from_string(s).map(Self)
+    }
+}
+
+/// A job as a producer hands it in, already validated.
+#[derive(Clone, Debug, Default)]
+pub struct NewJob {
+    /// Opaque data.
+    pub payload: Bytes,
+    /// String headers, in a stable order.
+    pub metadata: Vec<(String, String)>,
+    /// Higher is delivered first.
+    pub priority: i32,
+    /// When the job becomes leasable; `None` (or a time not after the
+    /// enqueue) means at once.
+    pub ready_at: Option<Instant>,
+    /// Deliveries before dead-lettering; `None` takes the queue's default.
+    pub max_attempts: Option<u32>,
+}
+
+impl NewJob {
+    /// The bytes this job counts against memory limits: payload plus
+    /// metadata keys and values.
+    pub fn size(&self) -> u64 {
+        let meta: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        (self.payload.len() + meta) as u64
+    }
+}
+
+/// A stored job. Shared (behind an `Arc`) between the queue and every
+/// delivery, so handing it to a worker never copies the payload.
+#[derive(Debug)]
+pub struct Job {
+    /// The job's id.
+    pub id: JobId,
+    /// Opaque data.
+    pub payload: Bytes,
+    /// String headers.
+    pub metadata: Vec<(String, String)>,
+    /// Higher is delivered first.
+    pub priority: i32,
+    /// Deliveries before dead-lettering, the queue's default filled in.
+    pub max_attempts: u32,
+    /// When the server accepted the job.
+    pub enqueued_at: SystemTime,
+    /// Bytes counted against memory limits (see [`NewJob::size`]).
+    pub size: u64,
+}

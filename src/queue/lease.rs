@@ -1,0 +1,114 @@
+//! Lease tokens and what workers get and give back.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Job, JobId};
+
+/// Names one delivery of one job. The delivery number comes from a counter
+/// that only grows, so every delivery of a job has a different token and a
+/// token from an earlier delivery never matches the live lease.
+///
+/// Its text form is 48 hex digits: the job id's 128 bits, then the delivery
+/// number's 64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseToken {
+    /// The leased job.
+    pub job: JobId,
+    /// Which delivery of the queue this is.
+    pub delivery: u64,
+}
+
+impl fmt::Display for LeaseToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}{:016x}", self.job.to_u128(), self.delivery)
+    }
+}
+
+/// Why a string is not a lease token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("lease token {0:?} is malformed: expected the 48 hex digits a lease returned")]
+pub struct ParseLeaseTokenError(pub String);
+
+impl FromStr for LeaseToken {
+    type Err = ParseLeaseTokenError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ParseLeaseTokenError(s.chars().take(64).collect());
+        if s.len() != 48 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let job = u128::from_str_radix(&s[..32], 16).map_err(|_| bad())?;
+        let delivery = u64::from_str_radix(&s[32..], 16).map_err(|_| bad())?;
+        Ok(Self {
+            job: JobId::from_u128(job),
+            delivery,
+        })
+    }
+}
+
+/// One job handed to a worker.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// The job, shared with the queue.
+    pub job: Arc<Job>,
+    /// Names this delivery in ack, nack and extend.
+    pub token: LeaseToken,
+    /// 1 for the first delivery, 2 for the second, and so on.
+    pub attempt: u32,
+    /// When the lease runs out.
+    pub deadline: Instant,
+}
+
+/// How a worker gives a job back.
+#[derive(Clone, Debug, Default)]
+pub struct NackRequest {
+    /// Retry after exactly this long; `None` uses the queue's backoff.
+    pub retry_delay: Option<Duration>,
+    /// Skip the remaining attempts and dead-letter the job now.
+    pub dead_letter: bool,
+    /// Why the attempt failed; kept as the job's last error.
+    pub reason: String,
+}
+
+/// What a nack did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NackOutcome {
+    /// The job will be ready again at this time.
+    RetryAt(Instant),
+    /// The job is in the dead-letter set.
+    DeadLettered,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_text_round_trips() {
+        let token = LeaseToken {
+            job: JobId::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            delivery: 42,
+        };
+        let text = token.to_string();
+        assert_eq!(text.len(), 48);
+        assert_eq!(text.parse::<LeaseToken>(), Ok(token));
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused() {
+        for bad in [
+            "",
+            "xyz",
+            &"g".repeat(48),
+            &"0".repeat(47),
+            "+0000000000000000000000000000000000000000000000",
+        ] {
+            assert!(bad.parse::<LeaseToken>().is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! [`Queue`]: one queue's jobs and the operations that move them between
+//! states.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+
+use super::{
+    Delivery, Job, JobId, LeaseToken, NackOutcome, NackRequest, NewJob, QueueConfig, QueueError,
+    QueueName,
+};
+
+/// Order of the ready set: highest priority first, then the order in which
+/// jobs became ready.
+type ReadyKey = (Reverse<i32>, u64);
+/// Order of the deadline set: earliest first; the sequence number breaks ties
+/// and makes every key unique.
+type TimerKey = (Instant, u64);
+
+/// Where a stored job is. Each variant records its key in the index that
+/// holds it, so leaving that index is one O(log n) removal.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    Ready(ReadyKey),
+    Scheduled(TimerKey),
+    Leased { delivery: u64, expiry: TimerKey },
+    Dead(u64),
+}
+
+#[derive(Debug)]
+struct Entry {
+    job: Arc<Job>,
+    /// Deliveries so far.
+    attempts: u32,
+    last_error: Option<String>,
+    place: Place,
+}
+
+/// How many jobs a queue holds in each state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Leasable now.
+    pub ready: usize,
+    /// Waiting for a delay or a retry backoff to pass.
+    pub scheduled: usize,
+    /// Held by workers.
+    pub leased: usize,
+    /// In the dead-letter set.
+    pub dead: usize,
+}
+
+/// Totals since the queue was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Jobs accepted.
+    pub enqueued: u64,
+    /// Deliveries made.
+    pub leased: u64,
+    /// Jobs acked.
+    pub acked: u64,
+    /// Nacks accepted.
+    pub nacked: u64,
+    /// Leases that ran out.
+    pub expired: u64,
+    /// Jobs moved to the dead-letter set.
+    pub dead_lettered: u64,
+}
+
+/// What an ack removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Acked {
+    /// Jobs removed.
+    pub jobs: usize,
+    /// Their bytes, now free.
+    pub bytes: u64,
+}
+
+/// One queue: its jobs in every state, and the operations that move them.
+///
+/// Every method takes `now` and first applies what is due by then (see
+/// [`advance`](Self::advance)), so results never depend on when a timer task
+/// last ran.
+#[derive(Debug)]
+pub struct Queue {
+    name: QueueName,
+    config: QueueConfig,
+    jobs: HashMap<JobId, Entry>,
+    ready: BTreeMap<ReadyKey, JobId>,
+    /// Deadlines of scheduled jobs and of leases.
+    timers: BTreeMap<TimerKey, JobId>,
+    dead: BTreeMap<u64, JobId>,
+    leased: usize,
+    bytes: u64,
+    next_seq: u64,
+    stats: QueueStats,
+    /// Jobs that became ready since the last [`take_readied`](Self::take_readied).
+    readied: usize,
+    rng: SmallRng,
+}
+
+impl Queue {
+    /// An empty queue.
+    pub fn new(name: QueueName, config: QueueConfig) -> Self {
+        Self {
+            name,
+            config,
+            jobs: HashMap::new(),
+            ready: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            dead: BTreeMap::new(),
+            leased: 0,
+            bytes: 0,
+            next_seq: 0,
+            stats: QueueStats::default(),
+            readied: 0,
+            rng: SmallRng::from_rng(&mut rand::rng()),
+        }
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &QueueName {
+        &self.name
+    }
+
+    /// The queue's settings.
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    /// Jobs held in every state.
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Whether the queue holds no job at all.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Bytes held by the queue's jobs (payloads and metadata).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Jobs in each state.
+    pub fn counts(&self) -> QueueCounts {
+        QueueCounts {
+            ready: self.ready.len(),
+            scheduled: self.timers.len() - self.leased,
+            leased: self.leased,
+            dead: self.dead.len(),
+        }
+    }
+
+    /// Totals since creation.
+    pub fn stats(&self) -> QueueStats {
+        self.stats
+    }
+
+    /// The earliest time at which [`advance`](Self::advance) has work to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.first_key_value().map(|((at, _), _)| *at)
+    }
+
+    /// How many jobs became ready since the last call, for waking waiting
+    /// workers.
+    pub fn take_readied(&mut self) -> usize {
+        std::mem::take(&mut self.readied)
+    }
+
+    /// Stores a batch of jobs, all or nothing. Jobs whose `ready_at` is after
+    /// `now` wait in the scheduled set.
+    pub fn enqueue(
+        &mut self,
+        now: Instant,
+        enqueued_at: SystemTime,
+        batch: Vec<(JobId, NewJob)>,
+    ) -> Result<(), QueueError> {
+        self.advance(now);
+        if self.jobs.len() + batch.len() > self.config.capacity {
+            return Err(QueueError::Full {
+                queue: self.name.clone(),
+                capacity: self.config.capacity,
+                held: self.jobs.len(),
+                offered: batch.len(),
+            });
+        }
+        for (id, new) in batch {
+            let size = new.size();
+            let job = Arc::new(Job {
+                id,
+                priority: new.priority,
+                max_attempts: new.max_attempts.unwrap_or(self.config.max_attempts),
+                enqueued_at,
+                size,
+                payload: new.payload,
+                metadata: new.metadata,
+            });
+            let place = match new.ready_at {
+                Some(at) if at > now => self.schedule(id, at),
+                _ => self.make_ready(id, job.priority),
+            };
+            self.jobs.insert(
+                id,
+                Entry {
+                    job,
+                    attempts: 0,
+                    last_error: None,
+                    place,
+                },
+            );
+            self.bytes += size;
+            self.stats.enqueued += 1;
+        }
+        Ok(())
+    }
+
+    /// Leases up to `max` ready jobs, highest priority first, for
+    /// `lease_for` (or the queue's default lease).
+    pub fn lease(
+        &mut self,
+        now: Instant,
+        max: usize,
+        lease_for: Option<Duration>,
+    ) -> Vec<Delivery> {
+        self.advance(now);
+        let deadline = now + lease_for.unwrap_or(self.config.lease_duration);
+        let mut out = Vec::with_capacity(max.min(self.ready.len()));
+        while out.len() < max {
+            let Some((_, id)) = self.ready.pop_first() else {
+                break;
+            };
+            let delivery = self.seq();
+            let expiry = (deadline, self.seq());
+            let Some(entry) = self.jobs.get_mut(&id) else {
+                debug_assert!(false, "ready job {id} has no entry");
+                continue;
+            };
+            entry.attempts += 1;
+            entry.place = Place::Leased { delivery, expiry };
+            out.push(Delivery {
+                job: Arc::clone(&entry.job),
+                token: LeaseToken { job: id, delivery },
+                attempt: entry.attempts,
+                deadline,
+            });
+            self.timers.insert(expiry, id);
+            self.leased += 1;
+            self.stats.leased += 1;
+        }
+        out
+    }
+
+    /// Acks leases, all or none: if any token is not live, nothing changes.
+    pub fn ack(&mut self, now: Instant, tokens: &[LeaseToken]) -> Result<Acked, QueueError> {
+        self.advance(now);
+        for token in tokens {
+            self.live_lease(token)?;
+        }
+        let mut acked = Acked { jobs: 0, bytes: 0 };
+        for token in tokens {
+            // A token repeated in the same call is acked once.
+            let Ok(expiry) = self.live_lease(token) else {
+                continue;
+            };
+            self.timers.remove(&expiry);
+            self.leased -= 1;
+            if let Some(entry) = self.jobs.remove(&token.job) {
+                acked.jobs += 1;
+                acked.bytes += entry.job.size;
+            }
+        }
+        self.bytes -= acked.bytes;
+        self.stats.acked += acked.jobs as u64;
+        Ok(acked)
+    }
+
+    /// Gives a leased job back: dead-lettered when asked or when its
+    /// attempts are used up, otherwise scheduled for a retry.
+    pub fn nack(
+        &mut self,
+        now: Instant,
+        token: &LeaseToken,
+        request: NackRequest,
+    ) -> Result<NackOutcome, QueueError> {
+        self.advance(now);
+        let expiry = self.live_lease(token)?;
+        self.timers.remove(&expiry);
+        self.leased -= 1;
+        self.stats.nacked += 1;
+        let id = token.job;
+        let Some(entry) = self.jobs.get_mut(&id) else {
+            return Err(self.lease_not_found(token));
+        };
+        if !request.reason.is_empty() {
+            entry.last_error = Some(request.reason);
+        }
+        let attempts = entry.attempts;
+        let priority = entry.job.priority;
+        if request.dead_letter || attempts >= entry.job.max_attempts {
+            self.dead_letter(id);
+            return Ok(NackOutcome::DeadLettered);
+        }
+        let delay = match request.retry_delay {
+            Some(delay) => delay,
+            None => self.config.retry.delay(attempts, self.rng.random()),
+        };
+        let at = now + delay;
+        let place = if delay.is_zero() {
+            self.make_ready(id, priority)
+        } else {
+            self.schedule(id, at)
+        };
+        self.set_place(id, place);
+        Ok(NackOutcome::RetryAt(at))
+    }
+
+    /// Moves a live lease's deadline to `lease_for` from `now`. The token
+    /// stays the same.
+    pub fn extend(
+        &mut self,
+        now: Instant,
+        token: &LeaseToken,
+        lease_for: Duration,
+    ) -> Result<Instant, QueueError> {
+        self.advance(now);
+        let old = self.live_lease(token)?;
+        self.timers.remove(&old);
+        let deadline = now + lease_for;
+        let expiry = (deadline, self.seq());
+        self.timers.insert(expiry, token.job);
+        self.set_place(
+            token.job,
+            Place::Leased {
+                delivery: token.delivery,
+                expiry,
+            },
+        );
+        Ok(deadline)
+    }
+
+    /// Applies every deadline up to `now`: scheduled jobs become ready, and
+    /// expired leases put their job back (or dead-letter it when that was its
+    /// last attempt). Each step costs O(log n); nothing else is visited.
+    pub fn advance(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (_, id) = entry.remove_entry();
+            let Some(entry) = self.jobs.get_mut(&id) else {
+                debug_assert!(false, "timer for unknown job {id}");
+                continue;
+            };
+            match entry.place {
+                Place::Scheduled(_) => {
+                    let priority = entry.job.priority;
+                    let place = self.make_ready(id, priority);
+                    self.set_place(id, place);
+                }
+                Place::Leased { .. } => {
+                    entry.last_error = Some(format!(
+                        "lease expired before attempt {} was acked or nacked",
+                        entry.attempts
+                    ));
+                    let exhausted = entry.attempts >= entry.job.max_attempts;
+                    let priority = entry.job.priority;
+                    self.leased -= 1;
+                    self.stats.expired += 1;
+                    if exhausted {
+                        self.dead_letter(id);
+                    } else {
+                        let place = self.make_ready(id, priority);
+                        self.set_place(id, place);
+                    }
+                }
+                Place::Ready(_) | Place::Dead(_) => {
+                    debug_assert!(false, "timer for job {id} that is not waiting");
+                }
+            }
+        }
+    }
+
+    /// Removes a job that no worker holds (ready, scheduled or dead) and
+    /// returns it. A leased job is refused: its worker may be acking it.
+    pub fn cancel(&mut self, now: Instant, id: &JobId) -> Result<Arc<Job>, QueueError> {
+        self.advance(now);
+        let place = match self.jobs.get(id) {
+            None => {
+                return Err(QueueError::JobNotFound {
+                    queue: self.name.clone(),
+                    job: *id,
+                });
+            }
+            Some(entry) => entry.place,
+        };
+        match place {
+            Place::Ready(key) => {
+                self.ready.remove(&key);
+            }
+            Place::Scheduled(key) => {
+                self.timers.remove(&key);
+            }
+            Place::Dead(seq) => {
+                self.dead.remove(&seq);
+            }
+            Place::Leased { .. } => {
+                return Err(QueueError::JobLeased {
+                    queue: self.name.clone(),
+                    job: *id,
+                });
+            }
+        }
+        let entry = self
+            .jobs
+            .remove(id)
+            .ok_or_else(|| QueueError::JobNotFound {
+                queue: self.name.clone(),
+                job: *id,
+            })?;
+        self.bytes -= entry.job.size;
+        Ok(entry.job)
+    }
+
+    /// A job's state, attempts and last error, for inspection.
+    pub fn job_status(&self, id: &JobId) -> Option<JobStatus> {
+        self.jobs.get(id).map(|entry| JobStatus {
+            job: Arc::clone(&entry.job),
+            state: match entry.place {
+                Place::Ready(_) => JobState::Ready,
+                Place::Scheduled(_) => JobState::Scheduled,
+                Place::Leased { .. } => JobState::Leased,
+                Place::Dead(_) => JobState::Dead,
+            },
+            attempts: entry.attempts,
+            last_error: entry.last_error.clone(),
+        })
+    }
+
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    fn make_ready(&mut self, id: JobId, priority: i32) -> Place {
+        let key = (Reverse(priority), self.seq());
+        self.ready.insert(key, id);
+        self.readied += 1;
+        Place::Ready(key)
+    }
+
+    fn schedule(&mut self, id: JobId, at: Instant) -> Place {
+        let key = (at, self.seq());
+        self.timers.insert(key, id);
+        Place::Scheduled(key)
+    }
+
+    fn dead_letter(&mut self, id: JobId) {
+        let seq = self.seq();
+        self.dead.insert(seq, id);
+        self.set_place(id, Place::Dead(seq));
+        self.stats.dead_lettered += 1;
+    }
+
+    fn set_place(&mut self, id: JobId, place: Place) {
+        if let Some(entry) = self.jobs.get_mut(&id) {
+            entry.place = place;
+        }
+    }
+
+    /// The expiry key of the live lease `token` names.
+    fn live_lease(&self, token: &LeaseToken) -> Result<TimerKey, QueueError> {
+        match self.jobs.get(&token.job).map(|e| e.place) {
+            Some(Place::Leased { delivery, expiry }) if delivery == token.delivery => Ok(expiry),
+            _ => Err(self.lease_not_found(token)),
+        }
+    }
+
+    fn lease_not_found(&self, token: &LeaseToken) -> QueueError {
+        QueueError::LeaseNotFound {
+            queue: self.name.clone(),
+            token: *token,
+        }
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    /// Leasable now.
+    Ready,
+    /// Waiting for a delay or backoff.
+    Scheduled,
+    /// Held by a worker.
+    Leased,
+    /// In the dead-letter set.
+    Dead,
+}
+
+/// A job and where it is.
+#[derive(Clone, Debug)]
+pub struct JobStatus {
+    /// The job.
+    pub job: Arc<Job>,
+    /// Its state.
+    pub state: JobState,
+    /// Deliveries so far.
+    pub attempts: u32,
+    /// The last failure: a nack's reason or a lease expiry.
+    pub last_error: Option<String>,
+}

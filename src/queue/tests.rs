@@ -1,0 +1,478 @@
+//! Behaviour of the queue core, with time moved by hand.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use ulid::Ulid;
+
+use super::*;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn queue_with(config: QueueConfig) -> Queue {
+    Queue::new(QueueName::new("test").expect("valid name"), config)
+}
+
+fn queue() -> Queue {
+    queue_with(QueueConfig::default())
+}
+
+fn job(payload: &str) -> NewJob {
+    NewJob {
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+        ..NewJob::default()
+    }
+}
+
+fn with_priority(payload: &str, priority: i32) -> NewJob {
+    NewJob {
+        priority,
+        ..job(payload)
+    }
+}
+
+fn put(q: &mut Queue, now: Instant, jobs: Vec<NewJob>) -> Vec<JobId> {
+    let batch: Vec<_> = jobs
+        .into_iter()
+        .map(|j| (JobId::from_ulid(Ulid::new()), j))
+        .collect();
+    let ids = batch.iter().map(|(id, _)| *id).collect();
+    q.enqueue(now, SystemTime::now(), batch).expect("enqueue");
+    ids
+}
+
+fn payloads(deliveries: &[Delivery]) -> Vec<&str> {
+    deliveries
+        .iter()
+        .map(|d| std::str::from_utf8(&d.job.payload).expect("utf-8"))
+        .collect()
+}
+
+#[test]
+fn higher_priority_is_delivered_first_and_fifo_within_a_priority() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(
+        &mut q,
+        now,
+        vec![
+            with_priority("low-1", -1),
+            with_priority("mid-1", 0),
+            with_priority("high-1", 5),
+            with_priority("mid-2", 0),
+            with_priority("high-2", 5),
+            with_priority("low-2", -1),
+        ],
+    );
+    let got = q.lease(now, 10, None);
+    assert_eq!(
+        payloads(&got),
+        ["high-1", "high-2", "mid-1", "mid-2", "low-1", "low-2"]
+    );
+}
+
+#[test]
+fn lease_returns_at_most_max_jobs() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(&mut q, now, vec![job("a"), job("b"), job("c")]);
+    assert_eq!(payloads(&q.lease(now, 2, None)), ["a", "b"]);
+    assert_eq!(payloads(&q.lease(now, 2, None)), ["c"]);
+    assert!(q.lease(now, 2, None).is_empty());
+}
+
+#[test]
+fn delayed_job_becomes_leasable_at_its_time() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(
+        &mut q,
+        now,
+        vec![NewJob {
+            ready_at: Some(now + 5 * SEC),
+            ..job("later")
+        }],
+    );
+    assert_eq!(q.counts().scheduled, 1);
+    assert_eq!(q.next_deadline(), Some(now + 5 * SEC));
+    assert!(q.lease(now + 4 * SEC, 1, None).is_empty());
+    assert_eq!(payloads(&q.lease(now + 5 * SEC, 1, None)), ["later"]);
+}
+
+#[test]
+fn ready_at_in_the_past_is_ready_at_once() {
+    let now = Instant::now() + 10 * SEC;
+    let mut q = queue();
+    put(
+        &mut q,
+        now,
+        vec![NewJob {
+            ready_at: Some(now - 5 * SEC),
+            ..job("now")
+        }],
+    );
+    assert_eq!(q.counts().ready, 1);
+}
+
+#[test]
+fn expired_lease_is_redelivered_with_attempt_2_and_a_new_token() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(&mut q, now, vec![job("a")]);
+    let first = q.lease(now, 1, Some(10 * SEC)).remove(0);
+    assert_eq!(first.attempt, 1);
+    assert_eq!(first.deadline, now + 10 * SEC);
+    assert!(q.lease(now + 9 * SEC, 1, None).is_empty());
+
+    let second = q.lease(now + 10 * SEC, 1, None).remove(0);
+    assert_eq!(second.job.id, first.job.id);
+    assert_eq!(second.attempt, 2);
+    assert_ne!(second.token, first.token);
+    assert_eq!(q.stats().expired, 1);
+    let status = q.job_status(&first.job.id).expect("job is held");
+    assert!(status.last_error.expect("error kept").contains("expired"));
+}
+
+#[test]
+fn stale_token_is_rejected_and_does_not_touch_the_redelivered_job() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(&mut q, now, vec![job("a")]);
+    let first = q.lease(now, 1, Some(SEC)).remove(0);
+    let second = q.lease(now + 2 * SEC, 1, None).remove(0);
+
+    let err = q.ack(now + 2 * SEC, &[first.token]).expect_err("stale ack");
+    assert!(matches!(err, QueueError::LeaseNotFound { .. }));
+    assert!(
+        q.nack(now + 2 * SEC, &first.token, NackRequest::default())
+            .is_err()
+    );
+    assert!(q.extend(now + 2 * SEC, &first.token, SEC).is_err());
+    assert_eq!(q.counts().leased, 1);
+
+    q.ack(now + 2 * SEC, &[second.token]).expect("live ack");
+    assert!(q.is_empty());
+}
+
+#[test]
+fn ack_removes_the_job_and_a_second_ack_fails() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(&mut q, now, vec![job("abc")]);
+    assert_eq!(q.bytes(), 3);
+    let d = q.lease(now, 1, None).remove(0);
+    let acked = q.ack(now, &[d.token]).expect("ack");
+    assert_eq!(acked, Acked { jobs: 1, bytes: 3 });
+    assert!(q.is_empty());
+    assert_eq!(q.bytes(), 0);
+    assert!(q.ack(now, &[d.token]).is_err());
+    assert_eq!(q.next_deadline(), None);
+}
+
+#[test]
+fn ack_is_all_or_nothing() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(&mut q, now, vec![job("a"), job("b")]);
+    let got = q.lease(now, 2, None);
+    let bogus = LeaseToken {
+        job: got[0].job.id,
+        delivery: got[0].token.delivery + 1000,
+    };
+    assert!(q.ack(now, &[got[0].token, bogus]).is_err());
+    assert_eq!(q.counts().leased, 2);
+    q.ack(now, &[got[0].token, got[1].token]).expect("ack both");
+    assert!(q.is_empty());
+}
+
+#[test]
+fn ack_after_the_deadline_fails() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(&mut q, now, vec![job("a")]);
+    let d = q.lease(now, 1, Some(SEC)).remove(0);
+    assert!(q.ack(now + SEC, &[d.token]).is_err());
+    assert_eq!(q.counts().ready, 1);
+}
+
+#[test]
+fn nack_with_a_delay_retries_exactly_then() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(&mut q, now, vec![job("a")]);
+    let d = q.lease(now, 1, None).remove(0);
+    let outcome = q
+        .nack(
+            now,
+            &d.token,
+            NackRequest {
+                retry_delay: Some(7 * SEC),
+                reason: "smtp timeout".into(),
+                ..NackRequest::default()
+            },
+        )
+        .expect("nack");
+    assert_eq!(outcome, NackOutcome::RetryAt(now + 7 * SEC));
+    assert_eq!(q.counts().scheduled, 1);
+    assert!(q.lease(now + 6 * SEC, 1, None).is_empty());
+    let again = q.lease(now + 7 * SEC, 1, None).remove(0);
+    assert_eq!(again.attempt, 2);
+    let status = q.job_status(&again.job.id).expect("held");
+    assert_eq!(status.last_error.as_deref(), Some("smtp timeout"));
+}
+
+#[test]
+fn nack_with_zero_delay_is_ready_at_once() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(&mut q, now, vec![job("a")]);
+    let d = q.lease(now, 1, None).remove(0);
+    q.nack(
+        now,
+        &d.token,
+        NackRequest {
+            retry_delay: Some(Duration::ZERO),
+            ..NackRequest::default()
+        },
+    )
+    .expect("nack");
+    assert_eq!(q.lease(now, 1, None).len(), 1);
+}
+
+#[test]
+fn nack_without_delay_uses_exponential_backoff_within_jitter() {
+    let now = Instant::now();
+    let retry = RetryPolicy {
+        base: SEC,
+        cap: 6 * SEC,
+        jitter: 0.2,
+    };
+    let mut q = queue_with(QueueConfig {
+        retry,
+        max_attempts: 100,
+        ..QueueConfig::default()
+    });
+    put(&mut q, now, vec![job("a")]);
+    let mut t = now;
+    // Nominal waits 1, 2, 4, then capped at 6 s.
+    for nominal in [1.0, 2.0, 4.0, 6.0, 6.0] {
+        let d = q.lease(t, 1, None).remove(0);
+        let NackOutcome::RetryAt(at) = q.nack(t, &d.token, NackRequest::default()).expect("nack")
+        else {
+            panic!("expected a retry");
+        };
+        let wait = (at - t).as_secs_f64();
+        assert!(
+            wait >= nominal * 0.8 - 1e-9 && wait <= (nominal * 1.2f64).min(6.0) + 1e-9,
+            "attempt {}: waited {wait}, nominal {nominal}",
+            d.attempt
+        );
+        t = at;
+    }
+}
+
+#[test]
+fn nack_with_dead_letter_skips_remaining_attempts() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(&mut q, now, vec![job("a")]);
+    let d = q.lease(now, 1, None).remove(0);
+    let outcome = q
+        .nack(
+            now,
+            &d.token,
+            NackRequest {
+                dead_letter: true,
+                reason: "bad address".into(),
+                ..NackRequest::default()
+            },
+        )
+        .expect("nack");
+    assert_eq!(outcome, NackOutcome::DeadLettered);
+    assert_eq!(q.counts().dead, 1);
+    let status = q.job_status(&d.job.id).expect("held");
+    assert_eq!(status.state, JobState::Dead);
+    assert_eq!(status.last_error.as_deref(), Some("bad address"));
+    assert!(q.lease(now + 3600 * SEC, 1, None).is_empty());
+}
+
+#[test]
+fn job_is_dead_lettered_after_max_attempts_of_nacks() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(
+        &mut q,
+        now,
+        vec![NewJob {
+            max_attempts: Some(3),
+            ..job("a")
+        }],
+    );
+    let mut last = None;
+    for attempt in 1..=3 {
+        let d = q.lease(now, 1, None).remove(0);
+        assert_eq!(d.attempt, attempt);
+        last = Some(
+            q.nack(
+                now,
+                &d.token,
+                NackRequest {
+                    retry_delay: Some(Duration::ZERO),
+                    reason: format!("failure {attempt}"),
+                    ..NackRequest::default()
+                },
+            )
+            .expect("nack"),
+        );
+    }
+    assert_eq!(last, Some(NackOutcome::DeadLettered));
+    assert_eq!(q.counts().dead, 1);
+    assert_eq!(q.stats().dead_lettered, 1);
+}
+
+#[test]
+fn job_is_dead_lettered_when_its_last_lease_expires() {
+    let now = Instant::now();
+    let mut q = queue_with(QueueConfig {
+        max_attempts: 2,
+        ..QueueConfig::default()
+    });
+    let id = put(&mut q, now, vec![job("a")])[0];
+    q.lease(now, 1, Some(SEC));
+    q.lease(now + SEC, 1, Some(SEC));
+    q.advance(now + 2 * SEC);
+    let status = q.job_status(&id).expect("held");
+    assert_eq!(status.state, JobState::Dead);
+    assert_eq!(status.attempts, 2);
+    assert_eq!(q.stats().expired, 2);
+}
+
+#[test]
+fn full_queue_refuses_and_a_batch_is_all_or_nothing() {
+    let now = Instant::now();
+    let mut q = queue_with(QueueConfig {
+        capacity: 3,
+        ..QueueConfig::default()
+    });
+    put(&mut q, now, vec![job("a"), job("b")]);
+    let batch = vec![
+        (JobId::from_ulid(Ulid::new()), job("c")),
+        (JobId::from_ulid(Ulid::new()), job("d")),
+    ];
+    let err = q
+        .enqueue(now, SystemTime::now(), batch)
+        .expect_err("over capacity");
+    assert_eq!(
+        err.to_string(),
+        "queue test is full: it holds 2 of its 3 jobs and 2 more were offered"
+    );
+    assert_eq!(q.len(), 2);
+    put(&mut q, now, vec![job("c")]);
+    assert_eq!(q.len(), 3);
+}
+
+#[test]
+fn dead_letters_count_against_capacity() {
+    let now = Instant::now();
+    let mut q = queue_with(QueueConfig {
+        capacity: 1,
+        ..QueueConfig::default()
+    });
+    put(&mut q, now, vec![job("a")]);
+    let d = q.lease(now, 1, None).remove(0);
+    let dead = NackRequest {
+        dead_letter: true,
+        ..NackRequest::default()
+    };
+    q.nack(now, &d.token, dead).expect("nack");
+    let batch = vec![(JobId::from_ulid(Ulid::new()), job("b"))];
+    assert!(q.enqueue(now, SystemTime::now(), batch).is_err());
+}
+
+#[test]
+fn extend_moves_the_deadline_from_now_and_keeps_the_token() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(&mut q, now, vec![job("a")]);
+    let d = q.lease(now, 1, Some(10 * SEC)).remove(0);
+    let deadline = q.extend(now + 8 * SEC, &d.token, 10 * SEC).expect("extend");
+    assert_eq!(deadline, now + 18 * SEC);
+    assert_eq!(q.next_deadline(), Some(now + 18 * SEC));
+    q.advance(now + 17 * SEC);
+    assert_eq!(q.counts().leased, 1);
+    q.ack(now + 17 * SEC, &[d.token])
+        .expect("ack with same token");
+}
+
+#[test]
+fn take_readied_counts_jobs_that_became_ready() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(
+        &mut q,
+        now,
+        vec![
+            job("a"),
+            NewJob {
+                ready_at: Some(now + SEC),
+                ..job("b")
+            },
+        ],
+    );
+    assert_eq!(q.take_readied(), 1);
+    q.advance(now + SEC);
+    assert_eq!(q.take_readied(), 1);
+    assert_eq!(q.take_readied(), 0);
+}
+
+#[test]
+fn payload_is_shared_not_copied_on_delivery() {
+    let now = Instant::now();
+    let mut q = queue();
+    let payload = Bytes::from(vec![7u8; 1024]);
+    let ptr = payload.as_ptr();
+    put(
+        &mut q,
+        now,
+        vec![NewJob {
+            payload,
+            ..NewJob::default()
+        }],
+    );
+    let d = q.lease(now, 1, None).remove(0);
+    assert_eq!(d.job.payload.as_ptr(), ptr);
+}
+
+#[test]
+fn cancel_removes_jobs_no_worker_holds_and_refuses_leased_ones() {
+    let now = Instant::now();
+    let mut q = queue();
+    let ids = put(
+        &mut q,
+        now,
+        vec![
+            job("ready"),
+            NewJob {
+                ready_at: Some(now + SEC),
+                ..job("scheduled")
+            },
+            job("leased"),
+        ],
+    );
+    q.cancel(now, &ids[0]).expect("cancel ready");
+    let leased = q.lease(now, 1, None).remove(0);
+    assert_eq!(leased.job.id, ids[2]);
+    assert!(matches!(
+        q.cancel(now, &ids[2]),
+        Err(QueueError::JobLeased { .. })
+    ));
+    q.cancel(now, &ids[1]).expect("cancel scheduled");
+    assert!(matches!(
+        q.cancel(now, &ids[1]),
+        Err(QueueError::JobNotFound { .. })
+    ));
+    assert_eq!(q.next_deadline(), Some(leased.deadline));
+    assert_eq!(q.len(), 1);
+    assert!(q.lease(now + 2 * SEC, 1, None).is_empty());
+}
