@@ -12,4 +12,5 @@
 //!   and serves until shut down.
 //! - [`config`]: command-line flags and `JOBQ_*` variables.
 
+pub mod broker;
 pub mod queue;

@@ -182,14 +182,7 @@ impl Queue {
         batch: Vec<(JobId, NewJob)>,
     ) -> Result<(), QueueError> {
         self.advance(now);
-        if self.jobs.len() + batch.len() > self.config.capacity {
-            return Err(QueueError::Full {
-                queue: self.name.clone(),
-                capacity: self.config.capacity,
-                held: self.jobs.len(),
-                offered: batch.len(),
-            });
-        }
+        self.check_room(batch.len())?;
         for (id, new) in batch {
             let size = new.size();
             let job = Arc::new(Job {
@@ -216,6 +209,19 @@ impl Queue {
             );
             self.bytes += size;
             self.stats.enqueued += 1;
+        }
+        Ok(())
+    }
+
+    /// Whether `offered` more jobs fit within the queue's capacity.
+    pub fn check_room(&self, offered: usize) -> Result<(), QueueError> {
+        if self.jobs.len() + offered > self.config.capacity {
+            return Err(QueueError::Full {
+                queue: self.name.clone(),
+                capacity: self.config.capacity,
+                held: self.jobs.len(),
+                offered,
+            });
         }
         Ok(())
     }

@@ -1,0 +1,37 @@
+//! What the broker refuses.
+
+use crate::queue::{QueueError, QueueName};
+
+/// Why a broker operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The queue refused the operation.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The jobs' bytes do not fit in the server-wide memory budget.
+    #[error(
+        "the server's memory budget for jobs is spent: {used} of {limit} bytes are in use and {offered} more were offered"
+    )]
+    MemoryExhausted {
+        /// The budget in bytes.
+        limit: u64,
+        /// Bytes in use.
+        used: u64,
+        /// Bytes the request tried to add.
+        offered: u64,
+    },
+    /// Creating the queue would pass the server's limit on queues.
+    #[error(
+        "queue {queue} cannot be created: the server already holds its limit of {limit} queues"
+    )]
+    TooManyQueues {
+        /// The queue that was to be created.
+        queue: QueueName,
+        /// The limit.
+        limit: usize,
+    },
+    /// The server is shutting down and takes no new work.
+    #[error("the server is shutting down; retry once it is back")]
+    ShuttingDown,
+}

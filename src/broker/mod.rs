@@ -1,0 +1,335 @@
+//! The broker: every queue of the server, shared between RPC handlers.
+//!
+//! [`Broker`] is a cheap `Clone` handle. Each queue sits in its own
+//! [`Slot`](slot::Slot) behind its own lock, so work on one queue never waits
+//! for another. A timer task per queue applies deadlines as they fall due;
+//! long-polling leases and enqueues waiting for room sleep on notifications,
+//! not loops. Locks are only ever held for one synchronous queue operation.
+
+mod error;
+mod ids;
+mod memory;
+mod slot;
+mod timer;
+
+use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+pub use error::BrokerError;
+pub use ids::IdGenerator;
+pub use memory::MemoryBudget;
+
+use crate::queue::{
+    Delivery, JobId, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob, Queue, QueueConfig,
+    QueueCounts, QueueError, QueueName,
+};
+use slot::Slot;
+
+/// Server-wide settings of the broker.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// Settings for queues created on first use.
+    pub queue_defaults: QueueConfig,
+    /// Bytes of job payloads and metadata held at most, over all queues.
+    pub memory_budget: u64,
+    /// Queues at most.
+    pub max_queues: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            queue_defaults: QueueConfig::default(),
+            memory_budget: 1 << 30,
+            max_queues: 10_000,
+        }
+    }
+}
+
+/// A handle to every queue of the server.
+#[derive(Clone, Debug)]
+pub struct Broker {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: BrokerConfig,
+    // A std lock: held only to look up or insert a slot, never across an
+    // `.await`.
+    queues: RwLock<HashMap<QueueName, Arc<Slot>>>,
+    memory: MemoryBudget,
+    ids: IdGenerator,
+    /// Cancelled when the server begins to shut down.
+    shutdown: CancellationToken,
+}
+
+impl Broker {
+    /// A broker with no queues. Must be created inside a Tokio runtime's
+    /// context, since each queue gets a timer task.
+    pub fn new(config: BrokerConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                memory: MemoryBudget::new(config.memory_budget),
+                config,
+                queues: RwLock::new(HashMap::new()),
+                ids: IdGenerator::default(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Stores `jobs` in `queue`, all or nothing, creating the queue if new.
+    ///
+    /// When the queue is full or the memory budget spent, `wait_for_room`
+    /// of `None` fails at once; `Some(d)` waits up to `d` for room.
+    pub async fn enqueue(
+        &self,
+        queue: QueueName,
+        jobs: Vec<NewJob>,
+        wait_for_room: Option<Duration>,
+    ) -> Result<Vec<JobId>, BrokerError> {
+        self.refuse_if_shutting_down()?;
+        let slot = self.slot_or_create(&queue)?;
+        let bytes: u64 = jobs.iter().map(NewJob::size).sum();
+        let ids = self.shared.ids.next_n(jobs.len());
+        let mut batch: Vec<_> = ids.iter().copied().zip(jobs).collect();
+        let deadline = wait_for_room.map(|wait| Instant::now() + wait);
+        loop {
+            let room = pin!(slot.room.notified());
+            let freed = pin!(self.shared.memory.freed.notified());
+            let (mut room, mut freed) = (room, freed);
+            room.as_mut().enable();
+            freed.as_mut().enable();
+
+            let error = match self.try_store(&slot, &mut batch, bytes) {
+                Ok(()) => return Ok(ids),
+                Err(error) => error,
+            };
+            // Wait only for what refused us: a full queue for its room, a
+            // spent budget for freed bytes (a refused store gives its own
+            // reservation back, which must not wake itself).
+            let (queue_full, over_budget) = match &error {
+                BrokerError::Queue(QueueError::Full { capacity, .. }) => {
+                    (batch.len() <= *capacity, false)
+                }
+                BrokerError::MemoryExhausted { limit, .. } => (false, bytes <= *limit),
+                _ => (false, false),
+            };
+            let Some(deadline) = deadline.filter(|_| queue_full || over_budget) else {
+                return Err(error);
+            };
+            tokio::select! {
+                () = room, if queue_full => {}
+                () = freed, if over_budget => {}
+                () = sleep_until(deadline) => return Err(error),
+                () = self.shared.shutdown.cancelled() => return Err(BrokerError::ShuttingDown),
+            }
+        }
+    }
+
+    fn try_store(
+        &self,
+        slot: &Slot,
+        batch: &mut Vec<(JobId, NewJob)>,
+        bytes: u64,
+    ) -> Result<(), BrokerError> {
+        let memory = &self.shared.memory;
+        memory
+            .try_reserve(bytes)
+            .map_err(|over| BrokerError::MemoryExhausted {
+                limit: over.limit,
+                used: over.used,
+                offered: bytes,
+            })?;
+        let stored = slot.with(|q| {
+            q.check_room(batch.len())?;
+            q.enqueue(Instant::now(), SystemTime::now(), std::mem::take(batch))
+        });
+        if stored.is_err() {
+            memory.release(bytes);
+        }
+        Ok(stored?)
+    }
+
+    /// Leases up to `max` jobs from `queue`, creating the queue if new.
+    /// When none is ready, waits up to `wait` for one; returns early, empty,
+    /// when the server starts to shut down.
+    pub async fn lease(
+        &self,
+        queue: QueueName,
+        max: usize,
+        lease_for: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        self.refuse_if_shutting_down()?;
+        let slot = self.slot_or_create(&queue)?;
+        let deadline = Instant::now() + wait;
+        loop {
+            let mut notified = pin!(slot.ready.notified());
+            notified.as_mut().enable();
+            // One synchronous step after the last await: the jobs leave the
+            // ready set and reach the caller without a cancellation point
+            // in between.
+            let (leased, more_ready) = slot.with(|q| {
+                let leased = q.lease(Instant::now(), max, lease_for);
+                (leased, q.counts().ready > 0)
+            });
+            if !leased.is_empty() {
+                if more_ready {
+                    // Pass the wake-up on to the next waiting worker.
+                    slot.ready.notify_one();
+                }
+                return Ok(leased);
+            }
+            if Instant::now() >= deadline || self.shared.shutdown.is_cancelled() {
+                return Ok(Vec::new());
+            }
+            tokio::select! {
+                () = notified => {}
+                () = sleep_until(deadline) => {}
+                () = self.shared.shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// Acks leases in `queue`, all or none.
+    pub fn ack(&self, queue: &QueueName, tokens: &[LeaseToken]) -> Result<usize, BrokerError> {
+        let Some(first) = tokens.first() else {
+            return Ok(0);
+        };
+        let slot = self.slot_for_lease(queue, first)?;
+        let acked = slot.with(|q| q.ack(Instant::now(), tokens))?;
+        self.shared.memory.release(acked.bytes);
+        Ok(acked.jobs)
+    }
+
+    /// Gives a leased job back for a retry or to the dead-letter set.
+    pub fn nack(
+        &self,
+        queue: &QueueName,
+        token: &LeaseToken,
+        request: NackRequest,
+    ) -> Result<NackOutcome, BrokerError> {
+        let slot = self.slot_for_lease(queue, token)?;
+        Ok(slot.with(|q| q.nack(Instant::now(), token, request))?)
+    }
+
+    /// Moves a lease's deadline to `lease_for` from now.
+    pub fn extend(
+        &self,
+        queue: &QueueName,
+        token: &LeaseToken,
+        lease_for: Duration,
+    ) -> Result<Instant, BrokerError> {
+        let slot = self.slot_for_lease(queue, token)?;
+        Ok(slot.with(|q| q.extend(Instant::now(), token, lease_for))?)
+    }
+
+    /// A job's state, if `queue` holds it.
+    pub fn job_status(&self, queue: &QueueName, id: &JobId) -> Option<JobStatus> {
+        self.slot(queue)?.with(|q| q.job_status(id))
+    }
+
+    /// Jobs per state in `queue`, if it exists.
+    pub fn counts(&self, queue: &QueueName) -> Option<QueueCounts> {
+        Some(self.slot(queue)?.with(|q| q.counts()))
+    }
+
+    /// The settings a new queue gets.
+    pub fn queue_defaults(&self) -> &QueueConfig {
+        &self.shared.config.queue_defaults
+    }
+
+    /// Bytes of jobs held, over all queues.
+    pub fn memory_used(&self) -> u64 {
+        self.shared.memory.used()
+    }
+
+    /// Jobs held in memory, over all queues.
+    pub fn jobs_held(&self) -> usize {
+        let slots: Vec<_> = self.read_queues().values().cloned().collect();
+        slots.iter().map(|slot| slot.with(|q| q.len())).sum()
+    }
+
+    /// Starts shutting down: new enqueues and leases are refused, waiting
+    /// leases return at once, timer tasks stop. Acks, nacks and extends keep
+    /// working so in-flight work can finish.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown.is_cancelled()
+    }
+
+    fn refuse_if_shutting_down(&self) -> Result<(), BrokerError> {
+        if self.is_shutting_down() {
+            return Err(BrokerError::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    fn slot(&self, queue: &QueueName) -> Option<Arc<Slot>> {
+        self.read_queues().get(queue).cloned()
+    }
+
+    /// The queue a lease token is presented to; an unknown queue holds no
+    /// lease, so it answers as the queue would.
+    fn slot_for_lease(
+        &self,
+        queue: &QueueName,
+        token: &LeaseToken,
+    ) -> Result<Arc<Slot>, BrokerError> {
+        self.slot(queue).ok_or_else(|| {
+            QueueError::LeaseNotFound {
+                queue: queue.clone(),
+                token: *token,
+            }
+            .into()
+        })
+    }
+
+    fn slot_or_create(&self, queue: &QueueName) -> Result<Arc<Slot>, BrokerError> {
+        if let Some(slot) = self.slot(queue) {
+            return Ok(slot);
+        }
+        let mut queues = self
+            .shared
+            .queues
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = queues.get(queue) {
+            return Ok(Arc::clone(slot));
+        }
+        let limit = self.shared.config.max_queues;
+        if queues.len() >= limit {
+            return Err(BrokerError::TooManyQueues {
+                queue: queue.clone(),
+                limit,
+            });
+        }
+        let config = self.shared.config.queue_defaults.clone();
+        let slot = Arc::new(Slot::new(Queue::new(queue.clone(), config)));
+        queues.insert(queue.clone(), Arc::clone(&slot));
+        tokio::spawn(timer::run(
+            Arc::clone(&slot),
+            self.shared.shutdown.child_token(),
+        ));
+        tracing::info!(queue = %queue, "queue created");
+        Ok(slot)
+    }
+
+    fn read_queues(&self) -> std::sync::RwLockReadGuard<'_, HashMap<QueueName, Arc<Slot>>> {
+        self.shared.queues.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,99 @@
+//! [`Slot`]: one queue behind its lock, with the notifications that wake
+//! tasks waiting on it.
+
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::queue::Queue;
+
+/// How many waiting workers one change wakes at most; each woken worker that
+/// leaves jobs behind wakes the next, so none is missed.
+const MAX_WAKE: usize = 64;
+
+/// One queue and its wake-ups.
+#[derive(Debug)]
+pub(super) struct Slot {
+    // A std mutex, not tokio's: it is never held across an `.await`, only
+    // for one synchronous queue operation.
+    state: Mutex<SlotState>,
+    /// Woken when jobs become ready, for long-polling leases.
+    pub(super) ready: Notify,
+    /// Woken when jobs leave the queue, for enqueues waiting for room.
+    pub(super) room: Notify,
+    /// Woken when the earliest deadline moves earlier than the timer task's.
+    pub(super) timer: Notify,
+}
+
+#[derive(Debug)]
+struct SlotState {
+    queue: Queue,
+    /// The deadline the timer task sleeps until, if any.
+    armed: Option<Instant>,
+}
+
+impl Slot {
+    pub(super) fn new(queue: Queue) -> Self {
+        Self {
+            state: Mutex::new(SlotState { queue, armed: None }),
+            ready: Notify::new(),
+            room: Notify::new(),
+            timer: Notify::new(),
+        }
+    }
+
+    /// Runs one operation on the queue, then wakes whoever it concerns:
+    /// workers for newly ready jobs, producers for freed room, and the timer
+    /// task for an earlier deadline.
+    pub(super) fn with<R>(&self, op: impl FnOnce(&mut Queue) -> R) -> R {
+        let mut state = self.lock();
+        let held = state.queue.len();
+        let result = op(&mut state.queue);
+        let readied = state.queue.take_readied();
+        let freed = state.queue.len() < held;
+        let next = state.queue.next_deadline();
+        let rearm = match (next, state.armed) {
+            (Some(next), Some(armed)) => next < armed,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if rearm {
+            state.armed = next;
+        }
+        drop(state);
+        self.wake(readied, freed, rearm);
+        result
+    }
+
+    /// The timer task's step: applies what is due now and records the next
+    /// deadline, which the task then sleeps until.
+    pub(super) fn advance(&self) -> Option<Instant> {
+        let mut state = self.lock();
+        state.queue.advance(Instant::now());
+        let readied = state.queue.take_readied();
+        let next = state.queue.next_deadline();
+        state.armed = next;
+        drop(state);
+        self.wake(readied, false, false);
+        next
+    }
+
+    fn wake(&self, readied: usize, freed: bool, rearm: bool) {
+        for _ in 0..readied.min(MAX_WAKE) {
+            self.ready.notify_one();
+        }
+        if freed {
+            self.room.notify_waiters();
+        }
+        if rearm {
+            self.timer.notify_one();
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // A panic while locked cannot leave the queue half-changed in a way
+        // that matters more than stopping the whole server would.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,267 @@
+//! Broker behaviour: waiting, waking and limits, with Tokio's clock paused so
+//! time only moves when every task is idle.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::*;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn name(s: &str) -> QueueName {
+    QueueName::new(s).expect("valid name")
+}
+
+fn job(payload: &'static str) -> NewJob {
+    NewJob {
+        payload: Bytes::from_static(payload.as_bytes()),
+        ..NewJob::default()
+    }
+}
+
+fn broker_with(capacity: usize, memory_budget: u64) -> Broker {
+    Broker::new(BrokerConfig {
+        queue_defaults: QueueConfig {
+            capacity,
+            ..QueueConfig::default()
+        },
+        memory_budget,
+        max_queues: 4,
+    })
+}
+
+fn broker() -> Broker {
+    broker_with(100, 1 << 20)
+}
+
+#[tokio::test(start_paused = true)]
+async fn long_poll_wakes_when_a_job_arrives() {
+    let b = broker();
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move { b.lease(name("q"), 1, None, 30 * SEC).await })
+    };
+    tokio::task::yield_now().await;
+    let start = Instant::now();
+    b.enqueue(name("q"), vec![job("hello")], None)
+        .await
+        .expect("enqueue");
+    let got = waiter.await.expect("join").expect("lease");
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].job.payload[..], b"hello");
+    assert_eq!(Instant::now(), start, "woken without any time passing");
+}
+
+#[tokio::test(start_paused = true)]
+async fn long_poll_returns_empty_when_the_wait_runs_out() {
+    let b = broker();
+    let start = Instant::now();
+    let got = b.lease(name("q"), 1, None, 5 * SEC).await.expect("lease");
+    assert!(got.is_empty());
+    assert_eq!(Instant::now() - start, 5 * SEC);
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_waiters_all_get_a_job_from_one_batch() {
+    let b = broker();
+    let waiters: Vec<_> = (0..5)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { b.lease(name("q"), 1, None, 30 * SEC).await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    let jobs = (0..5).map(|_| job("x")).collect();
+    b.enqueue(name("q"), jobs, None).await.expect("enqueue");
+    let start = Instant::now();
+    for w in waiters {
+        assert_eq!(w.await.expect("join").expect("lease").len(), 1);
+    }
+    assert_eq!(Instant::now(), start);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timer_redelivers_an_expired_lease_to_a_waiting_worker() {
+    let b = broker();
+    b.enqueue(name("q"), vec![job("a")], None)
+        .await
+        .expect("enqueue");
+    let first = b
+        .lease(name("q"), 1, Some(10 * SEC), Duration::ZERO)
+        .await
+        .expect("lease")
+        .remove(0);
+    let start = Instant::now();
+    let again = b
+        .lease(name("q"), 1, None, 60 * SEC)
+        .await
+        .expect("lease")
+        .remove(0);
+    assert_eq!(Instant::now() - start, 10 * SEC);
+    assert_eq!(again.job.id, first.job.id);
+    assert_eq!(again.attempt, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn delayed_job_wakes_a_waiting_worker_at_its_time() {
+    let b = broker();
+    let start = Instant::now();
+    let delayed = NewJob {
+        ready_at: Some(start + 3 * SEC),
+        ..job("later")
+    };
+    b.enqueue(name("q"), vec![delayed], None)
+        .await
+        .expect("enqueue");
+    let got = b.lease(name("q"), 1, None, 60 * SEC).await.expect("lease");
+    assert_eq!(got.len(), 1);
+    assert_eq!(Instant::now() - start, 3 * SEC);
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_budget_refuses_at_once_and_names_the_limit() {
+    let b = broker_with(100, 10);
+    b.enqueue(name("a"), vec![job("12345678")], None)
+        .await
+        .expect("fits");
+    let err = b
+        .enqueue(name("b"), vec![job("123")], None)
+        .await
+        .expect_err("over budget");
+    assert_eq!(
+        err,
+        BrokerError::MemoryExhausted {
+            limit: 10,
+            used: 8,
+            offered: 3
+        }
+    );
+    assert_eq!(b.memory_used(), 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_is_given_back_on_ack() {
+    let b = broker_with(100, 10);
+    b.enqueue(name("a"), vec![job("12345678")], None)
+        .await
+        .expect("fits");
+    let d = b
+        .lease(name("a"), 1, None, Duration::ZERO)
+        .await
+        .expect("lease")
+        .remove(0);
+    b.ack(&name("a"), &[d.token]).expect("ack");
+    assert_eq!(b.memory_used(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_queue_refusal_stores_nothing_and_keeps_no_memory() {
+    let b = broker_with(2, 1 << 20);
+    b.enqueue(name("q"), vec![job("a")], None)
+        .await
+        .expect("fits");
+    let err = b
+        .enqueue(name("q"), vec![job("b"), job("c")], None)
+        .await
+        .expect_err("full");
+    assert!(matches!(err, BrokerError::Queue(QueueError::Full { .. })));
+    assert_eq!(b.memory_used(), 1);
+    assert_eq!(b.counts(&name("q")).expect("exists").ready, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_enqueue_is_stored_once_an_ack_makes_room() {
+    let b = broker_with(1, 1 << 20);
+    b.enqueue(name("q"), vec![job("a")], None)
+        .await
+        .expect("fits");
+    let producer = {
+        let b = b.clone();
+        tokio::spawn(async move { b.enqueue(name("q"), vec![job("b")], Some(60 * SEC)).await })
+    };
+    let d = b
+        .lease(name("q"), 1, None, Duration::ZERO)
+        .await
+        .expect("lease")
+        .remove(0);
+    tokio::time::sleep(5 * SEC).await;
+    assert!(!producer.is_finished());
+    b.ack(&name("q"), &[d.token]).expect("ack");
+    let ids = producer.await.expect("join").expect("stored after room");
+    assert_eq!(ids.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_enqueue_gives_up_at_its_deadline() {
+    let b = broker_with(1, 1 << 20);
+    b.enqueue(name("q"), vec![job("a")], None)
+        .await
+        .expect("fits");
+    let start = Instant::now();
+    let err = b
+        .enqueue(name("q"), vec![job("b")], Some(2 * SEC))
+        .await
+        .expect_err("still full");
+    assert!(matches!(err, BrokerError::Queue(QueueError::Full { .. })));
+    assert_eq!(Instant::now() - start, 2 * SEC);
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_larger_than_capacity_does_not_wait() {
+    let b = broker_with(1, 1 << 20);
+    let start = Instant::now();
+    let err = b
+        .enqueue(name("q"), vec![job("a"), job("b")], Some(60 * SEC))
+        .await
+        .expect_err("can never fit");
+    assert!(matches!(err, BrokerError::Queue(QueueError::Full { .. })));
+    assert_eq!(Instant::now(), start);
+}
+
+#[tokio::test(start_paused = true)]
+async fn queue_count_is_limited() {
+    let b = broker();
+    for q in ["a", "b", "c", "d"] {
+        b.enqueue(name(q), vec![job("x")], None).await.expect("ok");
+    }
+    let err = b
+        .enqueue(name("e"), vec![job("x")], None)
+        .await
+        .expect_err("fifth queue");
+    assert!(matches!(err, BrokerError::TooManyQueues { limit: 4, .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_ends_long_polls_early_and_refuses_new_work() {
+    let b = broker();
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move { b.lease(name("q"), 1, None, 60 * SEC).await })
+    };
+    tokio::task::yield_now().await;
+    let start = Instant::now();
+    b.shutdown();
+    let got = waiter.await.expect("join").expect("empty, not an error");
+    assert!(got.is_empty());
+    assert_eq!(Instant::now(), start);
+    assert_eq!(
+        b.enqueue(name("q"), vec![job("x")], None).await,
+        Err(BrokerError::ShuttingDown)
+    );
+    assert_eq!(
+        b.lease(name("q"), 1, None, SEC).await.map(|v| v.len()),
+        Err(BrokerError::ShuttingDown)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_queue_holds_no_lease() {
+    let b = broker();
+    let token: LeaseToken = "0".repeat(48).parse().expect("well-formed");
+    assert!(matches!(
+        b.ack(&name("nope"), &[token]),
+        Err(BrokerError::Queue(QueueError::LeaseNotFound { .. }))
+    ));
+}
