@@ -13,4 +13,7 @@
 //! - [`config`]: command-line flags and `JOBQ_*` variables.
 
 pub mod broker;
+pub mod config;
+pub mod grpc;
 pub mod queue;
+pub mod server;

@@ -1,0 +1,238 @@
+//! The server's settings: every flag has a `JOBQ_*` environment variable and
+//! a default, all shown by `jobq --help`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::broker::BrokerConfig;
+use crate::grpc::Limits;
+use crate::queue::{QueueConfig, RetryPolicy};
+
+/// A job queue served over gRPC.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "jobq", version, about, long_about = None)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "JOBQ_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Lease length when a worker asks for none.
+    #[arg(long, env = "JOBQ_LEASE_DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+
+    /// Longest lease (or extension) a worker may ask for.
+    #[arg(long, env = "JOBQ_MAX_LEASE_DURATION", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub max_lease_duration: Duration,
+
+    /// Deliveries a job may have before it is dead-lettered, unless the job
+    /// sets its own limit.
+    #[arg(long, env = "JOBQ_MAX_ATTEMPTS", default_value_t = 10)]
+    pub max_attempts: u32,
+
+    /// Retry backoff after the first failed attempt; it doubles with each
+    /// further attempt.
+    #[arg(long, env = "JOBQ_BACKOFF_BASE", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub backoff_base: Duration,
+
+    /// Longest retry backoff.
+    #[arg(long, env = "JOBQ_BACKOFF_CAP", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub backoff_cap: Duration,
+
+    /// Relative random spread of each backoff, from 0 to 1 (0.2 is ±20 %).
+    #[arg(long, env = "JOBQ_BACKOFF_JITTER", default_value_t = 0.2)]
+    pub backoff_jitter: f64,
+
+    /// Largest job payload, in bytes.
+    #[arg(long, env = "JOBQ_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
+    pub max_payload_bytes: usize,
+
+    /// Jobs one queue holds at most (ready, scheduled, leased and dead).
+    #[arg(long, env = "JOBQ_QUEUE_CAPACITY", default_value_t = 100_000)]
+    pub queue_capacity: usize,
+
+    /// Bytes of job payloads and metadata held at most, over all queues.
+    #[arg(long, env = "JOBQ_MEMORY_BUDGET_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub memory_budget_bytes: u64,
+
+    /// Queues the server holds at most.
+    #[arg(long, env = "JOBQ_MAX_QUEUES", default_value_t = 10_000)]
+    pub max_queues: usize,
+
+    /// Longest long-poll wait a Lease may ask for.
+    #[arg(long, env = "JOBQ_MAX_LEASE_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub max_lease_wait: Duration,
+
+    /// Longest an enqueue with wait_for_room waits for room (less when the
+    /// call's deadline comes first).
+    #[arg(long, env = "JOBQ_MAX_ENQUEUE_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub max_enqueue_wait: Duration,
+
+    /// Largest gRPC request, in bytes; bounds batch enqueues. Must exceed
+    /// the payload limit.
+    #[arg(long, env = "JOBQ_MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// On SIGINT or SIGTERM, how long in-flight RPCs get to finish.
+    #[arg(long, env = "JOBQ_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// A setting that cannot work, with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("--{flag}: {problem}")]
+pub struct InvalidConfig {
+    flag: &'static str,
+    problem: String,
+}
+
+impl Config {
+    /// The defaults, as `jobq` with no flags would run, ignoring the
+    /// environment. For tests and embedding.
+    pub fn defaults() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            lease_duration: Duration::from_secs(30),
+            max_lease_duration: Duration::from_secs(12 * 3600),
+            max_attempts: 10,
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(15 * 60),
+            backoff_jitter: 0.2,
+            max_payload_bytes: 1024 * 1024,
+            queue_capacity: 100_000,
+            memory_budget_bytes: 1024 * 1024 * 1024,
+            max_queues: 10_000,
+            max_lease_wait: Duration::from_secs(60),
+            max_enqueue_wait: Duration::from_secs(60),
+            max_request_bytes: 4 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// Checks the settings against each other.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let fail = |flag, problem: String| Err(InvalidConfig { flag, problem });
+        if self.lease_duration.is_zero() || self.lease_duration > self.max_lease_duration {
+            return fail(
+                "lease-duration",
+                format!(
+                    "{:?} must be above zero and at most --max-lease-duration ({:?})",
+                    self.lease_duration, self.max_lease_duration
+                ),
+            );
+        }
+        if !(1..=crate::grpc::MAX_ATTEMPTS_LIMIT).contains(&self.max_attempts) {
+            return fail(
+                "max-attempts",
+                format!(
+                    "{} must be from 1 to {}",
+                    self.max_attempts,
+                    crate::grpc::MAX_ATTEMPTS_LIMIT
+                ),
+            );
+        }
+        if self.backoff_base > self.backoff_cap {
+            return fail(
+                "backoff-base",
+                format!(
+                    "{:?} is more than --backoff-cap ({:?})",
+                    self.backoff_base, self.backoff_cap
+                ),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.backoff_jitter) {
+            return fail(
+                "backoff-jitter",
+                format!("{} must be from 0 to 1", self.backoff_jitter),
+            );
+        }
+        if self.queue_capacity == 0 || self.max_queues == 0 {
+            return fail(
+                "queue-capacity",
+                "queue capacity and --max-queues must be at least 1".into(),
+            );
+        }
+        if self.max_payload_bytes as u64 > self.memory_budget_bytes {
+            return fail(
+                "max-payload-bytes",
+                format!(
+                    "{} is more than --memory-budget-bytes ({})",
+                    self.max_payload_bytes, self.memory_budget_bytes
+                ),
+            );
+        }
+        if self.max_request_bytes <= self.max_payload_bytes {
+            return fail(
+                "max-request-bytes",
+                format!(
+                    "{} must exceed --max-payload-bytes ({}) to leave room for the job's other fields",
+                    self.max_request_bytes, self.max_payload_bytes
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The broker's part of the settings.
+    pub fn broker(&self) -> BrokerConfig {
+        BrokerConfig {
+            queue_defaults: QueueConfig {
+                capacity: self.queue_capacity,
+                lease_duration: self.lease_duration,
+                max_attempts: self.max_attempts,
+                retry: RetryPolicy {
+                    base: self.backoff_base,
+                    cap: self.backoff_cap,
+                    jitter: self.backoff_jitter,
+                },
+            },
+            memory_budget: self.memory_budget_bytes,
+            max_queues: self.max_queues,
+        }
+    }
+
+    /// The request limits the gRPC layer checks.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_payload_bytes: self.max_payload_bytes,
+            max_lease_duration: self.max_lease_duration,
+            max_lease_wait: self.max_lease_wait,
+            max_enqueue_wait: self.max_enqueue_wait,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_flags_defaults_and_are_valid() {
+        let parsed = Config::try_parse_from(["jobq"]).expect("parses");
+        let defaults = Config::defaults();
+        assert_eq!(format!("{parsed:?}"), format!("{defaults:?}"));
+        defaults.validate().expect("valid");
+    }
+
+    #[test]
+    fn durations_parse_in_human_form() {
+        let c = Config::try_parse_from(["jobq", "--lease-duration", "2m", "--backoff-cap", "1h"])
+            .expect("parses");
+        assert_eq!(c.lease_duration, Duration::from_secs(120));
+        assert_eq!(c.backoff_cap, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn inconsistent_settings_are_refused_naming_the_flag() {
+        let mut c = Config::defaults();
+        c.backoff_base = Duration::from_secs(3600);
+        c.backoff_cap = Duration::from_secs(60);
+        let err = c.validate().expect_err("base above cap").to_string();
+        assert!(err.starts_with("--backoff-base:"), "{err}");
+
+        let mut c = Config::defaults();
+        c.max_request_bytes = c.max_payload_bytes;
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,468 @@
+//! Request validation and protobuf ⇄ core conversions.
+//!
+//! Every check of a client's input lives here, and every failure names the
+//! field that was wrong and what would be right.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::pb;
+use crate::queue::{Delivery, LeaseToken, NackOutcome, NewJob, QueueName};
+
+/// Highest per-job or per-queue `max_attempts`.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
+/// Most jobs in one batch enqueue.
+pub const MAX_BATCH_JOBS: usize = 1000;
+/// Most jobs one lease call returns.
+pub const MAX_LEASE_JOBS: u32 = 100;
+/// Most tokens in one ack.
+pub const MAX_ACK_TOKENS: usize = 1000;
+/// Furthest a job may be scheduled ahead, or a retry delayed.
+pub const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Shortest lease.
+pub const MIN_LEASE: Duration = Duration::from_millis(1);
+/// Most metadata entries per job.
+pub const MAX_METADATA_ENTRIES: usize = 64;
+/// Longest metadata key, in bytes.
+pub const MAX_METADATA_KEY_BYTES: usize = 256;
+/// Longest metadata value (and nack reason), in bytes.
+pub const MAX_TEXT_BYTES: usize = 4096;
+
+/// A request field that is missing or out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct InvalidField {
+    /// The field's path in the request, e.g. `jobs[3].payload`.
+    pub field: String,
+    /// What is wrong and what would be right.
+    pub problem: String,
+}
+
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> InvalidField {
+    InvalidField {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The server's limits on requests.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest payload, in bytes.
+    pub max_payload_bytes: usize,
+    /// Longest lease or extension.
+    pub max_lease_duration: Duration,
+    /// Longest long-poll wait.
+    pub max_lease_wait: Duration,
+    /// Longest wait for room on enqueue.
+    pub max_enqueue_wait: Duration,
+}
+
+/// Checks a queue name.
+pub fn queue_name(name: &str) -> Result<QueueName, InvalidField> {
+    QueueName::new(name).map_err(|e| invalid("queue", e.to_string()))
+}
+
+/// Checks a lease token's form (not whether it is live).
+pub fn lease_token(field: &str, token: &str) -> Result<LeaseToken, InvalidField> {
+    if token.is_empty() {
+        return Err(invalid(field, "is required"));
+    }
+    token.parse().map_err(|e| invalid(field, format!("{e}")))
+}
+
+/// Checks the tokens of an ack: 1 to 1000, all distinct.
+pub fn ack_tokens(tokens: &[String]) -> Result<Vec<LeaseToken>, InvalidField> {
+    if tokens.is_empty() || tokens.len() > MAX_ACK_TOKENS {
+        return Err(invalid(
+            "lease_tokens",
+            format!("has {} tokens; send 1 to {MAX_ACK_TOKENS}", tokens.len()),
+        ));
+    }
+    let mut seen = HashSet::with_capacity(tokens.len());
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let field = format!("lease_tokens[{i}]");
+            let token = lease_token(&field, text)?;
+            if !seen.insert(token) {
+                return Err(invalid(field, "repeats an earlier token"));
+            }
+            Ok(token)
+        })
+        .collect()
+}
+
+/// Converts a protobuf duration, refusing negative or malformed ones.
+fn duration(field: &str, d: prost_types::Duration) -> Result<Duration, InvalidField> {
+    Duration::try_from(d).map_err(|_| {
+        invalid(
+            field,
+            format!(
+                "{}s {}ns is not a valid non-negative duration",
+                d.seconds, d.nanos
+            ),
+        )
+    })
+}
+
+impl Limits {
+    /// Checks a job and converts it for the core.
+    pub fn new_job(&self, field: &str, job: pb::NewJob) -> Result<NewJob, InvalidField> {
+        if job.payload.len() > self.max_payload_bytes {
+            return Err(invalid(
+                format!("{field}.payload"),
+                format!(
+                    "is {} bytes; the limit is {}",
+                    job.payload.len(),
+                    self.max_payload_bytes
+                ),
+            ));
+        }
+        let metadata = metadata(field, job.metadata)?;
+        let ready_at = match job.schedule {
+            None => None,
+            Some(pb::new_job::Schedule::Delay(d)) => {
+                let field = format!("{field}.delay");
+                let delay = duration(&field, d)?;
+                if delay > MAX_DELAY {
+                    return Err(invalid(field, "is more than 365 days"));
+                }
+                Some(Instant::now() + delay)
+            }
+            Some(pb::new_job::Schedule::NotBefore(ts)) => {
+                let field = format!("{field}.not_before");
+                let at = SystemTime::try_from(ts)
+                    .map_err(|_| invalid(&field, "is not a valid timestamp"))?;
+                let ahead = at
+                    .duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO);
+                if ahead > MAX_DELAY {
+                    return Err(invalid(field, "is more than 365 days ahead"));
+                }
+                Some(Instant::now() + ahead)
+            }
+        };
+        let max_attempts = match job.max_attempts {
+            0 => None,
+            n if n <= MAX_ATTEMPTS_LIMIT => Some(n),
+            n => {
+                return Err(invalid(
+                    format!("{field}.max_attempts"),
+                    format!("is {n}; use 0 for the queue default or 1 to {MAX_ATTEMPTS_LIMIT}"),
+                ));
+            }
+        };
+        Ok(NewJob {
+            payload: job.payload,
+            metadata,
+            priority: job.priority,
+            ready_at,
+            max_attempts,
+        })
+    }
+
+    /// Checks a batch of jobs.
+    pub fn new_jobs(&self, jobs: Vec<pb::NewJob>) -> Result<Vec<NewJob>, InvalidField> {
+        if jobs.is_empty() || jobs.len() > MAX_BATCH_JOBS {
+            return Err(invalid(
+                "jobs",
+                format!("has {} jobs; send 1 to {MAX_BATCH_JOBS}", jobs.len()),
+            ));
+        }
+        jobs.into_iter()
+            .enumerate()
+            .map(|(i, job)| self.new_job(&format!("jobs[{i}]"), job))
+            .collect()
+    }
+
+    /// Checks a lease length; `None` when unset.
+    pub fn lease_duration(
+        &self,
+        field: &str,
+        d: Option<prost_types::Duration>,
+    ) -> Result<Option<Duration>, InvalidField> {
+        let Some(d) = d else {
+            return Ok(None);
+        };
+        let d = duration(field, d)?;
+        if d < MIN_LEASE || d > self.max_lease_duration {
+            return Err(invalid(
+                field,
+                format!(
+                    "is {d:?}; it must be from {MIN_LEASE:?} to {:?}",
+                    self.max_lease_duration
+                ),
+            ));
+        }
+        Ok(Some(d))
+    }
+
+    /// Checks a long-poll wait; unset is zero.
+    pub fn lease_wait(&self, d: Option<prost_types::Duration>) -> Result<Duration, InvalidField> {
+        let Some(d) = d else {
+            return Ok(Duration::ZERO);
+        };
+        let d = duration("wait_time", d)?;
+        if d > self.max_lease_wait {
+            return Err(invalid(
+                "wait_time",
+                format!("is {d:?}; the limit is {:?}", self.max_lease_wait),
+            ));
+        }
+        Ok(d)
+    }
+
+    /// How long an enqueue waits for room: `None` unless asked, else the
+    /// server's limit or the call's deadline, whichever is sooner.
+    pub fn enqueue_wait(
+        &self,
+        wait_for_room: bool,
+        deadline: Option<Duration>,
+    ) -> Option<Duration> {
+        wait_for_room
+            .then(|| deadline.map_or(self.max_enqueue_wait, |d| d.min(self.max_enqueue_wait)))
+    }
+}
+
+/// Checks a lease's `max_jobs`: 0 means 1.
+pub fn max_jobs(n: u32) -> Result<usize, InvalidField> {
+    match n {
+        0 => Ok(1),
+        n if n <= MAX_LEASE_JOBS => Ok(n as usize),
+        n => Err(invalid(
+            "max_jobs",
+            format!("is {n}; it must be from 1 to {MAX_LEASE_JOBS}"),
+        )),
+    }
+}
+
+/// Checks a nack's delay, flag and reason.
+pub fn nack(request: &pb::NackRequest) -> Result<crate::queue::NackRequest, InvalidField> {
+    let retry_delay = match request.retry_delay {
+        None => None,
+        Some(_) if request.dead_letter => {
+            return Err(invalid(
+                "retry_delay",
+                "must be unset when dead_letter is true",
+            ));
+        }
+        Some(d) => {
+            let d = duration("retry_delay", d)?;
+            if d > MAX_DELAY {
+                return Err(invalid("retry_delay", "is more than 365 days"));
+            }
+            Some(d)
+        }
+    };
+    if request.reason.len() > MAX_TEXT_BYTES {
+        return Err(invalid(
+            "reason",
+            format!(
+                "is {} bytes; the limit is {MAX_TEXT_BYTES}",
+                request.reason.len()
+            ),
+        ));
+    }
+    Ok(crate::queue::NackRequest {
+        retry_delay,
+        dead_letter: request.dead_letter,
+        reason: request.reason.clone(),
+    })
+}
+
+fn metadata(
+    field: &str,
+    metadata: std::collections::HashMap<String, String>,
+) -> Result<Vec<(String, String)>, InvalidField> {
+    let field = format!("{field}.metadata");
+    if metadata.len() > MAX_METADATA_ENTRIES {
+        return Err(invalid(
+            field,
+            format!(
+                "has {} entries; the limit is {MAX_METADATA_ENTRIES}",
+                metadata.len()
+            ),
+        ));
+    }
+    let mut entries: Vec<_> = metadata.into_iter().collect();
+    entries.sort_unstable();
+    for (key, value) in &entries {
+        if key.is_empty() || key.len() > MAX_METADATA_KEY_BYTES {
+            return Err(invalid(
+                &field,
+                format!("key {key:?} must be 1 to {MAX_METADATA_KEY_BYTES} bytes"),
+            ));
+        }
+        if value.len() > MAX_TEXT_BYTES {
+            return Err(invalid(
+                &field,
+                format!(
+                    "value of {key:?} is {} bytes; the limit is {MAX_TEXT_BYTES}",
+                    value.len()
+                ),
+            ));
+        }
+    }
+    Ok(entries)
+}
+
+/// The wall-clock time of a monotonic instant, for clients.
+pub fn timestamp(at: Instant) -> prost_types::Timestamp {
+    let now = Instant::now();
+    let wall = if at >= now {
+        SystemTime::now() + (at - now)
+    } else {
+        SystemTime::now() - (now - at)
+    };
+    wall.into()
+}
+
+/// A delivery as a worker sees it.
+pub fn lease(queue: &QueueName, delivery: Delivery) -> pb::Lease {
+    let job = &delivery.job;
+    pb::Lease {
+        job: Some(pb::Job {
+            id: job.id.to_string(),
+            queue: queue.to_string(),
+            payload: job.payload.clone(),
+            metadata: job.metadata.iter().cloned().collect(),
+            priority: job.priority,
+            max_attempts: job.max_attempts,
+            enqueue_time: Some(job.enqueued_at.into()),
+        }),
+        lease_token: delivery.token.to_string(),
+        attempt: delivery.attempt,
+        lease_deadline: Some(timestamp(delivery.deadline)),
+    }
+}
+
+/// A nack's outcome as the worker sees it.
+pub fn nack_response(outcome: NackOutcome) -> pb::NackResponse {
+    match outcome {
+        NackOutcome::RetryAt(at) => pb::NackResponse {
+            outcome: pb::NackOutcome::RetryScheduled.into(),
+            retry_time: Some(timestamp(at)),
+        },
+        NackOutcome::DeadLettered => pb::NackResponse {
+            outcome: pb::NackOutcome::DeadLettered.into(),
+            retry_time: None,
+        },
+    }
+}
+
+/// The deadline a client set with the `grpc-timeout` header, if any.
+pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_payload_bytes: 10,
+            max_lease_duration: Duration::from_secs(60),
+            max_lease_wait: Duration::from_secs(20),
+            max_enqueue_wait: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn oversized_payload_names_the_field_and_limit() {
+        let job = pb::NewJob {
+            payload: vec![0u8; 11].into(),
+            ..pb::NewJob::default()
+        };
+        let err = limits().new_jobs(vec![pb::NewJob::default(), job]);
+        assert_eq!(
+            err.expect_err("too big").to_string(),
+            "jobs[1].payload: is 11 bytes; the limit is 10"
+        );
+    }
+
+    #[test]
+    fn lease_duration_must_be_positive_and_bounded() {
+        let l = limits();
+        let secs = |s| {
+            Some(prost_types::Duration {
+                seconds: s,
+                nanos: 0,
+            })
+        };
+        assert_eq!(l.lease_duration("d", None), Ok(None));
+        assert!(l.lease_duration("d", secs(0)).is_err());
+        assert!(l.lease_duration("d", secs(-1)).is_err());
+        assert!(l.lease_duration("d", secs(61)).is_err());
+        assert_eq!(
+            l.lease_duration("d", secs(60)),
+            Ok(Some(Duration::from_secs(60)))
+        );
+    }
+
+    #[test]
+    fn ack_tokens_must_be_distinct_and_well_formed() {
+        let token = "0".repeat(48);
+        assert!(ack_tokens(&[]).is_err());
+        assert!(ack_tokens(&[token.clone(), token.clone()]).is_err());
+        assert!(ack_tokens(&["nope".into()]).is_err());
+        assert_eq!(ack_tokens(&[token]).map(|t| t.len()), Ok(1));
+    }
+
+    #[test]
+    fn enqueue_wait_takes_the_sooner_of_deadline_and_limit() {
+        let l = limits();
+        assert_eq!(l.enqueue_wait(false, Some(Duration::from_secs(5))), None);
+        assert_eq!(l.enqueue_wait(true, None), Some(Duration::from_secs(30)));
+        assert_eq!(
+            l.enqueue_wait(true, Some(Duration::from_secs(5))),
+            Some(Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn grpc_timeout_header_parses_every_unit() {
+        let mut m = tonic::metadata::MetadataMap::new();
+        for (text, want) in [
+            ("2H", Duration::from_secs(7200)),
+            ("3M", Duration::from_secs(180)),
+            ("4S", Duration::from_secs(4)),
+            ("500m", Duration::from_millis(500)),
+            ("7u", Duration::from_micros(7)),
+            ("9n", Duration::from_nanos(9)),
+        ] {
+            m.insert("grpc-timeout", text.parse().expect("ascii"));
+            assert_eq!(grpc_timeout(&m), Some(want), "{text}");
+        }
+        m.insert("grpc-timeout", "x".parse().expect("ascii"));
+        assert_eq!(grpc_timeout(&m), None);
+    }
+
+    #[test]
+    fn dead_letter_with_a_delay_is_contradictory() {
+        let request = pb::NackRequest {
+            dead_letter: true,
+            retry_delay: Some(prost_types::Duration::default()),
+            ..pb::NackRequest::default()
+        };
+        assert_eq!(
+            nack(&request).expect_err("both").field,
+            "retry_delay".to_string()
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! The gRPC face of the broker: the `jobq.v1.JobQueue` service.
+//!
+//! Each RPC is a few lines: validate and convert the request
+//! ([`convert`]), call the [`Broker`](crate::broker::Broker), convert the
+//! answer, and map refusals to statuses in one place ([`status`]).
+
+mod convert;
+pub mod pb;
+mod service;
+mod status;
+
+pub use convert::{InvalidField, Limits, MAX_ATTEMPTS_LIMIT};
+pub use service::JobQueueService;
