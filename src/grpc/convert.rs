@@ -217,14 +217,19 @@ impl Limits {
     }
 
     /// How long an enqueue waits for room: `None` unless asked, else the
-    /// server's limit or the call's deadline, whichever is sooner.
+    /// server's limit or the call's deadline, whichever is sooner. A
+    /// twentieth of the deadline is kept back so that the refusal, with its
+    /// reason, reaches the client before the client gives up on its own.
     pub fn enqueue_wait(
         &self,
         wait_for_room: bool,
         deadline: Option<Duration>,
     ) -> Option<Duration> {
-        wait_for_room
-            .then(|| deadline.map_or(self.max_enqueue_wait, |d| d.min(self.max_enqueue_wait)))
+        wait_for_room.then(|| {
+            deadline.map_or(self.max_enqueue_wait, |d| {
+                (d - d / 20).min(self.max_enqueue_wait)
+            })
+        })
     }
 }
 
@@ -430,8 +435,8 @@ mod tests {
         assert_eq!(l.enqueue_wait(false, Some(Duration::from_secs(5))), None);
         assert_eq!(l.enqueue_wait(true, None), Some(Duration::from_secs(30)));
         assert_eq!(
-            l.enqueue_wait(true, Some(Duration::from_secs(5))),
-            Some(Duration::from_secs(5))
+            l.enqueue_wait(true, Some(Duration::from_secs(20))),
+            Some(Duration::from_secs(19))
         );
     }
 
