@@ -46,7 +46,8 @@ fn queue_core(c: &mut Criterion) {
                 .collect::<Vec<_>>()
         };
         for _ in 0..size / 1000 {
-            q.enqueue(now, SystemTime::now(), ids(1000)).expect("prefill");
+            q.enqueue(now, SystemTime::now(), ids(1000))
+                .expect("prefill");
         }
         group.bench_function(BenchmarkId::from_parameter(size), |b| {
             b.iter(|| {

@@ -10,7 +10,8 @@
 //! overdue leases, dead-lettering jobs that used their last attempt).
 //!
 //! Data structures and their costs, for `n` jobs in the queue:
-//! - jobs by id: a `HashMap`, O(1);
+//! - jobs by id: a `BTreeMap` (ids grow with time, so FIFO use stays at
+//!   its two edges), O(log n);
 //! - ready jobs: a `BTreeMap` keyed by (priority descending, ready order),
 //!   O(log n) to insert or pop the next;
 //! - deadlines (delayed jobs, backoff retries, lease expiries): a `BTreeMap`
@@ -35,3 +36,6 @@ pub use state::{Acked, JobState, JobStatus, Queue, QueueCounts, QueueStats};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod model_tests;

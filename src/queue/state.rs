@@ -2,7 +2,7 @@
 //! states.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -89,7 +89,10 @@ pub struct Acked {
 pub struct Queue {
     name: QueueName,
     config: QueueConfig,
-    jobs: HashMap<JobId, Entry>,
+    /// Keyed by id, which grows with time: in FIFO use, enqueues touch
+    /// the right edge and leases and acks the left, so both stay in cache
+    /// however many jobs wait in between.
+    jobs: BTreeMap<JobId, Entry>,
     ready: BTreeMap<ReadyKey, JobId>,
     /// Deadlines of scheduled jobs and of leases.
     timers: BTreeMap<TimerKey, JobId>,
@@ -109,7 +112,7 @@ impl Queue {
         Self {
             name,
             config,
-            jobs: HashMap::new(),
+            jobs: BTreeMap::new(),
             ready: BTreeMap::new(),
             timers: BTreeMap::new(),
             dead: BTreeMap::new(),
