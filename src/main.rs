@@ -1,5 +1,7 @@
 //! The `jobq` binary: parses flags, installs logging, serves.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::Parser;
 use jobq::config::Config;
@@ -10,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
