@@ -12,8 +12,8 @@
 //! Data structures and their costs, for `n` jobs in the queue:
 //! - jobs by id: a `BTreeMap` (ids grow with time, so FIFO use stays at
 //!   its two edges), O(log n);
-//! - ready jobs: a `BTreeMap` keyed by (priority descending, ready order),
-//!   O(log n) to insert or pop the next;
+//! - ready jobs: one FIFO lane per priority in use, O(1) to push or pop
+//!   whatever the number of jobs (see `ready.rs`);
 //! - deadlines (delayed jobs, backoff retries, lease expiries): a `BTreeMap`
 //!   keyed by (deadline, sequence), O(log n) to insert, remove or pop due;
 //! - dead letters: a `BTreeMap` in dead-letter order, O(log n).
@@ -23,6 +23,7 @@ mod error;
 mod job;
 mod lease;
 mod name;
+mod ready;
 mod retry;
 mod state;
 

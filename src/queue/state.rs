@@ -1,7 +1,6 @@
 //! [`Queue`]: one queue's jobs and the operations that move them between
 //! states.
 
-use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,14 +9,12 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
+use super::ready::ReadyQueue;
 use super::{
     Delivery, Job, JobId, LeaseToken, NackOutcome, NackRequest, NewJob, QueueConfig, QueueError,
     QueueName,
 };
 
-/// Order of the ready set: highest priority first, then the order in which
-/// jobs became ready.
-type ReadyKey = (Reverse<i32>, u64);
 /// Order of the deadline set: earliest first; the sequence number breaks ties
 /// and makes every key unique.
 type TimerKey = (Instant, u64);
@@ -26,9 +23,13 @@ type TimerKey = (Instant, u64);
 /// holds it, so leaving that index is one O(log n) removal.
 #[derive(Debug, Clone, Copy)]
 enum Place {
-    Ready(ReadyKey),
+    /// The sequence number the job got when it became ready.
+    Ready(u64),
     Scheduled(TimerKey),
-    Leased { delivery: u64, expiry: TimerKey },
+    Leased {
+        delivery: u64,
+        expiry: TimerKey,
+    },
     Dead(u64),
 }
 
@@ -93,7 +94,7 @@ pub struct Queue {
     /// the right edge and leases and acks the left, so both stay in cache
     /// however many jobs wait in between.
     jobs: BTreeMap<JobId, Entry>,
-    ready: BTreeMap<ReadyKey, JobId>,
+    ready: ReadyQueue,
     /// Deadlines of scheduled jobs and of leases.
     timers: BTreeMap<TimerKey, JobId>,
     dead: BTreeMap<u64, JobId>,
@@ -113,7 +114,7 @@ impl Queue {
             name,
             config,
             jobs: BTreeMap::new(),
-            ready: BTreeMap::new(),
+            ready: ReadyQueue::default(),
             timers: BTreeMap::new(),
             dead: BTreeMap::new(),
             leased: 0,
@@ -241,7 +242,10 @@ impl Queue {
         let deadline = now + lease_for.unwrap_or(self.config.lease_duration);
         let mut out = Vec::with_capacity(max.min(self.ready.len()));
         while out.len() < max {
-            let Some((_, id)) = self.ready.pop_first() else {
+            let jobs = &self.jobs;
+            let Some(id) = self.ready.pop(|seq, id| {
+                matches!(jobs.get(&id).map(|e| e.place), Some(Place::Ready(s)) if s == seq)
+            }) else {
                 break;
             };
             let delivery = self.seq();
@@ -409,9 +413,7 @@ impl Queue {
             Some(entry) => entry.place,
         };
         match place {
-            Place::Ready(key) => {
-                self.ready.remove(&key);
-            }
+            Place::Ready(_) => self.ready.forget(),
             Place::Scheduled(key) => {
                 self.timers.remove(&key);
             }
@@ -457,10 +459,10 @@ impl Queue {
     }
 
     fn make_ready(&mut self, id: JobId, priority: i32) -> Place {
-        let key = (Reverse(priority), self.seq());
-        self.ready.insert(key, id);
+        let seq = self.seq();
+        self.ready.push(priority, seq, id);
         self.readied += 1;
-        Place::Ready(key)
+        Place::Ready(seq)
     }
 
     fn schedule(&mut self, id: JobId, at: Instant) -> Place {
