@@ -34,6 +34,18 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let broker = Broker::new(config.broker());
+    serve(broker, config, listener, shutdown).await
+}
+
+/// As [`run`], over a broker the caller made (and may keep a handle to, to
+/// look inside in tests). The broker should be made from `config.broker()`.
+pub async fn serve(
+    broker: Broker,
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    config.validate()?;
     let service = JobQueueService::new(broker.clone(), config.limits());
     let jobq = JobQueueServer::new(service)
         .max_decoding_message_size(config.max_request_bytes)

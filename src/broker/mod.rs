@@ -10,10 +10,12 @@ mod error;
 mod ids;
 mod memory;
 mod slot;
+mod stream;
 mod timer;
 
 use std::collections::HashMap;
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -23,10 +25,11 @@ use tokio_util::sync::CancellationToken;
 pub use error::BrokerError;
 pub use ids::IdGenerator;
 pub use memory::MemoryBudget;
+pub use stream::LeaseStream;
 
 use crate::queue::{
-    Delivery, JobId, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob, Queue, QueueConfig,
-    QueueCounts, QueueError, QueueName,
+    Delivery, HolderId, JobId, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob, Queue,
+    QueueConfig, QueueCounts, QueueError, QueueName,
 };
 use slot::Slot;
 
@@ -67,6 +70,8 @@ struct Shared {
     ids: IdGenerator,
     /// Cancelled when the server begins to shut down.
     shutdown: CancellationToken,
+    /// Numbers worker streams.
+    next_holder: AtomicU64,
 }
 
 impl Broker {
@@ -80,6 +85,7 @@ impl Broker {
                 queues: RwLock::new(HashMap::new()),
                 ids: IdGenerator::default(),
                 shutdown: CancellationToken::new(),
+                next_holder: AtomicU64::new(1),
             }),
         }
     }
@@ -196,6 +202,19 @@ impl Broker {
                 () = self.shared.shutdown.cancelled() => {}
             }
         }
+    }
+
+    /// Attaches a worker stream to `queue`, creating the queue if new.
+    pub fn open_stream(&self, queue: QueueName) -> Result<LeaseStream, BrokerError> {
+        self.refuse_if_shutting_down()?;
+        let slot = self.slot_or_create(&queue)?;
+        let holder = HolderId(self.shared.next_holder.fetch_add(1, Ordering::Relaxed));
+        Ok(LeaseStream::new(self.clone(), slot, queue, holder))
+    }
+
+    /// Completes when the server begins to shut down.
+    pub async fn shutting_down(&self) {
+        self.shared.shutdown.cancelled().await;
     }
 
     /// Acks leases in `queue`, all or none.

@@ -1,12 +1,13 @@
 //! [`Slot`]: one queue behind its lock, with the notifications that wake
 //! tasks waiting on it.
 
-use std::sync::{Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::queue::Queue;
+use crate::queue::{HolderId, Queue};
 
 /// How many waiting workers one change wakes at most; each woken worker that
 /// leaves jobs behind wakes the next, so none is missed.
@@ -31,12 +32,19 @@ struct SlotState {
     queue: Queue,
     /// The deadline the timer task sleeps until, if any.
     armed: Option<Instant>,
+    /// Each open worker stream's wake-up for when one of its leases ends
+    /// outside the stream (a unary ack, an expiry).
+    holders: HashMap<HolderId, Arc<Notify>>,
 }
 
 impl Slot {
     pub(super) fn new(queue: Queue) -> Self {
         Self {
-            state: Mutex::new(SlotState { queue, armed: None }),
+            state: Mutex::new(SlotState {
+                queue,
+                armed: None,
+                holders: HashMap::new(),
+            }),
             ready: Notify::new(),
             room: Notify::new(),
             timer: Notify::new(),
@@ -51,6 +59,7 @@ impl Slot {
         let held = state.queue.len();
         let result = op(&mut state.queue);
         let readied = state.queue.take_readied();
+        let released = self.released_holders(&mut state);
         let freed = state.queue.len() < held;
         let next = state.queue.next_deadline();
         let rearm = match (next, state.armed) {
@@ -63,7 +72,33 @@ impl Slot {
         }
         drop(state);
         self.wake(readied, freed, rearm);
+        for holder in released {
+            holder.notify_one();
+        }
         result
+    }
+
+    /// Registers a worker stream; its notification is woken whenever one
+    /// of its leases ends.
+    pub(super) fn add_holder(&self, holder: HolderId) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
+        self.lock().holders.insert(holder, Arc::clone(&notify));
+        notify
+    }
+
+    /// Forgets a worker stream and gives back every lease it still holds.
+    pub(super) fn remove_holder(&self, holder: HolderId, reason: &str) -> usize {
+        let released = self.with(|q| q.release_holder(Instant::now(), holder, reason));
+        self.lock().holders.remove(&holder);
+        released
+    }
+
+    fn released_holders(&self, state: &mut SlotState) -> Vec<Arc<Notify>> {
+        let released = state.queue.take_released();
+        released
+            .iter()
+            .filter_map(|holder| state.holders.get(holder).cloned())
+            .collect()
     }
 
     /// The timer task's step: applies what is due now and records the next
@@ -72,10 +107,14 @@ impl Slot {
         let mut state = self.lock();
         state.queue.advance(Instant::now());
         let readied = state.queue.take_readied();
+        let released = self.released_holders(&mut state);
         let next = state.queue.next_deadline();
         state.armed = next;
         drop(state);
         self.wake(readied, false, false);
+        for holder in released {
+            holder.notify_one();
+        }
         next
     }
 

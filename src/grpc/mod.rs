@@ -8,6 +8,8 @@ mod convert;
 pub mod pb;
 mod service;
 mod status;
+mod stream;
 
 pub use convert::{InvalidField, Limits, MAX_ATTEMPTS_LIMIT};
 pub use service::JobQueueService;
+pub use stream::MAX_STREAM_CREDITS;

@@ -1,11 +1,12 @@
 //! [`JobQueueService`]: the `jobq.v1.JobQueue` RPCs.
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::convert::{self, Limits};
 use super::pb::{self, job_queue_server::JobQueue};
 use super::status;
+use super::stream;
 use crate::broker::Broker;
 
 /// Serves `jobq.v1.JobQueue` from a [`Broker`].
@@ -29,6 +30,17 @@ fn rpc_span(method: &'static str, queue: &str) -> tracing::Span {
 
 #[tonic::async_trait]
 impl JobQueue for JobQueueService {
+    type StreamLeasesStream = stream::ResponseStream;
+
+    async fn stream_leases(
+        &self,
+        request: Request<Streaming<pb::StreamLeasesRequest>>,
+    ) -> Result<Response<Self::StreamLeasesStream>, Status> {
+        stream::open(&self.broker, &self.limits, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn enqueue(
         &self,
         request: Request<pb::EnqueueRequest>,

@@ -51,6 +51,11 @@ impl FromStr for LeaseToken {
     }
 }
 
+/// Names a lease holder: a worker stream, whose leases are counted against
+/// its credits and all given back when it closes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HolderId(pub u64);
+
 /// One job handed to a worker.
 #[derive(Clone, Debug)]
 pub struct Delivery {

@@ -30,7 +30,7 @@ mod state;
 pub use config::QueueConfig;
 pub use error::QueueError;
 pub use job::{Job, JobId, NewJob};
-pub use lease::{Delivery, LeaseToken, NackOutcome, NackRequest, ParseLeaseTokenError};
+pub use lease::{Delivery, HolderId, LeaseToken, NackOutcome, NackRequest, ParseLeaseTokenError};
 pub use name::{InvalidQueueName, QueueName};
 pub use retry::RetryPolicy;
 pub use state::{Acked, JobState, JobStatus, Queue, QueueCounts, QueueStats};

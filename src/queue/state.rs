@@ -1,7 +1,7 @@
 //! [`Queue`]: one queue's jobs and the operations that move them between
 //! states.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use super::ready::ReadyQueue;
 use super::{
-    Delivery, Job, JobId, LeaseToken, NackOutcome, NackRequest, NewJob, QueueConfig, QueueError,
-    QueueName,
+    Delivery, HolderId, Job, JobId, LeaseToken, NackOutcome, NackRequest, NewJob, QueueConfig,
+    QueueError, QueueName,
 };
 
 /// Order of the deadline set: earliest first; the sequence number breaks ties
@@ -26,11 +26,17 @@ enum Place {
     /// The sequence number the job got when it became ready.
     Ready(u64),
     Scheduled(TimerKey),
-    Leased {
-        delivery: u64,
-        expiry: TimerKey,
-    },
+    Leased(LiveLease),
     Dead(u64),
+}
+
+/// A live lease: which delivery it is, its key in the deadline set, and the
+/// stream holding it, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LiveLease {
+    delivery: u64,
+    expiry: TimerKey,
+    holder: Option<HolderId>,
 }
 
 #[derive(Debug)]
@@ -104,6 +110,12 @@ pub struct Queue {
     stats: QueueStats,
     /// Jobs that became ready since the last [`take_readied`](Self::take_readied).
     readied: usize,
+    /// Jobs leased by each holder (a worker stream), so a closing stream
+    /// gives back exactly its own.
+    holdings: HashMap<HolderId, HashSet<JobId>>,
+    /// Holders that lost a lease since the last
+    /// [`take_released`](Self::take_released).
+    released: Vec<HolderId>,
     rng: SmallRng,
 }
 
@@ -122,6 +134,8 @@ impl Queue {
             next_seq: 0,
             stats: QueueStats::default(),
             readied: 0,
+            holdings: HashMap::new(),
+            released: Vec::new(),
             rng: SmallRng::from_rng(&mut rand::rng()),
         }
     }
@@ -238,6 +252,18 @@ impl Queue {
         max: usize,
         lease_for: Option<Duration>,
     ) -> Vec<Delivery> {
+        self.lease_as(now, max, lease_for, None)
+    }
+
+    /// As [`lease`](Self::lease), on behalf of `holder` (a worker stream),
+    /// whose leases can then be counted and given back together.
+    pub fn lease_as(
+        &mut self,
+        now: Instant,
+        max: usize,
+        lease_for: Option<Duration>,
+        holder: Option<HolderId>,
+    ) -> Vec<Delivery> {
         self.advance(now);
         let deadline = now + lease_for.unwrap_or(self.config.lease_duration);
         let mut out = Vec::with_capacity(max.min(self.ready.len()));
@@ -255,7 +281,11 @@ impl Queue {
                 continue;
             };
             entry.attempts += 1;
-            entry.place = Place::Leased { delivery, expiry };
+            entry.place = Place::Leased(LiveLease {
+                delivery,
+                expiry,
+                holder,
+            });
             out.push(Delivery {
                 job: Arc::clone(&entry.job),
                 token: LeaseToken { job: id, delivery },
@@ -265,8 +295,41 @@ impl Queue {
             self.timers.insert(expiry, id);
             self.leased += 1;
             self.stats.leased += 1;
+            if let Some(holder) = holder {
+                self.holdings.entry(holder).or_default().insert(id);
+            }
         }
         out
+    }
+
+    /// Live leases held by `holder`.
+    pub fn held_by(&self, holder: HolderId) -> usize {
+        self.holdings.get(&holder).map_or(0, HashSet::len)
+    }
+
+    /// Holders that lost a lease (acked, nacked, expired, by any path) since
+    /// the last call, for waking their streams to lease again.
+    pub fn take_released(&mut self) -> Vec<HolderId> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// Ends every lease `holder` has, as a failed attempt: each job is ready
+    /// again at once, or dead-lettered if that was its last attempt. For a
+    /// worker stream that closed. Returns how many leases were given back.
+    pub fn release_holder(&mut self, now: Instant, holder: HolderId, reason: &str) -> usize {
+        self.advance(now);
+        let ids = self.holdings.remove(&holder).unwrap_or_default();
+        for id in &ids {
+            let Some(Place::Leased(lease)) = self.jobs.get(id).map(|e| e.place) else {
+                debug_assert!(false, "held job {id} is not leased");
+                continue;
+            };
+            self.end_lease(*id, lease);
+            self.stats.expired += 1;
+            self.fail_attempt(*id, reason.to_string());
+        }
+        self.released.retain(|h| *h != holder);
+        ids.len()
     }
 
     /// Acks leases, all or none: if any token is not live, nothing changes.
@@ -278,11 +341,10 @@ impl Queue {
         let mut acked = Acked { jobs: 0, bytes: 0 };
         for token in tokens {
             // A token repeated in the same call is acked once.
-            let Ok(expiry) = self.live_lease(token) else {
+            let Ok(lease) = self.live_lease(token) else {
                 continue;
             };
-            self.timers.remove(&expiry);
-            self.leased -= 1;
+            self.end_lease(token.job, lease);
             if let Some(entry) = self.jobs.remove(&token.job) {
                 acked.jobs += 1;
                 acked.bytes += entry.job.size;
@@ -302,9 +364,8 @@ impl Queue {
         request: NackRequest,
     ) -> Result<NackOutcome, QueueError> {
         self.advance(now);
-        let expiry = self.live_lease(token)?;
-        self.timers.remove(&expiry);
-        self.leased -= 1;
+        let lease = self.live_lease(token)?;
+        self.end_lease(token.job, lease);
         self.stats.nacked += 1;
         let id = token.job;
         let Some(entry) = self.jobs.get_mut(&id) else {
@@ -343,17 +404,11 @@ impl Queue {
     ) -> Result<Instant, QueueError> {
         self.advance(now);
         let old = self.live_lease(token)?;
-        self.timers.remove(&old);
+        self.timers.remove(&old.expiry);
         let deadline = now + lease_for;
         let expiry = (deadline, self.seq());
         self.timers.insert(expiry, token.job);
-        self.set_place(
-            token.job,
-            Place::Leased {
-                delivery: token.delivery,
-                expiry,
-            },
-        );
+        self.set_place(token.job, Place::Leased(LiveLease { expiry, ..old }));
         Ok(deadline)
     }
 
@@ -376,21 +431,16 @@ impl Queue {
                     let place = self.make_ready(id, priority);
                     self.set_place(id, place);
                 }
-                Place::Leased { .. } => {
-                    entry.last_error = Some(format!(
+                Place::Leased(lease) => {
+                    let error = format!(
                         "lease expired before attempt {} was acked or nacked",
                         entry.attempts
-                    ));
-                    let exhausted = entry.attempts >= entry.job.max_attempts;
-                    let priority = entry.job.priority;
+                    );
+                    // The timer entry is already gone; end the rest.
                     self.leased -= 1;
+                    self.forget_holding(id, lease.holder);
                     self.stats.expired += 1;
-                    if exhausted {
-                        self.dead_letter(id);
-                    } else {
-                        let place = self.make_ready(id, priority);
-                        self.set_place(id, place);
-                    }
+                    self.fail_attempt(id, error);
                 }
                 Place::Ready(_) | Place::Dead(_) => {
                     debug_assert!(false, "timer for job {id} that is not waiting");
@@ -420,7 +470,7 @@ impl Queue {
             Place::Dead(seq) => {
                 self.dead.remove(&seq);
             }
-            Place::Leased { .. } => {
+            Place::Leased(_) => {
                 return Err(QueueError::JobLeased {
                     queue: self.name.clone(),
                     job: *id,
@@ -445,7 +495,7 @@ impl Queue {
             state: match entry.place {
                 Place::Ready(_) => JobState::Ready,
                 Place::Scheduled(_) => JobState::Scheduled,
-                Place::Leased { .. } => JobState::Leased,
+                Place::Leased(_) => JobState::Leased,
                 Place::Dead(_) => JobState::Dead,
             },
             attempts: entry.attempts,
@@ -484,11 +534,46 @@ impl Queue {
         }
     }
 
-    /// The expiry key of the live lease `token` names.
-    fn live_lease(&self, token: &LeaseToken) -> Result<TimerKey, QueueError> {
+    /// The live lease `token` names.
+    fn live_lease(&self, token: &LeaseToken) -> Result<LiveLease, QueueError> {
         match self.jobs.get(&token.job).map(|e| e.place) {
-            Some(Place::Leased { delivery, expiry }) if delivery == token.delivery => Ok(expiry),
+            Some(Place::Leased(lease)) if lease.delivery == token.delivery => Ok(lease),
             _ => Err(self.lease_not_found(token)),
+        }
+    }
+
+    /// Takes a lease out of the deadline set and its holder's count. The
+    /// caller then moves the job on.
+    fn end_lease(&mut self, id: JobId, lease: LiveLease) {
+        self.timers.remove(&lease.expiry);
+        self.leased -= 1;
+        self.forget_holding(id, lease.holder);
+    }
+
+    fn forget_holding(&mut self, id: JobId, holder: Option<HolderId>) {
+        let Some(holder) = holder else {
+            return;
+        };
+        if let Some(held) = self.holdings.get_mut(&holder) {
+            held.remove(&id);
+            self.released.push(holder);
+        }
+    }
+
+    /// A delivery failed without a nack (its lease ran out, or its stream
+    /// closed): the job is ready again, or dead if that was its last attempt.
+    fn fail_attempt(&mut self, id: JobId, error: String) {
+        let Some(entry) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        entry.last_error = Some(error);
+        let exhausted = entry.attempts >= entry.job.max_attempts;
+        let priority = entry.job.priority;
+        if exhausted {
+            self.dead_letter(id);
+        } else {
+            let place = self.make_ready(id, priority);
+            self.set_place(id, place);
         }
     }
 

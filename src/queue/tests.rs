@@ -476,3 +476,45 @@ fn cancel_removes_jobs_no_worker_holds_and_refuses_leased_ones() {
     assert_eq!(q.len(), 1);
     assert!(q.lease(now + 2 * SEC, 1, None).is_empty());
 }
+
+#[test]
+fn holder_leases_are_counted_and_released_by_any_path() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(&mut q, now, vec![job("a"), job("b"), job("c")]);
+    let stream = HolderId(1);
+    let got = q.lease_as(now, 3, Some(10 * SEC), Some(stream));
+    assert_eq!(q.held_by(stream), 3);
+    assert!(q.take_released().is_empty());
+
+    q.ack(now, &[got[0].token]).expect("unary ack");
+    assert_eq!(q.held_by(stream), 2);
+    assert_eq!(q.take_released(), [stream]);
+
+    q.advance(now + 10 * SEC);
+    assert_eq!(q.held_by(stream), 0, "expiry ends the holder's leases too");
+    assert_eq!(q.take_released(), [stream, stream]);
+}
+
+#[test]
+fn releasing_a_holder_requeues_its_jobs_as_failed_attempts() {
+    let now = Instant::now();
+    let mut q = queue_with(QueueConfig {
+        max_attempts: 2,
+        ..QueueConfig::default()
+    });
+    let ids = put(&mut q, now, vec![job("a")]);
+    let worker = HolderId(7);
+    q.lease_as(now, 1, None, Some(worker));
+    assert_eq!(q.release_holder(now, worker, "stream closed"), 1);
+    let status = q.job_status(&ids[0]).expect("held");
+    assert_eq!(status.state, JobState::Ready);
+    assert_eq!(status.last_error.as_deref(), Some("stream closed"));
+    assert_eq!(q.counts().leased, 0);
+
+    let again = q.lease_as(now, 1, None, Some(worker)).remove(0);
+    assert_eq!(again.attempt, 2);
+    q.release_holder(now, worker, "stream closed");
+    assert_eq!(q.job_status(&ids[0]).expect("held").state, JobState::Dead);
+    assert_eq!(q.release_holder(now, worker, "again"), 0);
+}

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use jobq::broker::Broker;
 use jobq::config::Config;
 use jobq::grpc::pb;
 use jobq::grpc::pb::job_queue_client::JobQueueClient;
@@ -16,6 +17,8 @@ use tonic::transport::Channel;
 /// A server running in this test process.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The server's broker, to look inside.
+    pub broker: Broker,
     pub channel: Channel,
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<anyhow::Result<()>>,
@@ -32,9 +35,15 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(jobq::server::run(config, listener, async {
-            let _ = stopped.await;
-        }));
+        let broker = Broker::new(config.broker());
+        let handle = tokio::spawn(jobq::server::serve(
+            broker.clone(),
+            config,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .expect("uri")
             .connect()
@@ -42,6 +51,7 @@ impl TestServer {
             .expect("connect");
         Self {
             addr,
+            broker,
             channel,
             stop: Some(stop),
             handle,
@@ -130,4 +140,109 @@ pub async fn ack(
         })
         .await
         .map(|r| r.into_inner().acked_count)
+}
+
+/// The worker's end of a StreamLeases stream.
+pub struct TestStream {
+    pub tx: tokio::sync::mpsc::Sender<pb::StreamLeasesRequest>,
+    pub rx: tonic::Streaming<pb::StreamLeasesResponse>,
+    next_request: u64,
+}
+
+/// Opens a lease stream on `queue` with `credits`.
+pub async fn open_stream(server: &TestServer, queue: &str, credits: u32) -> TestStream {
+    try_open_stream(server, queue, credits)
+        .await
+        .expect("stream opened")
+}
+
+/// Opens a lease stream, returning the server's refusal if any.
+pub async fn try_open_stream(
+    server: &TestServer,
+    queue: &str,
+    credits: u32,
+) -> Result<TestStream, tonic::Status> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tx.send(pb::StreamLeasesRequest {
+        kind: Some(pb::stream_leases_request::Kind::Open(pb::StreamOpen {
+            queue: queue.into(),
+            credits,
+            lease_duration: None,
+        })),
+    })
+    .await
+    .expect("send open");
+    let rx = server
+        .client()
+        .stream_leases(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    Ok(TestStream {
+        tx,
+        rx,
+        next_request: 1,
+    })
+}
+
+/// Waits this long at most for a message the server must send; a test
+/// that hits it has found a bug, not bad luck.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+impl TestStream {
+    /// The next message from the server.
+    pub async fn next(&mut self) -> Result<Option<pb::StreamLeasesResponse>, tonic::Status> {
+        tokio::time::timeout(PATIENCE, self.rx.message())
+            .await
+            .expect("the server answered in time")
+    }
+
+    /// The next message, which must be a lease.
+    pub async fn next_lease(&mut self) -> pb::Lease {
+        match self.next().await.expect("ok").expect("open").kind {
+            Some(pb::stream_leases_response::Kind::Lease(lease)) => lease,
+            other => panic!("expected a lease, got {other:?}"),
+        }
+    }
+
+    /// The next message, which must be a result.
+    pub async fn next_result(&mut self) -> pb::StreamResult {
+        match self.next().await.expect("ok").expect("open").kind {
+            Some(pb::stream_leases_response::Kind::Result(result)) => result,
+            other => panic!("expected a result, got {other:?}"),
+        }
+    }
+
+    /// Sends a message of the given kind.
+    pub async fn send(&mut self, kind: pb::stream_leases_request::Kind) {
+        self.tx
+            .send(pb::StreamLeasesRequest { kind: Some(kind) })
+            .await
+            .expect("stream open");
+    }
+
+    /// Acks on the stream and returns the request id used.
+    pub async fn ack(&mut self, lease_token: &str) -> u64 {
+        let request_id = self.next_request;
+        self.next_request += 1;
+        self.send(pb::stream_leases_request::Kind::Ack(pb::StreamAck {
+            request_id,
+            lease_token: lease_token.into(),
+        }))
+        .await;
+        request_id
+    }
+}
+
+/// Waits until `check` holds, looking again every few milliseconds, for at
+/// most [`PATIENCE`]: for effects the server applies on its own (a closed
+/// stream's leases coming back).
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -1,0 +1,260 @@
+//! The `StreamLeases` RPC: a worker's long-lived, credit-limited stream.
+
+use std::pin::pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+use tracing::Instrument;
+
+use super::convert::{self, Limits};
+use super::pb::{self, stream_leases_request::Kind as In, stream_leases_response::Kind as Out};
+use super::status;
+use crate::broker::{Broker, LeaseStream};
+
+/// Most credits one stream may hold.
+pub const MAX_STREAM_CREDITS: u32 = 10_000;
+/// Most jobs leased in one step before the stream lets other streams in.
+const LEASE_BATCH: usize = 32;
+/// Responses buffered towards a worker that reads slowly.
+const SEND_BUFFER: usize = 64;
+
+/// What the server sends on a lease stream.
+pub type ResponseStream = ReceiverStream<Result<pb::StreamLeasesResponse, Status>>;
+
+/// Reads the stream's `open` message, attaches it to its queue and starts
+/// serving it in its own task.
+pub async fn open(
+    broker: &Broker,
+    limits: &Limits,
+    mut inbound: Streaming<pb::StreamLeasesRequest>,
+) -> Result<ResponseStream, Status> {
+    let first = inbound
+        .message()
+        .await?
+        .ok_or_else(|| Status::invalid_argument("open: the stream ended before it was opened"))?;
+    let Some(In::Open(open)) = first.kind else {
+        return Err(Status::invalid_argument(
+            "open: the first message on a lease stream must be `open`",
+        ));
+    };
+    let queue = convert::queue_name(&open.queue)?;
+    if !(1..=MAX_STREAM_CREDITS).contains(&open.credits) {
+        return Err(Status::invalid_argument(format!(
+            "open.credits: is {}; it must be from 1 to {MAX_STREAM_CREDITS}",
+            open.credits
+        )));
+    }
+    let lease_for = limits.lease_duration("open.lease_duration", open.lease_duration)?;
+    let stream = broker.open_stream(queue).map_err(status::from_broker)?;
+    let (tx, rx) = mpsc::channel(SEND_BUFFER);
+    let span = tracing::info_span!("lease_stream", queue = %stream.queue());
+    let session = Session {
+        broker: broker.clone(),
+        limits: limits.clone(),
+        stream,
+        credits: AtomicU32::new(open.credits),
+        lease_for,
+        tx,
+    };
+    tokio::spawn(session.run(inbound).instrument(span));
+    Ok(ReceiverStream::new(rx))
+}
+
+/// Why a stream ended.
+enum End {
+    /// The worker closed its side, or its connection went away.
+    WorkerGone,
+    /// The server is shutting down.
+    Shutdown,
+    /// The worker broke the stream's protocol.
+    Refused(Status),
+}
+
+struct Session {
+    broker: Broker,
+    limits: Limits,
+    stream: LeaseStream,
+    /// The most leases the stream may hold; only this session's task
+    /// changes it (an atomic only so that `&self` can).
+    credits: AtomicU32,
+    lease_for: Option<Duration>,
+    tx: mpsc::Sender<Result<pb::StreamLeasesResponse, Status>>,
+}
+
+impl Session {
+    /// Pushes jobs while credits allow and answers the worker's messages,
+    /// sleeping on notifications (jobs ready, a lease ended elsewhere, a
+    /// message, shutdown) when there is nothing to do.
+    async fn run(self, mut inbound: Streaming<pb::StreamLeasesRequest>) {
+        tracing::debug!(credits = self.credits(), "lease stream opened");
+        let end = 'session: loop {
+            let spare = (self.credits() as usize).saturating_sub(self.stream.held());
+            let mut ready = pin!(self.stream.ready().notified());
+            if spare > 0 {
+                // Only a stream with room joins the queue's waiters, so a
+                // full stream never swallows a wake-up another could use.
+                ready.as_mut().enable();
+            }
+            let mut released = pin!(self.stream.released().notified());
+            released.as_mut().enable();
+
+            if spare > 0 {
+                let leased = self
+                    .stream
+                    .try_lease(spare.min(LEASE_BATCH), self.lease_for);
+                if !leased.is_empty() {
+                    let queue = self.stream.queue().clone();
+                    for delivery in leased {
+                        let lease = Out::Lease(convert::lease(&queue, delivery));
+                        if let Some(end) = self.send(lease).await {
+                            break 'session end;
+                        }
+                    }
+                    continue;
+                }
+            }
+
+            tokio::select! {
+                biased;
+                () = self.broker.shutting_down() => break 'session End::Shutdown,
+                message = inbound.next() => match message {
+                    Some(Ok(message)) => {
+                        match self.handle(message) {
+                            Ok(Some(result)) => {
+                                if let Some(end) = self.send(Out::Result(result)).await {
+                                    break 'session end;
+                                }
+                            }
+                            Ok(None) => {}
+                            Err(status) => break 'session End::Refused(status),
+                        }
+                    }
+                    Some(Err(status)) => {
+                        tracing::debug!(%status, "lease stream broke");
+                        break 'session End::WorkerGone;
+                    }
+                    None => break 'session End::WorkerGone,
+                },
+                () = &mut ready, if spare > 0 => {}
+                () = &mut released => {}
+            }
+        };
+        let Session { stream, tx, .. } = self;
+        // Give the stream's leases back before saying goodbye.
+        drop(stream);
+        let last = match end {
+            End::WorkerGone => return,
+            End::Shutdown => Status::unavailable("the server is shutting down; reconnect"),
+            End::Refused(status) => status,
+        };
+        let _ = tx.send(Err(last)).await;
+    }
+
+    /// Sends one message, unless the worker is gone or the server shuts
+    /// down first (a worker that stops reading must not hold shutdown up).
+    async fn send(&self, kind: Out) -> Option<End> {
+        let message = pb::StreamLeasesResponse { kind: Some(kind) };
+        tokio::select! {
+            biased;
+            () = self.broker.shutting_down() => Some(End::Shutdown),
+            sent = self.tx.send(Ok(message)) => sent.err().map(|_| End::WorkerGone),
+        }
+    }
+
+    /// Applies one message from the worker. Returns the result to send
+    /// back, or the status that ends the stream for a protocol error.
+    fn credits(&self) -> u32 {
+        self.credits.load(Ordering::Relaxed)
+    }
+
+    fn handle(&self, message: pb::StreamLeasesRequest) -> Result<Option<pb::StreamResult>, Status> {
+        match message.kind {
+            None => Err(Status::invalid_argument(
+                "kind: each message on a lease stream must set one of grant, ack, nack or extend",
+            )),
+            Some(In::Open(_)) => Err(Status::invalid_argument("open: the stream is already open")),
+            Some(In::Grant(grant)) => {
+                let total = self.credits().saturating_add(grant.credits);
+                if grant.credits == 0 || total > MAX_STREAM_CREDITS {
+                    return Err(Status::invalid_argument(format!(
+                        "grant.credits: {} would make {total} credits; grant at least 1, up to {MAX_STREAM_CREDITS} in all",
+                        grant.credits
+                    )));
+                }
+                self.credits.store(total, Ordering::Relaxed);
+                Ok(None)
+            }
+            Some(In::Ack(ack)) => Ok(Some(self.ack(ack))),
+            Some(In::Nack(nack)) => Ok(Some(self.nack(nack))),
+            Some(In::Extend(extend)) => Ok(Some(self.extend(extend))),
+        }
+    }
+
+    fn ack(&self, ack: pb::StreamAck) -> pb::StreamResult {
+        let outcome = convert::lease_token("ack.lease_token", &ack.lease_token)
+            .map_err(Status::from)
+            .and_then(|token| self.stream.ack(&token).map_err(status::from_broker));
+        result(ack.request_id, outcome.map(|_| pb::StreamResult::default()))
+    }
+
+    fn nack(&self, nack: pb::StreamNack) -> pb::StreamResult {
+        let outcome = (|| {
+            let token = convert::lease_token("nack.lease_token", &nack.lease_token)?;
+            let request = convert::nack(&pb::NackRequest {
+                queue: String::new(),
+                lease_token: String::new(),
+                retry_delay: nack.retry_delay,
+                dead_letter: nack.dead_letter,
+                reason: nack.reason,
+            })?;
+            let outcome = self
+                .stream
+                .nack(&token, request)
+                .map_err(status::from_broker)?;
+            let response = convert::nack_response(outcome);
+            Ok(pb::StreamResult {
+                nack_outcome: response.outcome,
+                time: response.retry_time,
+                ..pb::StreamResult::default()
+            })
+        })();
+        result(nack.request_id, outcome)
+    }
+
+    fn extend(&self, extend: pb::StreamExtend) -> pb::StreamResult {
+        let outcome = (|| {
+            let token = convert::lease_token("extend.lease_token", &extend.lease_token)?;
+            let lease_for = self
+                .limits
+                .lease_duration("extend.lease_duration", extend.lease_duration)?
+                .ok_or_else(|| Status::invalid_argument("extend.lease_duration: is required"))?;
+            let deadline = self
+                .stream
+                .extend(&token, lease_for)
+                .map_err(status::from_broker)?;
+            Ok(pb::StreamResult {
+                time: Some(convert::timestamp(deadline)),
+                ..pb::StreamResult::default()
+            })
+        })();
+        result(extend.request_id, outcome)
+    }
+}
+
+/// A StreamResult for `request_id`: the success fields, or the error's code
+/// and message.
+fn result(request_id: u64, outcome: Result<pb::StreamResult, Status>) -> pb::StreamResult {
+    match outcome {
+        Ok(done) => pb::StreamResult { request_id, ..done },
+        Err(status) => pb::StreamResult {
+            request_id,
+            code: status.code() as i32,
+            message: status.message().to_string(),
+            ..pb::StreamResult::default()
+        },
+    }
+}

@@ -1,0 +1,235 @@
+//! The StreamLeases RPC against a real server.
+
+mod common;
+
+use common::{TestServer, ack, enqueue, eventually, job, lease, open_stream, try_open_stream};
+use jobq::grpc::pb;
+use jobq::grpc::pb::stream_leases_request::Kind;
+use jobq::queue::{JobId, JobState, QueueName};
+use tonic::Code;
+
+fn queue(name: &str) -> QueueName {
+    QueueName::new(name).expect("valid")
+}
+
+async fn enqueue_n(server: &TestServer, queue: &str, n: usize) -> Vec<String> {
+    let mut client = server.client();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(enqueue(&mut client, queue, job(&format!("job-{i}"))).await);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn stream_never_holds_more_than_its_credits() {
+    let server = TestServer::start().await;
+    let mut stream = open_stream(&server, "q", 5).await;
+    enqueue_n(&server, "q", 20).await;
+    let mut leases = Vec::new();
+    for _ in 0..5 {
+        leases.push(stream.next_lease().await);
+    }
+    // Acking one on the stream gives exactly one credit back.
+    let request = stream.ack(&leases[0].lease_token).await;
+    let result = stream.next_result().await;
+    assert_eq!((result.request_id, result.code), (request, 0));
+    let sixth = stream.next_lease().await;
+    assert_eq!(sixth.attempt, 1);
+    // The rest stayed in the queue: the stream took 6, one of them acked.
+    let mut client = server.client();
+    assert_eq!(lease(&mut client, "q", 100, 0).await.len(), 14);
+    let counts = server.broker.counts(&queue("q")).expect("queue");
+    assert_eq!(counts.leased, 5 + 14);
+}
+
+#[tokio::test]
+async fn granting_credits_raises_the_limit() {
+    let server = TestServer::start().await;
+    let mut stream = open_stream(&server, "q", 1).await;
+    enqueue_n(&server, "q", 3).await;
+    stream.next_lease().await;
+    stream
+        .send(Kind::Grant(pb::StreamGrant { credits: 2 }))
+        .await;
+    stream.next_lease().await;
+    stream.next_lease().await;
+    assert_eq!(server.broker.counts(&queue("q")).expect("queue").ready, 0);
+}
+
+#[tokio::test]
+async fn two_streams_share_a_queue_neither_starving() {
+    let server = TestServer::start().await;
+    let mut a = open_stream(&server, "q", 3).await;
+    let mut b = open_stream(&server, "q", 3).await;
+    enqueue_n(&server, "q", 10).await;
+    for _ in 0..3 {
+        a.next_lease().await;
+        b.next_lease().await;
+    }
+    let mut client = server.client();
+    assert_eq!(lease(&mut client, "q", 100, 0).await.len(), 4);
+}
+
+#[tokio::test]
+async fn dropped_stream_gives_its_leases_back_at_once_with_the_attempt_counted() {
+    let server = TestServer::start().await;
+    let mut stream = open_stream(&server, "q", 2).await;
+    enqueue_n(&server, "q", 2).await;
+    let first = stream.next_lease().await;
+    stream.next_lease().await;
+    drop(stream);
+    // Well inside the 30 s lease: the stream's end released them.
+    let mut client = server.client();
+    let mut again = lease(&mut client, "q", 2, 10).await;
+    if again.len() < 2 {
+        again.extend(lease(&mut client, "q", 1, 10).await);
+    }
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|l| l.attempt == 2));
+    let id: JobId = first.job.expect("job").id.parse().expect("id");
+    let status = server.broker.job_status(&queue("q"), &id).expect("held");
+    assert!(
+        status
+            .last_error
+            .expect("error")
+            .contains("worker stream holding the lease closed")
+    );
+}
+
+#[tokio::test]
+async fn job_that_kills_every_worker_is_dead_lettered_after_max_attempts() {
+    let server = TestServer::start().await;
+    let mut client = server.client();
+    let poison = pb::NewJob {
+        max_attempts: 3,
+        ..job("poison")
+    };
+    let id: JobId = enqueue(&mut client, "q", poison).await.parse().expect("id");
+    for attempt in 1..=3 {
+        let mut stream = open_stream(&server, "q", 1).await;
+        let leased = stream.next_lease().await;
+        assert_eq!(leased.attempt, attempt);
+        drop(stream); // the worker "crashes" on it
+    }
+    eventually("the poison job is dead-lettered", || {
+        server
+            .broker
+            .job_status(&queue("q"), &id)
+            .is_some_and(|s| s.state == JobState::Dead)
+    })
+    .await;
+    let status = server.broker.job_status(&queue("q"), &id).expect("held");
+    assert_eq!(status.attempts, 3);
+}
+
+#[tokio::test]
+async fn acks_on_the_stream_and_by_unary_rpc_both_return_credits() {
+    let server = TestServer::start().await;
+    let mut stream = open_stream(&server, "q", 2).await;
+    enqueue_n(&server, "q", 4).await;
+    let one = stream.next_lease().await;
+    let two = stream.next_lease().await;
+
+    let request = stream.ack(&one.lease_token).await;
+    let result = stream.next_result().await;
+    assert_eq!((result.request_id, result.code), (request, 0));
+    let mut client = server.client();
+    assert_eq!(
+        ack(&mut client, "q", vec![two.lease_token])
+            .await
+            .expect("unary ack of a stream lease"),
+        1
+    );
+    // Both credits came back: the other two jobs arrive.
+    stream.next_lease().await;
+    stream.next_lease().await;
+    assert_eq!(server.broker.counts(&queue("q")).expect("queue").ready, 0);
+}
+
+#[tokio::test]
+async fn nack_and_extend_on_the_stream_answer_with_their_results() {
+    let server = TestServer::start().await;
+    let mut stream = open_stream(&server, "q", 1).await;
+    enqueue_n(&server, "q", 1).await;
+    let leased = stream.next_lease().await;
+
+    stream
+        .send(Kind::Extend(pb::StreamExtend {
+            request_id: 7,
+            lease_token: leased.lease_token.clone(),
+            lease_duration: common::secs(120),
+        }))
+        .await;
+    let extended = stream.next_result().await;
+    assert_eq!((extended.request_id, extended.code), (7, 0));
+    assert!(extended.time.is_some());
+
+    stream
+        .send(Kind::Nack(pb::StreamNack {
+            request_id: 8,
+            lease_token: leased.lease_token.clone(),
+            retry_delay: common::millis(0),
+            dead_letter: false,
+            reason: "try again".into(),
+        }))
+        .await;
+    let nacked = stream.next_result().await;
+    assert_eq!((nacked.request_id, nacked.code), (8, 0));
+    assert_eq!(nacked.nack_outcome(), pb::NackOutcome::RetryScheduled);
+    // Retried at once, to the same stream, whose credit came back.
+    let again = stream.next_lease().await;
+    assert_eq!(again.attempt, 2);
+
+    // A stale token gets the unary RPC's error, and the stream stays open.
+    let request = stream.ack(&leased.lease_token).await;
+    let stale = stream.next_result().await;
+    assert_eq!(stale.request_id, request);
+    assert_eq!(stale.code, Code::NotFound as i32);
+    assert!(stale.message.contains("is not live"), "{}", stale.message);
+    let request = stream.ack("not-a-token").await;
+    let malformed = stream.next_result().await;
+    assert_eq!(
+        (malformed.request_id, malformed.code),
+        (request, Code::InvalidArgument as i32)
+    );
+    let request = stream.ack(&again.lease_token).await;
+    assert_eq!(stream.next_result().await.request_id, request);
+}
+
+#[tokio::test]
+async fn bad_opens_and_protocol_errors_are_invalid_arguments() {
+    let server = TestServer::start().await;
+    for (name, credits, fragment) in [
+        ("bad name", 1, "queue:"),
+        ("q", 0, "open.credits"),
+        ("q", 10_001, "open.credits"),
+    ] {
+        let err = match try_open_stream(&server, name, credits).await {
+            Ok(mut stream) => stream.next().await.expect_err("refused"),
+            Err(status) => status,
+        };
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(fragment), "{err:?}");
+    }
+
+    let mut stream = open_stream(&server, "q", 1).await;
+    stream
+        .send(Kind::Grant(pb::StreamGrant { credits: 0 }))
+        .await;
+    let err = stream.next().await.expect_err("bad grant ends the stream");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("grant.credits"), "{err:?}");
+}
+
+#[tokio::test]
+async fn shutdown_ends_streams_with_unavailable() {
+    let mut server = TestServer::start().await;
+    let mut stream = open_stream(&server, "q", 1).await;
+    enqueue_n(&server, "q", 1).await;
+    stream.next_lease().await;
+    server.begin_shutdown();
+    let err = stream.next().await.expect_err("stream ended by shutdown");
+    assert_eq!(err.code(), Code::Unavailable);
+    assert!(err.message().contains("reconnect"), "{err:?}");
+}
