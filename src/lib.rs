@@ -11,8 +11,10 @@
 //! - [`server`]: binds it all together with health and reflection services
 //!   and serves until shut down.
 //! - [`config`]: command-line flags and `JOBQ_*` variables.
+//! - [`client`]: a Rust client and worker runtime for other services.
 
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod grpc;
 pub mod queue;

@@ -10,6 +10,6 @@ mod service;
 mod status;
 mod stream;
 
-pub use convert::{InvalidField, Limits, MAX_ATTEMPTS_LIMIT};
+pub use convert::{InvalidField, Limits, MAX_ATTEMPTS_LIMIT, MAX_TEXT_BYTES as MAX_REASON_BYTES};
 pub use service::JobQueueService;
 pub use stream::MAX_STREAM_CREDITS;

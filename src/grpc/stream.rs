@@ -174,7 +174,7 @@ impl Session {
     fn handle(&self, message: pb::StreamLeasesRequest) -> Result<Option<pb::StreamResult>, Status> {
         match message.kind {
             None => Err(Status::invalid_argument(
-                "kind: each message on a lease stream must set one of grant, ack, nack or extend",
+                "kind: each message on a lease stream must set one of grant, ack, nack, extend or drain",
             )),
             Some(In::Open(_)) => Err(Status::invalid_argument("open: the stream is already open")),
             Some(In::Grant(grant)) => {
@@ -186,6 +186,11 @@ impl Session {
                     )));
                 }
                 self.credits.store(total, Ordering::Relaxed);
+                Ok(None)
+            }
+            Some(In::Drain(_)) => {
+                tracing::debug!("lease stream draining");
+                self.credits.store(0, Ordering::Relaxed);
                 Ok(None)
             }
             Some(In::Ack(ack)) => Ok(Some(self.ack(ack))),

@@ -33,6 +33,17 @@ impl TestServer {
     /// A server with `config` (its listen address is ignored).
     pub async fn start_with(config: Config) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_listening(config, listener).await
+    }
+
+    /// A server with the default settings on a given address (to restart
+    /// one on the address a stopped server had).
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind again");
+        Self::start_listening(Config::defaults(), listener).await
+    }
+
+    async fn start_listening(config: Config, listener: TcpListener) -> Self {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let broker = Broker::new(config.broker());

@@ -1,0 +1,380 @@
+//! A Rust client for jobq, and a worker runtime on top of it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), jobq::client::ClientError> {
+//! use jobq::client::{Client, JobError};
+//!
+//! let client = Client::connect("http://127.0.0.1:50051").await?;
+//! let id = client
+//!     .enqueue("emails", "alice@example.com")
+//!     .metadata("kind", "welcome")
+//!     .send()
+//!     .await?;
+//! println!("enqueued {id}");
+//!
+//! client
+//!     .worker("emails")
+//!     .concurrency(8)
+//!     .run(
+//!         |job| async move {
+//!             println!("sending to {:?}", job.payload);
+//!             Ok::<(), JobError>(())
+//!         },
+//!         tokio::signal::ctrl_c(),
+//!     )
+//!     .await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod job;
+mod worker;
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tonic::transport::{Channel, Endpoint};
+
+pub use error::ClientError;
+pub use job::{Disposition, Job, JobError};
+pub use worker::{Worker, WorkerStats};
+
+use crate::grpc::pb;
+use crate::grpc::pb::job_queue_client::JobQueueClient;
+
+/// How long [`Client::connect`] keeps trying by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection to a jobq server. Cheap to clone: clones share one HTTP/2
+/// connection, which reconnects by itself after the server comes back.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: JobQueueClient<Channel>,
+}
+
+impl Client {
+    /// Connects to `address` (e.g. `http://127.0.0.1:50051`), retrying with
+    /// exponential backoff for up to 30 s while the server is not up yet.
+    pub async fn connect(address: impl Into<String>) -> Result<Self, ClientError> {
+        Self::connect_within(address, DEFAULT_CONNECT_TIMEOUT).await
+    }
+
+    /// As [`connect`](Self::connect), trying for up to `timeout`.
+    pub async fn connect_within(
+        address: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let address = address.into();
+        let endpoint = Endpoint::from_shared(address.clone()).map_err(|source| {
+            ClientError::InvalidAddress {
+                address: address.clone(),
+                source,
+            }
+        })?;
+        let start = tokio::time::Instant::now();
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        loop {
+            match endpoint.connect().await {
+                Ok(channel) => return Ok(Self::from_channel(channel)),
+                Err(source) if start.elapsed() >= timeout => {
+                    return Err(ClientError::Connect {
+                        address,
+                        waited: start.elapsed(),
+                        source,
+                    });
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "jobq not reachable yet; retrying");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+
+    /// A client over an existing channel.
+    pub fn from_channel(channel: Channel) -> Self {
+        Self {
+            inner: JobQueueClient::new(channel),
+        }
+    }
+
+    /// The generated gRPC client, for calls this wrapper does not cover.
+    pub fn raw(&self) -> JobQueueClient<Channel> {
+        self.inner.clone()
+    }
+
+    /// Starts an enqueue of one job; set options on the builder, then
+    /// [`send`](EnqueueBuilder::send) it.
+    pub fn enqueue(&self, queue: impl Into<String>, payload: impl Into<Bytes>) -> EnqueueBuilder {
+        EnqueueBuilder {
+            client: self.clone(),
+            queue: queue.into(),
+            job: NewJob::new(payload),
+            wait_for_room: false,
+        }
+    }
+
+    /// Enqueues several jobs into one queue, all or nothing. Returns their
+    /// ids in order.
+    pub async fn enqueue_batch(
+        &self,
+        queue: impl Into<String>,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<String>, ClientError> {
+        let request = pb::BatchEnqueueRequest {
+            queue: queue.into(),
+            jobs: jobs.into_iter().map(NewJob::into_proto).collect(),
+            wait_for_room: false,
+        };
+        Ok(self
+            .inner
+            .clone()
+            .batch_enqueue(request)
+            .await?
+            .into_inner()
+            .job_ids)
+    }
+
+    /// Leases up to `max_jobs`, waiting up to `wait` for the first.
+    /// `lease_duration` of `None` takes the queue's default.
+    pub async fn lease(
+        &self,
+        queue: impl Into<String>,
+        max_jobs: u32,
+        lease_duration: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Vec<Job>, ClientError> {
+        let request = pb::LeaseRequest {
+            queue: queue.into(),
+            max_jobs,
+            lease_duration: lease_duration.map(proto_duration),
+            wait_time: Some(proto_duration(wait)),
+        };
+        let leases = self.inner.clone().lease(request).await?.into_inner().leases;
+        Ok(leases.into_iter().map(Job::from).collect())
+    }
+
+    /// Acks leases: the jobs are done.
+    pub async fn ack(
+        &self,
+        queue: impl Into<String>,
+        lease_tokens: Vec<String>,
+    ) -> Result<(), ClientError> {
+        let request = pb::AckRequest {
+            queue: queue.into(),
+            lease_tokens,
+        };
+        self.inner.clone().ack(request).await?;
+        Ok(())
+    }
+
+    /// Nacks a lease as `error` says: retry (after the backoff or a given
+    /// delay) or dead-letter.
+    pub async fn nack(
+        &self,
+        queue: impl Into<String>,
+        lease_token: impl Into<String>,
+        error: &JobError,
+    ) -> Result<pb::NackResponse, ClientError> {
+        let (retry_delay, dead_letter) = nack_fields(error.disposition());
+        let request = pb::NackRequest {
+            queue: queue.into(),
+            lease_token: lease_token.into(),
+            retry_delay,
+            dead_letter,
+            reason: worker::truncate(error.message(), crate::grpc::MAX_REASON_BYTES),
+        };
+        Ok(self.inner.clone().nack(request).await?.into_inner())
+    }
+
+    /// Extends a lease to `lease_duration` from now; returns the new
+    /// deadline.
+    pub async fn extend(
+        &self,
+        queue: impl Into<String>,
+        lease_token: impl Into<String>,
+        lease_duration: Duration,
+    ) -> Result<Option<SystemTime>, ClientError> {
+        let request = pb::ExtendLeaseRequest {
+            queue: queue.into(),
+            lease_token: lease_token.into(),
+            lease_duration: Some(proto_duration(lease_duration)),
+        };
+        let response = self.inner.clone().extend_lease(request).await?.into_inner();
+        Ok(response
+            .lease_deadline
+            .and_then(|t| SystemTime::try_from(t).ok()))
+    }
+
+    /// A worker over `queue`: set its options, then
+    /// [`run`](Worker::run) a handler.
+    pub fn worker(&self, queue: impl Into<String>) -> Worker {
+        Worker::new(self.clone(), queue.into())
+    }
+}
+
+/// A job to enqueue, for [`Client::enqueue_batch`].
+#[derive(Clone, Debug, Default)]
+pub struct NewJob {
+    payload: Bytes,
+    metadata: HashMap<String, String>,
+    priority: i32,
+    schedule: Option<pb::new_job::Schedule>,
+    max_attempts: u32,
+}
+
+impl NewJob {
+    /// A job with this payload, priority 0, ready at once, and the queue's
+    /// default attempts.
+    pub fn new(payload: impl Into<Bytes>) -> Self {
+        Self {
+            payload: payload.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a header.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the priority (higher first; default 0).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Makes the job leasable only after `delay`.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.schedule = Some(pb::new_job::Schedule::Delay(proto_duration(delay)));
+        self
+    }
+
+    /// Makes the job leasable only from `time`.
+    pub fn not_before(mut self, time: SystemTime) -> Self {
+        self.schedule = Some(pb::new_job::Schedule::NotBefore(time.into()));
+        self
+    }
+
+    /// Sets how many deliveries the job gets before it is dead-lettered.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    fn into_proto(self) -> pb::NewJob {
+        pb::NewJob {
+            payload: self.payload,
+            metadata: self.metadata,
+            priority: self.priority,
+            schedule: self.schedule,
+            max_attempts: self.max_attempts,
+        }
+    }
+}
+
+/// One enqueue being built; see [`Client::enqueue`].
+#[derive(Debug)]
+#[must_use = "an enqueue does nothing until it is sent"]
+pub struct EnqueueBuilder {
+    client: Client,
+    queue: String,
+    job: NewJob,
+    wait_for_room: bool,
+}
+
+impl EnqueueBuilder {
+    /// Adds a header.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.job = self.job.metadata(key, value);
+        self
+    }
+
+    /// Sets the priority (higher first; default 0).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.job = self.job.priority(priority);
+        self
+    }
+
+    /// Makes the job leasable only after `delay`.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.job = self.job.delay(delay);
+        self
+    }
+
+    /// Makes the job leasable only from `time`.
+    pub fn not_before(mut self, time: SystemTime) -> Self {
+        self.job = self.job.not_before(time);
+        self
+    }
+
+    /// Sets how many deliveries the job gets before it is dead-lettered.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.job = self.job.max_attempts(attempts);
+        self
+    }
+
+    /// When the queue is full, wait for room (up to the server's limit)
+    /// instead of failing with `RESOURCE_EXHAUSTED`.
+    pub fn wait_for_room(mut self) -> Self {
+        self.wait_for_room = true;
+        self
+    }
+
+    /// Sends the job; returns its id.
+    pub async fn send(self) -> Result<String, ClientError> {
+        let request = pb::EnqueueRequest {
+            queue: self.queue,
+            job: Some(self.job.into_proto()),
+            wait_for_room: self.wait_for_room,
+        };
+        Ok(self
+            .client
+            .inner
+            .clone()
+            .enqueue(request)
+            .await?
+            .into_inner()
+            .job_id)
+    }
+}
+
+fn proto_duration(duration: Duration) -> prost_types::Duration {
+    prost_types::Duration::try_from(duration).unwrap_or(prost_types::Duration {
+        seconds: i64::MAX,
+        nanos: 0,
+    })
+}
+
+/// The `retry_delay` and `dead_letter` fields of a nack for `disposition`.
+fn nack_fields(disposition: Disposition) -> (Option<prost_types::Duration>, bool) {
+    match disposition {
+        Disposition::Retry => (None, false),
+        Disposition::RetryAfter(delay) => (Some(proto_duration(delay)), false),
+        Disposition::DeadLetter => (None, true),
+    }
+}
+
+/// Exponential backoff with jitter (each wait is between half and all of
+/// the current step), for reconnecting.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(first: Duration, max: Duration) -> Self {
+        Self { next: first, max }
+    }
+
+    /// The next wait: random up to the current step, which then doubles.
+    fn next_delay(&mut self) -> Duration {
+        let step = self.next;
+        self.next = (self.next * 2).min(self.max);
+        step.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
+}

@@ -1,0 +1,433 @@
+//! [`Worker`]: runs an async handler over a queue, the remote equivalent of
+//! a `BackgroundService` reading a channel.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use super::{Backoff, Client, Disposition, Job, JobError, nack_fields, proto_duration};
+use crate::grpc::pb::{
+    self, stream_leases_request::Kind as Out, stream_leases_response::Kind as In,
+};
+
+/// Runs a handler over one queue through a lease stream:
+/// - at most `concurrency` jobs run at once (the stream's credits);
+/// - `Ok(())` acks; [`JobError::retry`] nacks for the queue's backoff;
+///   [`JobError::permanent`] dead-letters with the reason; a panic nacks
+///   for a retry and the worker carries on;
+/// - a job still running at two thirds of its lease has the lease
+///   extended, again and again, so long jobs are not delivered twice;
+/// - when the shutdown future completes, no new jobs are taken, running
+///   handlers get `shutdown_grace` to finish, and the rest are stopped and
+///   nacked for an immediate retry elsewhere;
+/// - when the server goes away, the worker reconnects with exponential
+///   backoff. Handlers still running then are stopped: the server has
+///   already put their jobs back.
+#[derive(Debug)]
+#[must_use = "a worker does nothing until it is run"]
+pub struct Worker {
+    client: Client,
+    queue: String,
+    concurrency: u32,
+    lease_duration: Duration,
+    shutdown_grace: Duration,
+    reconnect_max: Duration,
+}
+
+/// What a worker did, returned when it stops.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Jobs whose handler succeeded.
+    pub succeeded: u64,
+    /// Jobs whose handler failed with a retryable error.
+    pub retried: u64,
+    /// Jobs whose handler failed permanently.
+    pub dead_lettered: u64,
+    /// Jobs whose handler panicked.
+    pub panicked: u64,
+    /// Jobs given back unfinished at shutdown or on a lost connection.
+    pub abandoned: u64,
+    /// Times the stream was (re)opened.
+    pub connections: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    succeeded: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    panicked: AtomicU64,
+    abandoned: AtomicU64,
+    connections: AtomicU64,
+    next_request: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> WorkerStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        WorkerStats {
+            succeeded: get(&self.succeeded),
+            retried: get(&self.retried),
+            dead_lettered: get(&self.dead_lettered),
+            panicked: get(&self.panicked),
+            abandoned: get(&self.abandoned),
+            connections: get(&self.connections),
+        }
+    }
+}
+
+/// Why a stream session ended.
+enum SessionEnd {
+    /// Shutdown was asked for and the session drained.
+    Stopped,
+    /// The connection or the server went away; `connected` says whether
+    /// the stream had opened first.
+    Lost { why: String, connected: bool },
+}
+
+impl Worker {
+    pub(super) fn new(client: Client, queue: String) -> Self {
+        Self {
+            client,
+            queue,
+            concurrency: 4,
+            lease_duration: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+            reconnect_max: Duration::from_secs(10),
+        }
+    }
+
+    /// Jobs run at once, 1 to 10 000. Default 4.
+    pub fn concurrency(mut self, jobs: u32) -> Self {
+        self.concurrency = jobs.clamp(1, crate::grpc::MAX_STREAM_CREDITS);
+        self
+    }
+
+    /// Lease asked for each job; extended while the handler runs. Default
+    /// 30 s.
+    pub fn lease_duration(mut self, lease: Duration) -> Self {
+        self.lease_duration = lease;
+        self
+    }
+
+    /// Time running handlers get to finish after shutdown is asked for.
+    /// Default 10 s.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Longest wait between reconnection attempts. Default 10 s.
+    pub fn reconnect_backoff_max(mut self, max: Duration) -> Self {
+        self.reconnect_max = max;
+        self
+    }
+
+    /// Runs `handler` on every job until `shutdown` completes, then drains
+    /// gracefully and returns what was done.
+    pub async fn run<H, F, S>(self, handler: H, shutdown: S) -> WorkerStats
+    where
+        H: Fn(Job) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<(), JobError>> + Send + 'static,
+        S: Future,
+    {
+        let handler = Arc::new(handler);
+        let counters = Arc::new(Counters::default());
+        let stop = CancellationToken::new();
+        let mut shutdown = pin!(shutdown);
+        let mut backoff = Backoff::new(Duration::from_millis(100), self.reconnect_max);
+        loop {
+            let mut session = pin!(self.session(&handler, &counters, &stop));
+            let end = if stop.is_cancelled() {
+                session.await
+            } else {
+                tokio::select! {
+                    end = &mut session => end,
+                    _ = &mut shutdown => {
+                        stop.cancel();
+                        session.await
+                    }
+                }
+            };
+            match end {
+                SessionEnd::Stopped => break,
+                SessionEnd::Lost { why, connected } => {
+                    if stop.is_cancelled() {
+                        break;
+                    }
+                    if connected {
+                        // It worked for a while: start the backoff afresh.
+                        backoff = Backoff::new(Duration::from_millis(100), self.reconnect_max);
+                    }
+                    let wait = backoff.next_delay();
+                    tracing::warn!(queue = %self.queue, reason = %why, retry_in = ?wait, "lease stream lost; reconnecting");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        _ = &mut shutdown => break,
+                    }
+                }
+            }
+        }
+        counters.snapshot()
+    }
+
+    /// One lease stream: take jobs until stopped or lost, then settle.
+    async fn session<H, F>(
+        &self,
+        handler: &Arc<H>,
+        counters: &Arc<Counters>,
+        stop: &CancellationToken,
+    ) -> SessionEnd
+    where
+        H: Fn(Job) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<(), JobError>> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(self.concurrency as usize + 16);
+        let open = Out::Open(pb::StreamOpen {
+            queue: self.queue.clone(),
+            credits: self.concurrency,
+            lease_duration: Some(proto_duration(self.lease_duration)),
+        });
+        if tx.send(request(open)).await.is_err() {
+            return SessionEnd::Lost {
+                why: "stream closed before it opened".into(),
+                connected: false,
+            };
+        }
+        let mut inbound = match self
+            .client
+            .raw()
+            .stream_leases(ReceiverStream::new(rx))
+            .await
+        {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                return SessionEnd::Lost {
+                    why: status.to_string(),
+                    connected: false,
+                };
+            }
+        };
+        counters.connections.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(queue = %self.queue, concurrency = self.concurrency, "worker connected");
+
+        // Stops running handlers: at the end of the grace period, or when
+        // the connection is lost.
+        let hard_stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let spawn = |tasks: &mut JoinSet<()>, job: Job| {
+            tasks.spawn(process(
+                job,
+                Arc::clone(handler),
+                tx.clone(),
+                hard_stop.clone(),
+                self.lease_duration,
+                Arc::clone(counters),
+            ));
+        };
+
+        // Taking jobs.
+        let lost = loop {
+            tokio::select! {
+                () = stop.cancelled() => break None,
+                message = inbound.message() => match message {
+                    Ok(Some(message)) => match message.kind {
+                        Some(In::Lease(lease)) => spawn(&mut tasks, Job::from(lease)),
+                        Some(In::Result(result)) => log_result(&result),
+                        None => {}
+                    },
+                    Ok(None) => break Some("the server closed the stream".to_string()),
+                    Err(status) => break Some(status.to_string()),
+                },
+                Some(_) = tasks.join_next() => {}
+            }
+        };
+        if let Some(why) = lost {
+            hard_stop.cancel();
+            while tasks.join_next().await.is_some() {}
+            return SessionEnd::Lost {
+                why,
+                connected: true,
+            };
+        }
+
+        // Draining: take nothing new, let running handlers finish.
+        let _ = tx.send(request(Out::Drain(pb::StreamDrain {}))).await;
+        let grace_over = Instant::now() + self.shutdown_grace;
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                joined = tasks.join_next() => if joined.is_none() { break },
+                message = inbound.message(), if reading => match message {
+                    Ok(Some(message)) => match message.kind {
+                        // Sent before the server saw the drain: give it
+                        // straight back for another worker.
+                        Some(In::Lease(lease)) => {
+                            counters.abandoned.fetch_add(1, Ordering::Relaxed);
+                            let job = Job::from(lease);
+                            let _ = tx.send(nack(&counters.next_request, &job.lease_token, &abandon_error())).await;
+                        }
+                        Some(In::Result(result)) => log_result(&result),
+                        None => {}
+                    },
+                    Ok(None) | Err(_) => reading = false,
+                },
+                () = sleep_until(grace_over), if !hard_stop.is_cancelled() => {
+                    tracing::warn!(queue = %self.queue, running = tasks.len(), "shutdown grace over; stopping running handlers");
+                    hard_stop.cancel();
+                }
+            }
+        }
+        // Closing the stream after the last ack: the server applies what
+        // was sent before it sees the end.
+        drop(tx);
+        while reading {
+            match inbound.message().await {
+                Ok(Some(message)) => {
+                    if let Some(In::Result(result)) = message.kind {
+                        log_result(&result);
+                    }
+                }
+                Ok(None) | Err(_) => reading = false,
+            }
+        }
+        tracing::info!(queue = %self.queue, "worker stopped");
+        SessionEnd::Stopped
+    }
+}
+
+/// Runs one job's handler, extending its lease while it runs, and sends the
+/// ack or nack its outcome calls for.
+async fn process<H, F>(
+    job: Job,
+    handler: Arc<H>,
+    out: mpsc::Sender<pb::StreamLeasesRequest>,
+    hard_stop: CancellationToken,
+    lease_duration: Duration,
+    counters: Arc<Counters>,
+) where
+    H: Fn(Job) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<(), JobError>> + Send + 'static,
+{
+    let token = job.lease_token.clone();
+    let deadline = job
+        .lease_deadline
+        .and_then(|d| d.duration_since(SystemTime::now()).ok())
+        .map_or(Instant::now() + lease_duration, |left| {
+            Instant::now() + left
+        });
+    let mut next_extend = extend_point(Instant::now(), deadline);
+    // The handler runs in its own task so that a panic is caught as a
+    // JoinError instead of taking the worker down.
+    let mut work = tokio::spawn(handler(job));
+    let outcome = loop {
+        tokio::select! {
+            joined = &mut work => break match joined {
+                Ok(result) => result,
+                Err(e) if e.is_panic() => {
+                    counters.panicked.fetch_add(1, Ordering::Relaxed);
+                    Err(JobError::retry(format!("handler panicked: {}", panic_message(e.into_panic()))))
+                }
+                Err(_) => Err(abandon_error()),
+            },
+            () = sleep_until(next_extend) => {
+                let request_id = counters.next_request.fetch_add(1, Ordering::Relaxed);
+                let extend = Out::Extend(pb::StreamExtend {
+                    request_id,
+                    lease_token: token.clone(),
+                    lease_duration: Some(proto_duration(lease_duration)),
+                });
+                if out.send(request(extend)).await.is_err() {
+                    // The stream is gone; the hard stop follows.
+                    next_extend = Instant::now() + lease_duration;
+                    continue;
+                }
+                let now = Instant::now();
+                next_extend = extend_point(now, now + lease_duration);
+            }
+            () = hard_stop.cancelled() => {
+                work.abort();
+                counters.abandoned.fetch_add(1, Ordering::Relaxed);
+                break Err(abandon_error());
+            }
+        }
+    };
+    let message = match outcome {
+        Ok(()) => {
+            counters.succeeded.fetch_add(1, Ordering::Relaxed);
+            let request_id = counters.next_request.fetch_add(1, Ordering::Relaxed);
+            request(Out::Ack(pb::StreamAck {
+                request_id,
+                lease_token: token,
+            }))
+        }
+        Err(error) => {
+            match error.disposition() {
+                Disposition::DeadLetter => &counters.dead_lettered,
+                Disposition::Retry | Disposition::RetryAfter(_) => &counters.retried,
+            }
+            .fetch_add(1, Ordering::Relaxed);
+            nack(&counters.next_request, &token, &error)
+        }
+    };
+    // If the stream is gone the server has already put the job back.
+    let _ = out.send(message).await;
+}
+
+/// When to extend a lease that ends at `deadline`: two thirds of the way.
+fn extend_point(now: Instant, deadline: Instant) -> Instant {
+    now + deadline.saturating_duration_since(now) * 2 / 3
+}
+
+fn abandon_error() -> JobError {
+    JobError::retry_after(
+        "the worker stopped before the handler finished",
+        Duration::ZERO,
+    )
+}
+
+fn nack(next_request: &AtomicU64, token: &str, error: &JobError) -> pb::StreamLeasesRequest {
+    let (retry_delay, dead_letter) = nack_fields(error.disposition());
+    request(Out::Nack(pb::StreamNack {
+        request_id: next_request.fetch_add(1, Ordering::Relaxed),
+        lease_token: token.to_string(),
+        retry_delay,
+        dead_letter,
+        reason: truncate(error.message(), crate::grpc::MAX_REASON_BYTES),
+    }))
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub(super) fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+fn request(kind: Out) -> pb::StreamLeasesRequest {
+    pb::StreamLeasesRequest { kind: Some(kind) }
+}
+
+fn log_result(result: &pb::StreamResult) {
+    if result.code != 0 {
+        tracing::warn!(request = result.request_id, code = result.code, message = %result.message, "jobq refused a worker request");
+    }
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_string())
+}

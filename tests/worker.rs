@@ -1,0 +1,323 @@
+//! The Rust worker runtime against a real server.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{PATIENCE, TestServer, eventually};
+use jobq::client::{Client, JobError};
+use jobq::config::Config;
+use jobq::queue::{JobId, JobState, QueueName};
+use tokio::sync::{Barrier, mpsc, oneshot};
+
+fn queue(name: &str) -> QueueName {
+    QueueName::new(name).expect("valid")
+}
+
+fn client(server: &TestServer) -> Client {
+    Client::from_channel(server.channel.clone())
+}
+
+fn held(server: &TestServer, name: &str) -> usize {
+    server
+        .broker
+        .counts(&queue(name))
+        .map_or(0, |c| c.ready + c.scheduled + c.leased + c.dead)
+}
+
+/// Config with a fast backoff, so retries come within the test.
+fn fast_retries() -> Config {
+    let mut config = Config::defaults();
+    config.backoff_base = Duration::from_millis(10);
+    config.backoff_cap = Duration::from_millis(50);
+    config
+}
+
+#[tokio::test]
+async fn runs_exactly_up_to_its_concurrency_at_once() {
+    let server = TestServer::start().await;
+    let c = client(&server);
+    for i in 0..21 {
+        c.enqueue("q", format!("job {i}"))
+            .send()
+            .await
+            .expect("enqueue");
+    }
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    // Every handler waits until three run together: fewer than three at
+    // once would never get past it, more would show in `most`.
+    let barrier = Arc::new(Barrier::new(3));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = {
+        let (running, most) = (Arc::clone(&running), Arc::clone(&most));
+        tokio::spawn(c.worker("q").concurrency(3).run(
+            move |_job| {
+                let (running, most, barrier) = (
+                    Arc::clone(&running),
+                    Arc::clone(&most),
+                    Arc::clone(&barrier),
+                );
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    barrier.wait().await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<(), JobError>(())
+                }
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ))
+    };
+    eventually("all 21 jobs acked", || held(&server, "q") == 0).await;
+    stop.send(()).expect("worker running");
+    let stats = worker.await.expect("join");
+    assert_eq!(stats.succeeded, 21);
+    assert_eq!(most.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_job_longer_than_its_lease_is_extended_not_redelivered() {
+    let server = TestServer::start().await;
+    let c = client(&server);
+    c.enqueue("q", "slow").send().await.expect("enqueue");
+    let deliveries = Arc::new(AtomicUsize::new(0));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = {
+        let deliveries = Arc::clone(&deliveries);
+        tokio::spawn(
+            c.worker("q")
+                .concurrency(2)
+                .lease_duration(Duration::from_millis(300))
+                .run(
+                    move |_job| {
+                        deliveries.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            // Four leases long.
+                            tokio::time::sleep(Duration::from_millis(1200)).await;
+                            Ok::<(), JobError>(())
+                        }
+                    },
+                    async move {
+                        let _ = stopped.await;
+                    },
+                ),
+        )
+    };
+    eventually("the slow job is acked", || held(&server, "q") == 0).await;
+    stop.send(()).expect("worker running");
+    let stats = worker.await.expect("join");
+    assert_eq!(deliveries.load(Ordering::SeqCst), 1, "never redelivered");
+    assert_eq!(stats.succeeded, 1);
+}
+
+#[tokio::test]
+async fn a_panicking_handler_nacks_and_the_worker_carries_on() {
+    let server = TestServer::start_with(fast_retries()).await;
+    let c = client(&server);
+    c.enqueue("q", "boom once").send().await.expect("enqueue");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = tokio::spawn(c.worker("q").run(
+        |job| async move {
+            if job.attempt == 1 {
+                panic!("handler bug");
+            }
+            Ok::<(), JobError>(())
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    eventually("the job succeeds on its second attempt", || {
+        held(&server, "q") == 0
+    })
+    .await;
+    stop.send(()).expect("worker running");
+    let stats = worker.await.expect("join");
+    assert_eq!((stats.panicked, stats.succeeded), (1, 1));
+}
+
+#[tokio::test]
+async fn errors_retry_with_backoff_or_dead_letter_with_the_reason() {
+    let server = TestServer::start_with(fast_retries()).await;
+    let c = client(&server);
+    c.enqueue("q", "flaky").send().await.expect("enqueue");
+    let bad: JobId = c
+        .enqueue("q", "bad address")
+        .send()
+        .await
+        .expect("enqueue")
+        .parse()
+        .expect("id");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = tokio::spawn(c.worker("q").run(
+        |job| async move {
+            match (&job.payload[..], job.attempt) {
+                (b"flaky", 1) => Err(JobError::retry("smtp timeout")),
+                (b"flaky", _) => Ok(()),
+                _ => Err(JobError::permanent("no such mailbox")),
+            }
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    eventually("flaky acked, bad dead-lettered", || {
+        server
+            .broker
+            .counts(&queue("q"))
+            .is_some_and(|c| c.dead == 1 && c.ready + c.scheduled + c.leased == 0)
+    })
+    .await;
+    let status = server.broker.job_status(&queue("q"), &bad).expect("held");
+    assert_eq!(status.state, JobState::Dead);
+    assert_eq!(status.last_error.as_deref(), Some("no such mailbox"));
+    stop.send(()).expect("worker running");
+    let stats = worker.await.expect("join");
+    assert_eq!(
+        (stats.retried, stats.succeeded, stats.dead_lettered),
+        (1, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_running_jobs_finish_within_the_grace() {
+    let server = TestServer::start().await;
+    let c = client(&server);
+    c.enqueue("q", "in flight").send().await.expect("enqueue");
+    let (started_tx, mut started) = mpsc::channel::<()>(1);
+    let (finish, finish_rx) = oneshot::channel::<()>();
+    let finish_rx = Arc::new(tokio::sync::Mutex::new(Some(finish_rx)));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = tokio::spawn(c.worker("q").shutdown_grace(PATIENCE).run(
+        move |_job| {
+            let (started_tx, finish_rx) = (started_tx.clone(), Arc::clone(&finish_rx));
+            async move {
+                let _ = started_tx.send(()).await;
+                if let Some(rx) = finish_rx.lock().await.take() {
+                    let _ = rx.await;
+                }
+                Ok::<(), JobError>(())
+            }
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    started.recv().await.expect("handler started");
+    stop.send(()).expect("worker running");
+    // Jobs enqueued during the drain are not taken by this worker.
+    let after: JobId = c
+        .enqueue("q", "after shutdown")
+        .send()
+        .await
+        .expect("enqueue")
+        .parse()
+        .expect("id");
+    finish.send(()).expect("handler waiting");
+    let stats = worker.await.expect("join");
+    assert_eq!(stats.succeeded, 1);
+    eventually("the in-flight job was acked", || held(&server, "q") == 1).await;
+    let status = server.broker.job_status(&queue("q"), &after).expect("held");
+    assert_eq!(status.state, JobState::Ready);
+}
+
+#[tokio::test]
+async fn shutdown_nacks_jobs_still_running_after_the_grace() {
+    let server = TestServer::start().await;
+    let c = client(&server);
+    let id: JobId = c
+        .enqueue("q", "never ends")
+        .send()
+        .await
+        .expect("enqueue")
+        .parse()
+        .expect("id");
+    let (started_tx, mut started) = mpsc::channel::<()>(1);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = tokio::spawn(
+        c.worker("q")
+            .shutdown_grace(Duration::from_millis(100))
+            .run(
+                move |_job| {
+                    let started_tx = started_tx.clone();
+                    async move {
+                        let _ = started_tx.send(()).await;
+                        std::future::pending::<()>().await;
+                        Ok::<(), JobError>(())
+                    }
+                },
+                async move {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+    started.recv().await.expect("handler started");
+    stop.send(()).expect("worker running");
+    let stats = worker.await.expect("join");
+    assert_eq!(stats.abandoned, 1);
+    eventually("the job is ready again at once", || {
+        server
+            .broker
+            .job_status(&queue("q"), &id)
+            .is_some_and(|s| s.state == JobState::Ready)
+    })
+    .await;
+    let status = server.broker.job_status(&queue("q"), &id).expect("held");
+    assert!(
+        status
+            .last_error
+            .expect("reason")
+            .contains("worker stopped before the handler finished")
+    );
+}
+
+#[tokio::test]
+async fn reconnects_after_the_server_restarts() {
+    let first = TestServer::start().await;
+    let addr = first.addr;
+    let c = Client::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    let (done_tx, mut done) = mpsc::channel::<String>(8);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = tokio::spawn(
+        c.worker("q")
+            .reconnect_backoff_max(Duration::from_millis(200))
+            .run(
+                move |job| {
+                    let done_tx = done_tx.clone();
+                    async move {
+                        let _ = done_tx
+                            .send(String::from_utf8_lossy(&job.payload).into_owned())
+                            .await;
+                        Ok::<(), JobError>(())
+                    }
+                },
+                async move {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+    c.enqueue("q", "before").send().await.expect("enqueue");
+    assert_eq!(done.recv().await.as_deref(), Some("before"));
+    first.shutdown().await.expect("clean stop");
+
+    let second = TestServer::start_on(addr).await;
+    client(&second)
+        .enqueue("q", "after")
+        .send()
+        .await
+        .expect("enqueue on the new server");
+    let got = tokio::time::timeout(PATIENCE, done.recv())
+        .await
+        .expect("the worker reconnected");
+    assert_eq!(got.as_deref(), Some("after"));
+    stop.send(()).expect("worker running");
+    let stats = worker.await.expect("join");
+    assert!(stats.connections >= 2, "{stats:?}");
+}
