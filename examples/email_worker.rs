@@ -1,0 +1,49 @@
+//! The worker side of the email scenario: "sends" queued emails through a
+//! flaky SMTP server that fails now and then, so some jobs are retried with
+//! backoff, and mail to a bad address is dead-lettered at once.
+//!
+//! Run a server (`cargo run --release`), then:
+//! `cargo run --example email_worker` (stop it with Ctrl-C; it finishes the
+//! emails in flight first).
+
+use std::time::Duration;
+
+use jobq::client::{Client, ClientError, Job, JobError};
+
+#[tokio::main]
+async fn main() -> Result<(), ClientError> {
+    let server =
+        std::env::var("JOBQ_SERVER").unwrap_or_else(|_| "http://127.0.0.1:50051".to_string());
+    let client = Client::connect(server).await?;
+    println!("sending emails; Ctrl-C to stop");
+    let stats = client
+        .worker("emails")
+        .concurrency(4)
+        .shutdown_grace(Duration::from_secs(5))
+        .run(send_email, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    println!("stopped: {stats:?}");
+    Ok(())
+}
+
+async fn send_email(job: Job) -> Result<(), JobError> {
+    let to = String::from_utf8_lossy(&job.payload).into_owned();
+    let template = job.metadata.get("template").cloned().unwrap_or_default();
+    if to.starts_with("mallory@") {
+        println!("  {template} to {to}: address rejected; dead-lettering");
+        return Err(JobError::permanent("550 no such mailbox"));
+    }
+    // Talking to SMTP takes a while, and one try in three times out.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    if rand::random::<f64>() < 1.0 / 3.0 {
+        println!(
+            "  {template} to {to}: SMTP timed out (attempt {}/{}); will retry",
+            job.attempt, job.max_attempts
+        );
+        return Err(JobError::retry("421 timeout talking to smtp.example.com"));
+    }
+    println!("  {template} to {to}: sent (attempt {})", job.attempt);
+    Ok(())
+}

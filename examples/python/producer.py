@@ -1,0 +1,33 @@
+"""Enqueues email jobs into jobq from Python, with grpcio only.
+
+    python examples/python/producer.py --server 127.0.0.1:50051 --count 20
+"""
+
+import argparse
+
+import grpc
+
+from jobq_proto import jobq_pb2, jobq_pb2_grpc
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--server", default="127.0.0.1:50051")
+    parser.add_argument("--queue", default="emails")
+    parser.add_argument("--count", type=int, default=10)
+    args = parser.parse_args()
+
+    with grpc.insecure_channel(args.server) as channel:
+        jobq = jobq_pb2_grpc.JobQueueStub(channel)
+        for i in range(args.count):
+            job = jobq_pb2.NewJob(
+                payload=f"user{i}@example.com".encode(),
+                metadata={"template": "welcome", "source": "python"},
+            )
+            reply = jobq.Enqueue(jobq_pb2.EnqueueRequest(queue=args.queue, job=job), timeout=10)
+            print(f"enqueued {reply.job_id}")
+    print(f"enqueued {args.count} jobs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+//! The Python producer and worker in `examples/python/` (grpcio only, code
+//! generated from `proto/` at run time) against a real server.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{TestServer, eventually};
+use jobq::queue::QueueName;
+use tokio::process::Command;
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python");
+
+/// A Python with the example's requirements: a virtual environment made
+/// once under the target folder, from PyPI.
+async fn python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-example-venv");
+    let python = venv.join("bin").join("python");
+    let ready = python.exists()
+        && run(Command::new(&python).args(["-c", "import grpc, grpc_tools"]))
+            .await
+            .status
+            .success();
+    if !ready {
+        check(
+            "python3 -m venv",
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv)).await,
+        );
+        check(
+            "pip install -r examples/python/requirements.txt",
+            run(Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "-r"])
+                .arg(Path::new(EXAMPLE).join("requirements.txt")))
+            .await,
+        );
+    }
+    python
+}
+
+async fn run(command: &mut Command) -> Output {
+    command.output().await.expect("the command starts")
+}
+
+fn check(what: &str, output: Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn python_producer_and_worker_process_every_job() {
+    let python = python().await;
+    let server = TestServer::start().await;
+    let addr = server.addr.to_string();
+
+    let produced = check(
+        "producer.py",
+        run(Command::new(&python).current_dir(EXAMPLE).args([
+            "producer.py",
+            "--server",
+            &addr,
+            "--queue",
+            "py",
+            "--count",
+            "25",
+        ]))
+        .await,
+    );
+    assert!(produced.contains("enqueued 25 jobs"), "{produced}");
+
+    let worked = check(
+        "worker.py",
+        run(Command::new(&python).current_dir(EXAMPLE).args([
+            "worker.py",
+            "--server",
+            &addr,
+            "--queue",
+            "py",
+            "--expect",
+            "25",
+        ]))
+        .await,
+    );
+    assert!(worked.contains("acked 25 jobs"), "{worked}");
+    assert!(worked.contains("sending welcome email to user0@example.com (attempt 1)"));
+
+    let queue = QueueName::new("py").expect("valid");
+    eventually("every Python job acked", || {
+        server.broker.jobs_held() == 0
+            && server.broker.counts(&queue).is_some_and(|c| c.leased == 0)
+    })
+    .await;
+}
