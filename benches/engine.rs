@@ -46,12 +46,12 @@ fn queue_core(c: &mut Criterion) {
                 .collect::<Vec<_>>()
         };
         for _ in 0..size / 1000 {
-            q.enqueue(now, SystemTime::now(), ids(1000))
+            q.enqueue(now, SystemTime::now(), &mut ids(1000))
                 .expect("prefill");
         }
         group.bench_function(BenchmarkId::from_parameter(size), |b| {
             b.iter(|| {
-                q.enqueue(now, SystemTime::UNIX_EPOCH, ids(1))
+                q.enqueue(now, SystemTime::UNIX_EPOCH, &mut ids(1))
                     .expect("enqueue");
                 let leased = q.lease(now, 1, None);
                 let token = leased[0].token;

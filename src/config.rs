@@ -74,6 +74,23 @@ pub struct Config {
     #[arg(long, env = "JOBQ_MAX_REQUEST_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_request_bytes: usize,
 
+    /// How long an enqueue's idempotency key is remembered.
+    #[arg(long, env = "JOBQ_IDEMPOTENCY_WINDOW", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub idempotency_window: Duration,
+
+    /// Idempotency keys one queue remembers at most; past this the oldest
+    /// is forgotten early.
+    #[arg(long, env = "JOBQ_IDEMPOTENCY_MAX_KEYS", default_value_t = 100_000)]
+    pub idempotency_max_keys: usize,
+
+    /// How long acked and cancelled jobs stay visible to GetJob.
+    #[arg(long, env = "JOBQ_FINISHED_RETENTION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub finished_retention: Duration,
+
+    /// Acked and cancelled jobs one queue remembers at most.
+    #[arg(long, env = "JOBQ_FINISHED_MAX", default_value_t = 10_000)]
+    pub finished_max: usize,
+
     /// On SIGINT or SIGTERM, how long in-flight RPCs get to finish.
     #[arg(long, env = "JOBQ_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -106,6 +123,10 @@ impl Config {
             max_lease_wait: Duration::from_secs(60),
             max_enqueue_wait: Duration::from_secs(60),
             max_request_bytes: 4 * 1024 * 1024,
+            idempotency_window: Duration::from_secs(600),
+            idempotency_max_keys: 100_000,
+            finished_retention: Duration::from_secs(600),
+            finished_max: 10_000,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -186,6 +207,10 @@ impl Config {
                     cap: self.backoff_cap,
                     jitter: self.backoff_jitter,
                 },
+                idempotency_window: self.idempotency_window,
+                idempotency_max_keys: self.idempotency_max_keys,
+                finished_retention: self.finished_retention,
+                finished_max: self.finished_max,
             },
             memory_budget: self.memory_budget_bytes,
             max_queues: self.max_queues,

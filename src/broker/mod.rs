@@ -28,8 +28,8 @@ pub use memory::MemoryBudget;
 pub use stream::LeaseStream;
 
 use crate::queue::{
-    Delivery, HolderId, JobId, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob, Queue,
-    QueueConfig, QueueCounts, QueueError, QueueName,
+    Delivery, Enqueued, HolderId, JobId, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob,
+    Queue, QueueConfig, QueueCounts, QueueError, QueueName,
 };
 use slot::Slot;
 
@@ -99,7 +99,7 @@ impl Broker {
         queue: QueueName,
         jobs: Vec<NewJob>,
         wait_for_room: Option<Duration>,
-    ) -> Result<Vec<JobId>, BrokerError> {
+    ) -> Result<Vec<Enqueued>, BrokerError> {
         self.refuse_if_shutting_down()?;
         let slot = self.slot_or_create(&queue)?;
         let bytes: u64 = jobs.iter().map(NewJob::size).sum();
@@ -114,7 +114,7 @@ impl Broker {
             freed.as_mut().enable();
 
             let error = match self.try_store(&slot, &mut batch, bytes) {
-                Ok(()) => return Ok(ids),
+                Ok(stored) => return Ok(stored),
                 Err(error) => error,
             };
             // Wait only for what refused us: a full queue for its room, a
@@ -144,7 +144,7 @@ impl Broker {
         slot: &Slot,
         batch: &mut Vec<(JobId, NewJob)>,
         bytes: u64,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<Vec<Enqueued>, BrokerError> {
         let memory = &self.shared.memory;
         memory
             .try_reserve(bytes)
@@ -153,14 +153,24 @@ impl Broker {
                 used: over.used,
                 offered: bytes,
             })?;
-        let stored = slot.with(|q| {
-            q.check_room(batch.len())?;
-            q.enqueue(Instant::now(), SystemTime::now(), std::mem::take(batch))
-        });
-        if stored.is_err() {
-            memory.release(bytes);
-        }
-        Ok(stored?)
+        let sizes: Vec<u64> = batch.iter().map(|(_, job)| job.size()).collect();
+        let stored = slot.with(|q| q.enqueue(Instant::now(), SystemTime::now(), batch));
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(error) => {
+                memory.release(bytes);
+                return Err(error.into());
+            }
+        };
+        // Duplicates stored nothing: their bytes go back.
+        let unused: u64 = stored
+            .iter()
+            .zip(&sizes)
+            .filter(|(e, _)| e.duplicate)
+            .map(|(_, size)| size)
+            .sum();
+        memory.release(unused);
+        Ok(stored)
     }
 
     /// Leases up to `max` jobs from `queue`, creating the queue if new.
@@ -252,7 +262,7 @@ impl Broker {
 
     /// A job's state, if `queue` holds it.
     pub fn job_status(&self, queue: &QueueName, id: &JobId) -> Option<JobStatus> {
-        self.slot(queue)?.with(|q| q.job_status(id))
+        self.slot(queue)?.with(|q| q.job_status(Instant::now(), id))
     }
 
     /// Jobs per state in `queue`, if it exists.

@@ -223,6 +223,7 @@ pub struct NewJob {
     priority: i32,
     schedule: Option<pb::new_job::Schedule>,
     max_attempts: u32,
+    idempotency_key: String,
 }
 
 impl NewJob {
@@ -265,6 +266,14 @@ impl NewJob {
         self
     }
 
+    /// Sets an idempotency key: enqueuing the same key into the same queue
+    /// again within the server's window stores nothing and returns the
+    /// first job's id, so a retried enqueue cannot make a second job.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = key.into();
+        self
+    }
+
     fn into_proto(self) -> pb::NewJob {
         pb::NewJob {
             payload: self.payload,
@@ -272,6 +281,7 @@ impl NewJob {
             priority: self.priority,
             schedule: self.schedule,
             max_attempts: self.max_attempts,
+            idempotency_key: self.idempotency_key,
         }
     }
 }
@@ -314,6 +324,12 @@ impl EnqueueBuilder {
     /// Sets how many deliveries the job gets before it is dead-lettered.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.job = self.job.max_attempts(attempts);
+        self
+    }
+
+    /// Sets an idempotency key (see [`NewJob::idempotency_key`]).
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.job = self.job.idempotency_key(key);
         self
     }
 

@@ -156,12 +156,22 @@ impl Limits {
                 ));
             }
         };
+        if job.idempotency_key.len() > MAX_METADATA_KEY_BYTES {
+            return Err(invalid(
+                format!("{field}.idempotency_key"),
+                format!(
+                    "is {} bytes; the limit is {MAX_METADATA_KEY_BYTES}",
+                    job.idempotency_key.len()
+                ),
+            ));
+        }
         Ok(NewJob {
             payload: job.payload,
             metadata,
             priority: job.priority,
             ready_at,
             max_attempts,
+            idempotency_key: (!job.idempotency_key.is_empty()).then_some(job.idempotency_key),
         })
     }
 

@@ -60,9 +60,15 @@ impl JobQueue for JobQueueService {
                 .enqueue(queue, vec![job], wait)
                 .await
                 .map_err(status::from_broker)?;
-            let job_id = ids.first().map(ToString::to_string).unwrap_or_default();
-            tracing::debug!(job.id = %job_id, "enqueued");
-            Ok(Response::new(pb::EnqueueResponse { job_id }))
+            let Some(stored) = ids.first() else {
+                return Err(Status::internal("enqueue stored no job"));
+            };
+            let job_id = stored.id.to_string();
+            tracing::debug!(job.id = %job_id, duplicate = stored.duplicate, "enqueued");
+            Ok(Response::new(pb::EnqueueResponse {
+                job_id,
+                duplicate: stored.duplicate,
+            }))
         }
         .instrument(span)
         .await
@@ -85,8 +91,10 @@ impl JobQueue for JobQueueService {
                 .await
                 .map_err(status::from_broker)?;
             tracing::debug!(jobs = ids.len(), "enqueued batch");
-            let job_ids = ids.iter().map(ToString::to_string).collect();
-            Ok(Response::new(pb::BatchEnqueueResponse { job_ids }))
+            Ok(Response::new(pb::BatchEnqueueResponse {
+                job_ids: ids.iter().map(|e| e.id.to_string()).collect(),
+                duplicates: ids.iter().map(|e| e.duplicate).collect(),
+            }))
         }
         .instrument(span)
         .await

@@ -17,7 +17,9 @@ pub fn from_broker(error: BrokerError) -> Status {
             QueueError::LeaseNotFound { .. } | QueueError::JobNotFound { .. } => {
                 Status::not_found(message)
             }
-            QueueError::JobLeased { .. } => Status::failed_precondition(message),
+            QueueError::JobLeased { .. } | QueueError::JobNotDead { .. } => {
+                Status::failed_precondition(message)
+            }
         },
         BrokerError::MemoryExhausted { .. } | BrokerError::TooManyQueues { .. } => {
             Status::resource_exhausted(message)

@@ -17,6 +17,16 @@ pub struct QueueConfig {
     pub max_attempts: u32,
     /// How long a nacked job waits when the worker names no delay.
     pub retry: RetryPolicy,
+    /// How long an idempotency key is remembered. Default 10 min.
+    pub idempotency_window: Duration,
+    /// Idempotency keys remembered at most; past this the oldest is
+    /// forgotten early. Default 100 000.
+    pub idempotency_max_keys: usize,
+    /// How long acked and cancelled jobs stay visible to `job_status`.
+    /// Default 10 min.
+    pub finished_retention: Duration,
+    /// Finished jobs remembered at most. Default 10 000.
+    pub finished_max: usize,
 }
 
 impl Default for QueueConfig {
@@ -26,6 +36,10 @@ impl Default for QueueConfig {
             lease_duration: Duration::from_secs(30),
             max_attempts: 10,
             retry: RetryPolicy::default(),
+            idempotency_window: Duration::from_secs(600),
+            idempotency_max_keys: 100_000,
+            finished_retention: Duration::from_secs(600),
+            finished_max: 10_000,
         }
     }
 }

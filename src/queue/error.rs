@@ -47,4 +47,12 @@ pub enum QueueError {
         /// The job.
         job: JobId,
     },
+    /// The job is not in the dead-letter set.
+    #[error("job {job} in queue {queue} is not dead-lettered")]
+    JobNotDead {
+        /// The queue.
+        queue: QueueName,
+        /// The job.
+        job: JobId,
+    },
 }

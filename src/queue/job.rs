@@ -57,6 +57,9 @@ pub struct NewJob {
     pub ready_at: Option<Instant>,
     /// Deliveries before dead-lettering; `None` takes the queue's default.
     pub max_attempts: Option<u32>,
+    /// Enqueuing the same key again within the queue's idempotency window
+    /// stores nothing and answers with this job's id.
+    pub idempotency_key: Option<String>,
 }
 
 impl NewJob {

@@ -16,10 +16,14 @@
 //!   whatever the number of jobs (see `ready.rs`);
 //! - deadlines (delayed jobs, backoff retries, lease expiries): a `BTreeMap`
 //!   keyed by (deadline, sequence), O(log n) to insert, remove or pop due;
-//! - dead letters: a `BTreeMap` in dead-letter order, O(log n).
+//! - dead letters: a `BTreeSet` of ids, O(log n);
+//! - idempotency keys and finished jobs: bounded, expiring in insertion
+//!   order, O(1).
 
 mod config;
 mod error;
+mod finished;
+mod idempotency;
 mod job;
 mod lease;
 mod name;
@@ -33,7 +37,10 @@ pub use job::{Job, JobId, NewJob};
 pub use lease::{Delivery, HolderId, LeaseToken, NackOutcome, NackRequest, ParseLeaseTokenError};
 pub use name::{InvalidQueueName, QueueName};
 pub use retry::RetryPolicy;
-pub use state::{Acked, JobState, JobStatus, Queue, QueueCounts, QueueStats};
+pub use state::{
+    Acked, Enqueued, Failure, JobState, JobStatus, MAX_HISTORY, Purged, Queue, QueueCounts,
+    QueueStats,
+};
 
 #[cfg(test)]
 mod tests;

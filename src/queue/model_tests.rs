@@ -90,7 +90,7 @@ proptest! {
                         ..NewJob::default()
                     };
                     let full = q.len() >= 50;
-                    let result = q.enqueue(now, SystemTime::now(), vec![(JobId::from_u128(next_id), new)]);
+                    let result = q.enqueue(now, SystemTime::now(), &mut vec![(JobId::from_u128(next_id), new)]);
                     prop_assert_eq!(result.is_err(), full);
                 }
                 Op::Lease { max, lease_ms } => {

@@ -40,6 +40,20 @@ impl ReadyQueue {
         self.len -= 1;
     }
 
+    /// The first live entry of each lane (the longest-waiting job of each
+    /// priority). O(p), though stale entries at a lane's front are stepped
+    /// over.
+    pub(super) fn fronts<'a>(
+        &'a self,
+        is_live: impl Fn(u64, JobId) -> bool + 'a,
+    ) -> impl Iterator<Item = JobId> + 'a {
+        self.lanes.values().filter_map(move |lane| {
+            lane.iter()
+                .find(|(seq, id)| is_live(*seq, *id))
+                .map(|(_, id)| *id)
+        })
+    }
+
     /// Takes the next live entry; `is_live(seq, id)` tells stale entries
     /// (forgotten ones) apart, and those are dropped on the way.
     pub(super) fn pop(&mut self, mut is_live: impl FnMut(u64, JobId) -> bool) -> Option<JobId> {

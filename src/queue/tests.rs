@@ -33,12 +33,13 @@ fn with_priority(payload: &str, priority: i32) -> NewJob {
 }
 
 fn put(q: &mut Queue, now: Instant, jobs: Vec<NewJob>) -> Vec<JobId> {
-    let batch: Vec<_> = jobs
+    let mut batch: Vec<_> = jobs
         .into_iter()
         .map(|j| (JobId::from_ulid(Ulid::new()), j))
         .collect();
     let ids = batch.iter().map(|(id, _)| *id).collect();
-    q.enqueue(now, SystemTime::now(), batch).expect("enqueue");
+    q.enqueue(now, SystemTime::now(), &mut batch)
+        .expect("enqueue");
     ids
 }
 
@@ -130,7 +131,7 @@ fn expired_lease_is_redelivered_with_attempt_2_and_a_new_token() {
     assert_eq!(second.attempt, 2);
     assert_ne!(second.token, first.token);
     assert_eq!(q.stats().expired, 1);
-    let status = q.job_status(&first.job.id).expect("job is held");
+    let status = q.job_status(now, &first.job.id).expect("job is held");
     assert!(status.last_error.expect("error kept").contains("expired"));
 }
 
@@ -218,7 +219,7 @@ fn nack_with_a_delay_retries_exactly_then() {
     assert!(q.lease(now + 6 * SEC, 1, None).is_empty());
     let again = q.lease(now + 7 * SEC, 1, None).remove(0);
     assert_eq!(again.attempt, 2);
-    let status = q.job_status(&again.job.id).expect("held");
+    let status = q.job_status(now, &again.job.id).expect("held");
     assert_eq!(status.last_error.as_deref(), Some("smtp timeout"));
 }
 
@@ -291,7 +292,7 @@ fn nack_with_dead_letter_skips_remaining_attempts() {
         .expect("nack");
     assert_eq!(outcome, NackOutcome::DeadLettered);
     assert_eq!(q.counts().dead, 1);
-    let status = q.job_status(&d.job.id).expect("held");
+    let status = q.job_status(now, &d.job.id).expect("held");
     assert_eq!(status.state, JobState::Dead);
     assert_eq!(status.last_error.as_deref(), Some("bad address"));
     assert!(q.lease(now + 3600 * SEC, 1, None).is_empty());
@@ -342,7 +343,7 @@ fn job_is_dead_lettered_when_its_last_lease_expires() {
     q.lease(now, 1, Some(SEC));
     q.lease(now + SEC, 1, Some(SEC));
     q.advance(now + 2 * SEC);
-    let status = q.job_status(&id).expect("held");
+    let status = q.job_status(now, &id).expect("held");
     assert_eq!(status.state, JobState::Dead);
     assert_eq!(status.attempts, 2);
     assert_eq!(q.stats().expired, 2);
@@ -356,13 +357,14 @@ fn full_queue_refuses_and_a_batch_is_all_or_nothing() {
         ..QueueConfig::default()
     });
     put(&mut q, now, vec![job("a"), job("b")]);
-    let batch = vec![
+    let mut batch = vec![
         (JobId::from_ulid(Ulid::new()), job("c")),
         (JobId::from_ulid(Ulid::new()), job("d")),
     ];
     let err = q
-        .enqueue(now, SystemTime::now(), batch)
+        .enqueue(now, SystemTime::now(), &mut batch)
         .expect_err("over capacity");
+    assert_eq!(batch.len(), 2, "a refused batch is left to retry");
     assert_eq!(
         err.to_string(),
         "queue test is full: it holds 2 of its 3 jobs and 2 more were offered"
@@ -386,8 +388,8 @@ fn dead_letters_count_against_capacity() {
         ..NackRequest::default()
     };
     q.nack(now, &d.token, dead).expect("nack");
-    let batch = vec![(JobId::from_ulid(Ulid::new()), job("b"))];
-    assert!(q.enqueue(now, SystemTime::now(), batch).is_err());
+    let mut batch = vec![(JobId::from_ulid(Ulid::new()), job("b"))];
+    assert!(q.enqueue(now, SystemTime::now(), &mut batch).is_err());
 }
 
 #[test]
@@ -507,7 +509,7 @@ fn releasing_a_holder_requeues_its_jobs_as_failed_attempts() {
     let worker = HolderId(7);
     q.lease_as(now, 1, None, Some(worker));
     assert_eq!(q.release_holder(now, worker, "stream closed"), 1);
-    let status = q.job_status(&ids[0]).expect("held");
+    let status = q.job_status(now, &ids[0]).expect("held");
     assert_eq!(status.state, JobState::Ready);
     assert_eq!(status.last_error.as_deref(), Some("stream closed"));
     assert_eq!(q.counts().leased, 0);
@@ -515,6 +517,9 @@ fn releasing_a_holder_requeues_its_jobs_as_failed_attempts() {
     let again = q.lease_as(now, 1, None, Some(worker)).remove(0);
     assert_eq!(again.attempt, 2);
     q.release_holder(now, worker, "stream closed");
-    assert_eq!(q.job_status(&ids[0]).expect("held").state, JobState::Dead);
+    assert_eq!(
+        q.job_status(now, &ids[0]).expect("held").state,
+        JobState::Dead
+    );
     assert_eq!(q.release_holder(now, worker, "again"), 0);
 }

@@ -1,7 +1,11 @@
 //! [`Queue`]: one queue's jobs and the operations that move them between
 //! states.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod admin;
+
+pub use admin::Purged;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -9,6 +13,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
+use super::finished::{Finished, FinishedJobs, Outcome};
+use super::idempotency::IdempotencyKeys;
 use super::ready::ReadyQueue;
 use super::{
     Delivery, HolderId, Job, JobId, LeaseToken, NackOutcome, NackRequest, NewJob, QueueConfig,
@@ -27,7 +33,7 @@ enum Place {
     Ready(u64),
     Scheduled(TimerKey),
     Leased(LiveLease),
-    Dead(u64),
+    Dead,
 }
 
 /// A live lease: which delivery it is, its key in the deadline set, and the
@@ -45,7 +51,24 @@ struct Entry {
     /// Deliveries so far.
     attempts: u32,
     last_error: Option<String>,
+    /// The latest failed attempts, oldest first, at most
+    /// [`MAX_HISTORY`] of them.
+    history: Vec<Failure>,
     place: Place,
+}
+
+/// Failed attempts kept per job.
+pub const MAX_HISTORY: usize = 16;
+
+/// One failed attempt of a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Which attempt failed.
+    pub attempt: u32,
+    /// Why: the nack's reason, or how the lease ended.
+    pub error: String,
+    /// When.
+    pub at: Instant,
 }
 
 /// How many jobs a queue holds in each state.
@@ -103,8 +126,13 @@ pub struct Queue {
     ready: ReadyQueue,
     /// Deadlines of scheduled jobs and of leases.
     timers: BTreeMap<TimerKey, JobId>,
-    dead: BTreeMap<u64, JobId>,
+    /// Dead-lettered jobs, by id.
+    dead: BTreeSet<JobId>,
     leased: usize,
+    /// A paused queue takes jobs but hands none out.
+    paused: bool,
+    keys: IdempotencyKeys,
+    finished: FinishedJobs,
     bytes: u64,
     next_seq: u64,
     stats: QueueStats,
@@ -124,12 +152,14 @@ impl Queue {
     pub fn new(name: QueueName, config: QueueConfig) -> Self {
         Self {
             name,
-            config,
             jobs: BTreeMap::new(),
             ready: ReadyQueue::default(),
             timers: BTreeMap::new(),
-            dead: BTreeMap::new(),
+            dead: BTreeSet::new(),
             leased: 0,
+            paused: false,
+            keys: IdempotencyKeys::new(config.idempotency_window, config.idempotency_max_keys),
+            finished: FinishedJobs::new(config.finished_retention, config.finished_max),
             bytes: 0,
             next_seq: 0,
             stats: QueueStats::default(),
@@ -137,6 +167,7 @@ impl Queue {
             holdings: HashMap::new(),
             released: Vec::new(),
             rng: SmallRng::from_rng(&mut rand::rng()),
+            config,
         }
     }
 
@@ -192,16 +223,48 @@ impl Queue {
     }
 
     /// Stores a batch of jobs, all or nothing. Jobs whose `ready_at` is after
-    /// `now` wait in the scheduled set.
+    /// `now` wait in the scheduled set. A job whose idempotency key was seen
+    /// within the window is not stored: its entry in the result names the
+    /// job the key made first. The batch is taken on success and left as it
+    /// was on refusal, so the caller can try it again.
     pub fn enqueue(
         &mut self,
         now: Instant,
         enqueued_at: SystemTime,
-        batch: Vec<(JobId, NewJob)>,
-    ) -> Result<(), QueueError> {
+        batch: &mut Vec<(JobId, NewJob)>,
+    ) -> Result<Vec<Enqueued>, QueueError> {
         self.advance(now);
-        self.check_room(batch.len())?;
-        for (id, new) in batch {
+        // Which jobs are duplicates, of earlier jobs or of each other.
+        let mut outcome = Vec::with_capacity(batch.len());
+        let mut in_batch: HashMap<&str, JobId> = HashMap::new();
+        for (id, new) in batch.iter() {
+            let earlier = new.idempotency_key.as_deref().and_then(|key| {
+                self.keys
+                    .get(now, key)
+                    .or_else(|| in_batch.get(key).copied())
+            });
+            if let (None, Some(key)) = (earlier, new.idempotency_key.as_deref()) {
+                in_batch.insert(key, *id);
+            }
+            outcome.push(match earlier {
+                Some(first) => Enqueued {
+                    id: first,
+                    duplicate: true,
+                },
+                None => Enqueued {
+                    id: *id,
+                    duplicate: false,
+                },
+            });
+        }
+        self.check_room(outcome.iter().filter(|e| !e.duplicate).count())?;
+        for ((id, mut new), result) in batch.drain(..).zip(&outcome) {
+            if result.duplicate {
+                continue;
+            }
+            if let Some(key) = new.idempotency_key.take() {
+                self.keys.insert(now, key, id);
+            }
             let size = new.size();
             let job = Arc::new(Job {
                 id,
@@ -222,13 +285,14 @@ impl Queue {
                     job,
                     attempts: 0,
                     last_error: None,
+                    history: Vec::new(),
                     place,
                 },
             );
             self.bytes += size;
             self.stats.enqueued += 1;
         }
-        Ok(())
+        Ok(outcome)
     }
 
     /// Whether `offered` more jobs fit within the queue's capacity.
@@ -265,6 +329,9 @@ impl Queue {
         holder: Option<HolderId>,
     ) -> Vec<Delivery> {
         self.advance(now);
+        if self.paused {
+            return Vec::new();
+        }
         let deadline = now + lease_for.unwrap_or(self.config.lease_duration);
         let mut out = Vec::with_capacity(max.min(self.ready.len()));
         while out.len() < max {
@@ -326,7 +393,7 @@ impl Queue {
             };
             self.end_lease(*id, lease);
             self.stats.expired += 1;
-            self.fail_attempt(*id, reason.to_string());
+            self.fail_attempt(now, *id, reason.to_string());
         }
         self.released.retain(|h| *h != holder);
         ids.len()
@@ -348,6 +415,7 @@ impl Queue {
             if let Some(entry) = self.jobs.remove(&token.job) {
                 acked.jobs += 1;
                 acked.bytes += entry.job.size;
+                self.finish(now, entry, Outcome::Acked);
             }
         }
         self.bytes -= acked.bytes;
@@ -371,9 +439,12 @@ impl Queue {
         let Some(entry) = self.jobs.get_mut(&id) else {
             return Err(self.lease_not_found(token));
         };
-        if !request.reason.is_empty() {
-            entry.last_error = Some(request.reason);
-        }
+        let reason = if request.reason.is_empty() {
+            "nacked without a reason".to_string()
+        } else {
+            request.reason
+        };
+        record_failure(entry, now, reason);
         let attempts = entry.attempts;
         let priority = entry.job.priority;
         if request.dead_letter || attempts >= entry.job.max_attempts {
@@ -440,9 +511,9 @@ impl Queue {
                     self.leased -= 1;
                     self.forget_holding(id, lease.holder);
                     self.stats.expired += 1;
-                    self.fail_attempt(id, error);
+                    self.fail_attempt(now, id, error);
                 }
-                Place::Ready(_) | Place::Dead(_) => {
+                Place::Ready(_) | Place::Dead => {
                     debug_assert!(false, "timer for job {id} that is not waiting");
                 }
             }
@@ -467,8 +538,8 @@ impl Queue {
             Place::Scheduled(key) => {
                 self.timers.remove(&key);
             }
-            Place::Dead(seq) => {
-                self.dead.remove(&seq);
+            Place::Dead => {
+                self.dead.remove(id);
             }
             Place::Leased(_) => {
                 return Err(QueueError::JobLeased {
@@ -485,22 +556,45 @@ impl Queue {
                 job: *id,
             })?;
         self.bytes -= entry.job.size;
-        Ok(entry.job)
+        let job = Arc::clone(&entry.job);
+        self.finish(now, entry, Outcome::Cancelled);
+        Ok(job)
     }
 
-    /// A job's state, attempts and last error, for inspection.
-    pub fn job_status(&self, id: &JobId) -> Option<JobStatus> {
-        self.jobs.get(id).map(|entry| JobStatus {
-            job: Arc::clone(&entry.job),
-            state: match entry.place {
-                Place::Ready(_) => JobState::Ready,
-                Place::Scheduled(_) => JobState::Scheduled,
-                Place::Leased(_) => JobState::Leased,
-                Place::Dead(_) => JobState::Dead,
+    /// A job's state, attempts and failures, for inspection: a job the
+    /// queue holds, or one that left it (acked, cancelled) within the
+    /// retention window.
+    pub fn job_status(&mut self, now: Instant, id: &JobId) -> Option<JobStatus> {
+        if let Some(entry) = self.jobs.get(id) {
+            return Some(status_of(entry));
+        }
+        self.finished.get(now, id).map(|f| JobStatus {
+            job: Arc::clone(&f.job),
+            state: match f.outcome {
+                Outcome::Acked => JobState::Acked,
+                Outcome::Cancelled => JobState::Cancelled,
             },
-            attempts: entry.attempts,
-            last_error: entry.last_error.clone(),
+            attempts: f.attempts,
+            last_error: f.last_error.clone(),
+            history: Vec::new(),
+            finished_at: Some(f.at),
         })
+    }
+
+    /// Keeps a record of a job that left the queue, without its payload.
+    fn finish(&mut self, now: Instant, entry: Entry, outcome: Outcome) {
+        let job = Arc::new(Job {
+            payload: bytes::Bytes::new(),
+            metadata: entry.job.metadata.clone(),
+            ..*entry.job
+        });
+        self.finished.record(Finished {
+            job,
+            outcome,
+            attempts: entry.attempts,
+            last_error: entry.last_error,
+            at: now,
+        });
     }
 
     fn seq(&mut self) -> u64 {
@@ -522,9 +616,8 @@ impl Queue {
     }
 
     fn dead_letter(&mut self, id: JobId) {
-        let seq = self.seq();
-        self.dead.insert(seq, id);
-        self.set_place(id, Place::Dead(seq));
+        self.dead.insert(id);
+        self.set_place(id, Place::Dead);
         self.stats.dead_lettered += 1;
     }
 
@@ -562,11 +655,11 @@ impl Queue {
 
     /// A delivery failed without a nack (its lease ran out, or its stream
     /// closed): the job is ready again, or dead if that was its last attempt.
-    fn fail_attempt(&mut self, id: JobId, error: String) {
+    fn fail_attempt(&mut self, now: Instant, id: JobId, error: String) {
         let Some(entry) = self.jobs.get_mut(&id) else {
             return;
         };
-        entry.last_error = Some(error);
+        record_failure(entry, now, error);
         let exhausted = entry.attempts >= entry.job.max_attempts;
         let priority = entry.job.priority;
         if exhausted {
@@ -596,6 +689,10 @@ pub enum JobState {
     Leased,
     /// In the dead-letter set.
     Dead,
+    /// Acked: done and gone (reported for the retention window).
+    Acked,
+    /// Cancelled by an operator (reported for the retention window).
+    Cancelled,
 }
 
 /// A job and where it is.
@@ -607,6 +704,48 @@ pub struct JobStatus {
     pub state: JobState,
     /// Deliveries so far.
     pub attempts: u32,
-    /// The last failure: a nack's reason or a lease expiry.
+    /// The last failure: a nack's reason or how the lease ended.
     pub last_error: Option<String>,
+    /// The latest failed attempts, oldest first.
+    pub history: Vec<Failure>,
+    /// When it left the queue, for acked and cancelled jobs.
+    pub finished_at: Option<Instant>,
+}
+
+/// What became of one job of an enqueue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The job's id: the new job's, or for a duplicate the first job's.
+    pub id: JobId,
+    /// Whether the idempotency key had been seen within the window, so
+    /// nothing was stored.
+    pub duplicate: bool,
+}
+
+fn status_of(entry: &Entry) -> JobStatus {
+    JobStatus {
+        job: Arc::clone(&entry.job),
+        state: match entry.place {
+            Place::Ready(_) => JobState::Ready,
+            Place::Scheduled(_) => JobState::Scheduled,
+            Place::Leased(_) => JobState::Leased,
+            Place::Dead => JobState::Dead,
+        },
+        attempts: entry.attempts,
+        last_error: entry.last_error.clone(),
+        history: entry.history.clone(),
+        finished_at: None,
+    }
+}
+
+fn record_failure(entry: &mut Entry, now: Instant, error: String) {
+    if entry.history.len() >= MAX_HISTORY {
+        entry.history.remove(0);
+    }
+    entry.history.push(Failure {
+        attempt: entry.attempts,
+        error: error.clone(),
+        at: now,
+    });
+    entry.last_error = Some(error);
 }

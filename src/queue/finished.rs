@@ -1,0 +1,84 @@
+//! [`FinishedJobs`]: what became of jobs that left the queue, kept for a
+//! while so producers can poll for completion.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Job, JobId};
+
+/// How a job left the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A worker acked it.
+    Acked,
+    /// An operator cancelled it.
+    Cancelled,
+}
+
+/// A job that left the queue. Its payload is not kept.
+#[derive(Clone, Debug)]
+pub(super) struct Finished {
+    pub(super) job: Arc<Job>,
+    pub(super) outcome: Outcome,
+    pub(super) attempts: u32,
+    pub(super) last_error: Option<String>,
+    pub(super) at: Instant,
+}
+
+/// Finished jobs for `retention`, at most `max` of them; the oldest go first.
+/// Finish times only grow, so a `VecDeque` in finish order gives O(1)
+/// eviction.
+#[derive(Debug)]
+pub(super) struct FinishedJobs {
+    retention: Duration,
+    max: usize,
+    by_id: HashMap<JobId, Finished>,
+    order: VecDeque<JobId>,
+}
+
+impl FinishedJobs {
+    pub(super) fn new(retention: Duration, max: usize) -> Self {
+        Self {
+            retention,
+            max,
+            by_id: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub(super) fn record(&mut self, finished: Finished) {
+        self.expire(finished.at);
+        if self.max == 0 {
+            return;
+        }
+        while self.by_id.len() >= self.max {
+            self.drop_oldest();
+        }
+        let id = finished.job.id;
+        self.order.push_back(id);
+        self.by_id.insert(id, finished);
+    }
+
+    pub(super) fn get(&mut self, now: Instant, id: &JobId) -> Option<&Finished> {
+        self.expire(now);
+        self.by_id.get(id)
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(id) = self.order.front() {
+            match self.by_id.get(id) {
+                Some(f) if f.at + self.retention > now => break,
+                _ => self.drop_oldest(),
+            }
+        }
+    }
+
+    fn drop_oldest(&mut self) {
+        if let Some(id) = self.order.pop_front() {
+            self.by_id.remove(&id);
+        }
+    }
+}

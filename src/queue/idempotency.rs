@@ -1,0 +1,113 @@
+//! [`IdempotencyKeys`]: remembers which job each idempotency key made, for a
+//! window, in bounded memory.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::JobId;
+
+/// Keys seen within the window, oldest first. Every key lives exactly
+/// `window`, so expiry order is insertion order and a `VecDeque` suffices:
+/// O(1) to add, look up, or drop the oldest. When `max_keys` are held, the
+/// oldest key is forgotten early to make room.
+#[derive(Debug)]
+pub(super) struct IdempotencyKeys {
+    window: Duration,
+    max_keys: usize,
+    jobs: HashMap<String, (JobId, Instant)>,
+    order: VecDeque<(Instant, String)>,
+}
+
+impl IdempotencyKeys {
+    pub(super) fn new(window: Duration, max_keys: usize) -> Self {
+        Self {
+            window,
+            max_keys,
+            jobs: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// The job `key` made, if it was seen within the window.
+    pub(super) fn get(&mut self, now: Instant, key: &str) -> Option<JobId> {
+        self.expire(now);
+        self.jobs.get(key).map(|(id, _)| *id)
+    }
+
+    /// Records that `key` made job `id` at `now`.
+    pub(super) fn insert(&mut self, now: Instant, key: String, id: JobId) {
+        self.expire(now);
+        if self.max_keys == 0 {
+            return;
+        }
+        while self.jobs.len() >= self.max_keys {
+            self.forget_oldest();
+        }
+        let expires = now + self.window;
+        self.jobs.insert(key.clone(), (id, expires));
+        self.order.push_back((expires, key));
+    }
+
+    /// Keys held.
+    pub(super) fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while self.order.front().is_some_and(|(at, _)| *at <= now) {
+            self.forget_oldest();
+        }
+    }
+
+    fn forget_oldest(&mut self) {
+        if let Some((at, key)) = self.order.pop_front() {
+            // Only if the map still holds this insertion of the key.
+            if self
+                .jobs
+                .get(&key)
+                .is_some_and(|(_, expires)| *expires == at)
+            {
+                self.jobs.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn remembers_keys_within_the_window_only() {
+        let now = Instant::now();
+        let mut keys = IdempotencyKeys::new(10 * MIN, 100);
+        keys.insert(now, "order-1".into(), JobId::from_u128(1));
+        assert_eq!(
+            keys.get(now + 9 * MIN, "order-1"),
+            Some(JobId::from_u128(1))
+        );
+        assert_eq!(keys.get(now + 10 * MIN, "order-1"), None);
+        assert_eq!(keys.len(), 0);
+        keys.insert(now + 10 * MIN, "order-1".into(), JobId::from_u128(2));
+        assert_eq!(
+            keys.get(now + 11 * MIN, "order-1"),
+            Some(JobId::from_u128(2))
+        );
+    }
+
+    #[test]
+    fn holds_at_most_max_keys_forgetting_the_oldest() {
+        let now = Instant::now();
+        let mut keys = IdempotencyKeys::new(10 * MIN, 2);
+        for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+            keys.insert(now, key.into(), JobId::from_u128(i as u128));
+        }
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys.get(now, "a"), None);
+        assert_eq!(keys.get(now, "c"), Some(JobId::from_u128(2)));
+    }
+}
