@@ -16,7 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out_dir.join("jobq_descriptor.bin"))
         .compile_with_config(
             config,
-            &[PathBuf::from("proto/jobq/v1/jobq.proto")],
+            &[
+                PathBuf::from("proto/jobq/v1/jobq.proto"),
+                PathBuf::from("proto/jobq/v1/admin.proto"),
+            ],
             &[PathBuf::from("proto"), well_known],
         )?;
     println!("cargo:rerun-if-changed=proto");

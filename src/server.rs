@@ -11,11 +11,13 @@ use tonic_health::ServingStatus;
 
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::grpc::JobQueueService;
-use crate::grpc::pb::{self, job_queue_server::JobQueueServer};
+use crate::grpc::pb::{self, admin_server::AdminServer, job_queue_server::JobQueueServer};
+use crate::grpc::{AdminService, JobQueueService};
 
 /// The name health checks use for the JobQueue service.
 pub const SERVICE_NAME: &str = "jobq.v1.JobQueue";
+/// The name health checks use for the Admin service.
+pub const ADMIN_SERVICE_NAME: &str = "jobq.v1.Admin";
 
 /// Serves on `listener` until `shutdown` completes, then shuts down
 /// gracefully:
@@ -47,14 +49,17 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let service = JobQueueService::new(broker.clone(), config.limits());
+    let admin = AdminServer::new(AdminService::new(broker.clone(), config.limits()));
     let jobq = JobQueueServer::new(service)
         .max_decoding_message_size(config.max_request_bytes)
         .max_encoding_message_size(config.max_request_bytes);
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-        .await;
+    for service in [SERVICE_NAME, ADMIN_SERVICE_NAME] {
+        health
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    }
     health.set_service_status("", ServingStatus::Serving).await;
 
     // Both reflection versions: grpcurl and other tools ask for either.
@@ -73,6 +78,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(jobq)
+        .add_service(admin)
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),
             stop.clone().cancelled_owned(),
@@ -86,9 +92,11 @@ pub async fn serve(
     }
 
     tracing::info!(grace = ?config.shutdown_grace, "shutting down");
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-        .await;
+    for service in [SERVICE_NAME, ADMIN_SERVICE_NAME] {
+        health
+            .set_service_status(service, ServingStatus::NotServing)
+            .await;
+    }
     health
         .set_service_status("", ServingStatus::NotServing)
         .await;

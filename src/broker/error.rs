@@ -1,6 +1,6 @@
 //! What the broker refuses.
 
-use crate::queue::{QueueError, QueueName};
+use crate::queue::{JobId, QueueError, QueueName};
 
 /// Why a broker operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +30,20 @@ pub enum BrokerError {
         queue: QueueName,
         /// The limit.
         limit: usize,
+    },
+    /// No queue holds (or recently finished) a job with this id.
+    #[error("no queue holds job {0}, and none finished it within the retention window")]
+    JobNotFound(JobId),
+    /// No queue has this name.
+    #[error("queue {0} does not exist")]
+    QueueNotFound(QueueName),
+    /// The queue cannot be deleted while workers hold its jobs.
+    #[error("queue {queue} has {leased} leased jobs; wait for their workers or delete with force")]
+    QueueBusy {
+        /// The queue.
+        queue: QueueName,
+        /// Jobs leased.
+        leased: usize,
     },
     /// The server is shutting down and takes no new work.
     #[error("the server is shutting down; retry once it is back")]

@@ -6,6 +6,7 @@
 //! long-polling leases and enqueues waiting for room sleep on notifications,
 //! not loops. Locks are only ever held for one synchronous queue operation.
 
+mod admin;
 mod error;
 mod ids;
 mod memory;
@@ -22,6 +23,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+pub use admin::{PurgeTarget, QueueInfo, QueueUpdate};
 pub use error::BrokerError;
 pub use ids::IdGenerator;
 pub use memory::MemoryBudget;
@@ -209,7 +211,8 @@ impl Broker {
             tokio::select! {
                 () = notified => {}
                 () = sleep_until(deadline) => {}
-                () = self.shared.shutdown.cancelled() => {}
+                // Shutdown, or the queue was deleted.
+                () = slot.closed.cancelled() => return Ok(Vec::new()),
             }
         }
     }
@@ -345,12 +348,10 @@ impl Broker {
             });
         }
         let config = self.shared.config.queue_defaults.clone();
-        let slot = Arc::new(Slot::new(Queue::new(queue.clone(), config)));
+        let closed = self.shared.shutdown.child_token();
+        let slot = Arc::new(Slot::new(Queue::new(queue.clone(), config), closed));
         queues.insert(queue.clone(), Arc::clone(&slot));
-        tokio::spawn(timer::run(
-            Arc::clone(&slot),
-            self.shared.shutdown.child_token(),
-        ));
+        tokio::spawn(timer::run(Arc::clone(&slot)));
         tracing::info!(queue = %queue, "queue created");
         Ok(slot)
     }

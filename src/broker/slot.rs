@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::queue::{HolderId, Queue};
 
@@ -25,6 +26,9 @@ pub(super) struct Slot {
     pub(super) room: Notify,
     /// Woken when the earliest deadline moves earlier than the timer task's.
     pub(super) timer: Notify,
+    /// Cancelled when the queue is deleted or the server shuts down: ends
+    /// the timer task, long-polls and worker streams on it.
+    pub(super) closed: CancellationToken,
 }
 
 #[derive(Debug)]
@@ -38,7 +42,7 @@ struct SlotState {
 }
 
 impl Slot {
-    pub(super) fn new(queue: Queue) -> Self {
+    pub(super) fn new(queue: Queue, closed: CancellationToken) -> Self {
         Self {
             state: Mutex::new(SlotState {
                 queue,
@@ -48,6 +52,7 @@ impl Slot {
             ready: Notify::new(),
             room: Notify::new(),
             timer: Notify::new(),
+            closed,
         }
     }
 

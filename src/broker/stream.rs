@@ -58,6 +58,11 @@ impl LeaseStream {
         leased
     }
 
+    /// Completes when the queue is deleted or the server shuts down.
+    pub async fn closed(&self) {
+        self.slot.closed.cancelled().await;
+    }
+
     /// Woken when jobs become ready in the queue.
     pub fn ready(&self) -> &Notify {
         &self.slot.ready

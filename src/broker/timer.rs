@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use tokio::time::sleep_until;
-use tokio_util::sync::CancellationToken;
 
 use super::slot::Slot;
 
@@ -11,11 +10,11 @@ use super::slot::Slot;
 /// retry's backoff, a lease's expiry), applies what is due, and sleeps again.
 /// An operation that adds an earlier deadline wakes it through
 /// [`Slot::timer`]; with no deadline it sleeps until woken, costing nothing.
-pub(super) async fn run(slot: Arc<Slot>, stop: CancellationToken) {
+pub(super) async fn run(slot: Arc<Slot>) {
     loop {
         let next = slot.advance();
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = slot.closed.cancelled() => return,
             () = slot.timer.notified() => {}
             () = async {
                 match next {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::pb;
-use crate::queue::{Delivery, LeaseToken, NackOutcome, NewJob, QueueName};
+use crate::queue::{Delivery, Job, LeaseToken, NackOutcome, NewJob, QueueName};
 
 /// Highest per-job or per-queue `max_attempts`.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
@@ -336,19 +336,23 @@ pub fn timestamp(at: Instant) -> prost_types::Timestamp {
     wall.into()
 }
 
+/// A stored job as clients see it.
+pub fn job(queue: &QueueName, job: &Job) -> pb::Job {
+    pb::Job {
+        id: job.id.to_string(),
+        queue: queue.to_string(),
+        payload: job.payload.clone(),
+        metadata: job.metadata.iter().cloned().collect(),
+        priority: job.priority,
+        max_attempts: job.max_attempts,
+        enqueue_time: Some(job.enqueued_at.into()),
+    }
+}
+
 /// A delivery as a worker sees it.
 pub fn lease(queue: &QueueName, delivery: Delivery) -> pb::Lease {
-    let job = &delivery.job;
     pb::Lease {
-        job: Some(pb::Job {
-            id: job.id.to_string(),
-            queue: queue.to_string(),
-            payload: job.payload.clone(),
-            metadata: job.metadata.iter().cloned().collect(),
-            priority: job.priority,
-            max_attempts: job.max_attempts,
-            enqueue_time: Some(job.enqueued_at.into()),
-        }),
+        job: Some(job(queue, &delivery.job)),
         lease_token: delivery.token.to_string(),
         attempt: delivery.attempt,
         lease_deadline: Some(timestamp(delivery.deadline)),

@@ -4,12 +4,14 @@
 //! ([`convert`]), call the [`Broker`](crate::broker::Broker), convert the
 //! answer, and map refusals to statuses in one place ([`status`]).
 
+mod admin;
 mod convert;
 pub mod pb;
 mod service;
 mod status;
 mod stream;
 
+pub use admin::AdminService;
 pub use convert::{InvalidField, Limits, MAX_ATTEMPTS_LIMIT, MAX_TEXT_BYTES as MAX_REASON_BYTES};
 pub use service::JobQueueService;
 pub use stream::MAX_STREAM_CREDITS;

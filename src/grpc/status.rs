@@ -24,6 +24,8 @@ pub fn from_broker(error: BrokerError) -> Status {
         BrokerError::MemoryExhausted { .. } | BrokerError::TooManyQueues { .. } => {
             Status::resource_exhausted(message)
         }
+        BrokerError::QueueNotFound(_) | BrokerError::JobNotFound(_) => Status::not_found(message),
+        BrokerError::QueueBusy { .. } => Status::failed_precondition(message),
         BrokerError::ShuttingDown => Status::unavailable(message),
     }
 }

@@ -121,6 +121,9 @@ impl Session {
             tokio::select! {
                 biased;
                 () = self.broker.shutting_down() => break 'session End::Shutdown,
+                () = self.stream.closed() => break 'session End::Refused(Status::not_found(format!(
+                    "queue {} was deleted", self.stream.queue()
+                ))),
                 message = inbound.next() => match message {
                     Some(Ok(message)) => {
                         match self.handle(message) {

@@ -523,3 +523,155 @@ fn releasing_a_holder_requeues_its_jobs_as_failed_attempts() {
     );
     assert_eq!(q.release_holder(now, worker, "again"), 0);
 }
+
+fn keyed(payload: &str, key: &str) -> NewJob {
+    NewJob {
+        idempotency_key: Some(key.to_string()),
+        ..job(payload)
+    }
+}
+
+fn enqueue_raw(q: &mut Queue, now: Instant, jobs: Vec<NewJob>) -> Vec<Enqueued> {
+    let mut batch: Vec<_> = jobs
+        .into_iter()
+        .map(|j| (JobId::from_ulid(Ulid::new()), j))
+        .collect();
+    q.enqueue(now, SystemTime::now(), &mut batch)
+        .expect("enqueue")
+}
+
+#[test]
+fn same_idempotency_key_within_the_window_stores_nothing() {
+    let now = Instant::now();
+    let mut q = queue_with(QueueConfig {
+        idempotency_window: 60 * SEC,
+        ..QueueConfig::default()
+    });
+    let first = enqueue_raw(&mut q, now, vec![keyed("a", "order-1")]);
+    assert!(!first[0].duplicate);
+    let again = enqueue_raw(
+        &mut q,
+        now + 59 * SEC,
+        vec![
+            keyed("a", "order-1"),
+            keyed("b", "order-2"),
+            keyed("b", "order-2"),
+        ],
+    );
+    assert_eq!(again[0].id, first[0].id);
+    assert!(again[0].duplicate);
+    assert!(!again[1].duplicate);
+    assert_eq!((again[2].id, again[2].duplicate), (again[1].id, true));
+    assert_eq!(q.len(), 2);
+    // After the window the key makes a new job.
+    let later = enqueue_raw(&mut q, now + 60 * SEC, vec![keyed("a", "order-1")]);
+    assert!(!later[0].duplicate);
+    assert_ne!(later[0].id, first[0].id);
+}
+
+#[test]
+fn acked_and_cancelled_jobs_stay_visible_for_the_retention() {
+    let now = Instant::now();
+    let mut q = queue_with(QueueConfig {
+        finished_retention: 60 * SEC,
+        finished_max: 10,
+        ..QueueConfig::default()
+    });
+    let ids = put(&mut q, now, vec![job("done"), job("cancel me")]);
+    let d = q.lease(now, 1, None).remove(0);
+    q.ack(now, &[d.token]).expect("ack");
+    q.cancel(now, &ids[1]).expect("cancel");
+    let acked = q.job_status(now + 59 * SEC, &ids[0]).expect("kept");
+    assert_eq!(acked.state, JobState::Acked);
+    assert_eq!(acked.attempts, 1);
+    assert!(acked.job.payload.is_empty(), "payload not kept");
+    assert_eq!(
+        q.job_status(now, &ids[1]).expect("kept").state,
+        JobState::Cancelled
+    );
+    assert!(q.job_status(now + 60 * SEC, &ids[0]).is_none());
+}
+
+#[test]
+fn paused_queue_delivers_nothing_until_resumed() {
+    let now = Instant::now();
+    let mut q = queue();
+    q.set_paused(true);
+    put(&mut q, now, vec![job("a")]);
+    q.take_readied();
+    assert!(q.lease(now, 1, None).is_empty());
+    q.set_paused(false);
+    assert_eq!(q.take_readied(), 1, "resume wakes waiting workers");
+    assert_eq!(q.lease(now, 1, None).len(), 1);
+}
+
+#[test]
+fn purges_remove_only_their_state() {
+    let now = Instant::now();
+    let mut q = queue();
+    put(&mut q, now, vec![job("aa"), job("bb"), job("cc")]);
+    let d = q.lease(now, 1, None).remove(0);
+    let dead = NackRequest {
+        dead_letter: true,
+        ..NackRequest::default()
+    };
+    q.nack(now, &d.token, dead).expect("nack");
+    assert_eq!(q.purge_ready(now), Purged { jobs: 2, bytes: 4 });
+    assert_eq!(q.counts().dead, 1);
+    assert_eq!(q.purge_dead(), Purged { jobs: 1, bytes: 2 });
+    assert!(q.is_empty());
+    assert_eq!(q.bytes(), 0);
+}
+
+#[test]
+fn paging_lists_every_job_once_in_id_order() {
+    let now = Instant::now();
+    let mut q = queue();
+    let ids = put(&mut q, now, (0..25).map(|i| job(&i.to_string())).collect());
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = q.list_jobs(now, None, after, 10);
+        seen.extend(page.iter().map(|s| s.job.id));
+        match next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+}
+
+#[test]
+fn redrive_resets_attempts_and_makes_dead_jobs_leasable() {
+    let now = Instant::now();
+    let mut q = queue();
+    let ids = put(&mut q, now, vec![job("a"), job("b")]);
+    for _ in 0..2 {
+        let d = q.lease(now, 1, None).remove(0);
+        let dead = NackRequest {
+            dead_letter: true,
+            reason: "boom".into(),
+            ..NackRequest::default()
+        };
+        q.nack(now, &d.token, dead).expect("nack");
+    }
+    let (dead, _) = q.list_jobs(now, Some(JobState::Dead), None, 10);
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0].history.len(), 1);
+    assert_eq!(dead[0].history[0].error, "boom");
+    assert!(matches!(
+        q.redrive(now, Some(&[ids[0], JobId::from_u128(1)])),
+        Err(QueueError::JobNotFound { .. })
+    ));
+    assert_eq!(q.redrive(now, Some(&ids[..1])), Ok(1));
+    assert!(matches!(
+        q.redrive(now, Some(&ids[..1])),
+        Err(QueueError::JobNotDead { .. })
+    ));
+    assert_eq!(q.redrive(now, None), Ok(1));
+    let again = q.lease(now, 2, None);
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|d| d.attempt == 1));
+}

@@ -257,3 +257,8 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// A client for the Admin service.
+pub fn admin(server: &TestServer) -> pb::admin_client::AdminClient<Channel> {
+    pb::admin_client::AdminClient::new(server.channel.clone())
+}

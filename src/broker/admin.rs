@@ -1,0 +1,240 @@
+//! Operator actions over the broker's queues.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::slot::Slot;
+use super::{Broker, BrokerError};
+use crate::queue::{
+    JobId, JobState, JobStatus, Purged, QueueConfig, QueueCounts, QueueName, QueueStats,
+};
+
+/// A queue's settings, counts and totals.
+#[derive(Clone, Debug)]
+pub struct QueueInfo {
+    /// Its name.
+    pub name: QueueName,
+    /// Its settings.
+    pub config: QueueConfig,
+    /// Whether leasing is paused.
+    pub paused: bool,
+    /// Jobs per state now.
+    pub counts: QueueCounts,
+    /// Totals since it was created.
+    pub stats: QueueStats,
+    /// When the longest-waiting ready job was enqueued.
+    pub oldest_ready: Option<SystemTime>,
+}
+
+/// Settings to change; `None` leaves one as it is.
+#[derive(Clone, Debug, Default)]
+pub struct QueueUpdate {
+    /// Jobs held at most.
+    pub capacity: Option<usize>,
+    /// Default lease.
+    pub lease_duration: Option<Duration>,
+    /// Default deliveries before dead-lettering.
+    pub max_attempts: Option<u32>,
+    /// Backoff after the first failure.
+    pub backoff_base: Option<Duration>,
+    /// Longest backoff.
+    pub backoff_cap: Option<Duration>,
+    /// Pause or resume leasing.
+    pub paused: Option<bool>,
+}
+
+/// Which jobs a purge removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PurgeTarget {
+    /// Ready jobs.
+    Ready,
+    /// Dead-lettered jobs.
+    Dead,
+}
+
+impl Broker {
+    /// Every queue's name, sorted.
+    pub fn queue_names(&self) -> Vec<QueueName> {
+        let mut names: Vec<_> = self.read_queues().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// One queue's settings, counts and totals.
+    pub fn queue_info(&self, queue: &QueueName) -> Result<QueueInfo, BrokerError> {
+        let slot = self.existing(queue)?;
+        Ok(info(queue, &slot))
+    }
+
+    /// Changes a queue's settings, creating the queue first if `create`.
+    /// The caller has checked each value; `backoff_base` above `backoff_cap`
+    /// after the change is the caller's to refuse.
+    pub fn update_queue(
+        &self,
+        queue: &QueueName,
+        update: QueueUpdate,
+        create: bool,
+    ) -> Result<QueueInfo, BrokerError> {
+        let slot = if create {
+            self.slot_or_create(queue)?
+        } else {
+            self.existing(queue)?
+        };
+        slot.with(|q| {
+            let mut config = q.config().clone();
+            if let Some(capacity) = update.capacity {
+                config.capacity = capacity;
+            }
+            if let Some(lease) = update.lease_duration {
+                config.lease_duration = lease;
+            }
+            if let Some(attempts) = update.max_attempts {
+                config.max_attempts = attempts;
+            }
+            if let Some(base) = update.backoff_base {
+                config.retry.base = base;
+            }
+            if let Some(cap) = update.backoff_cap {
+                config.retry.cap = cap;
+            }
+            q.set_config(config);
+            if let Some(paused) = update.paused {
+                q.set_paused(paused);
+            }
+        });
+        tracing::info!(queue = %queue, "queue settings changed");
+        Ok(info(queue, &slot))
+    }
+
+    /// Deletes a queue and every job in it. Refused while workers hold
+    /// leases, unless `force`. Long-polls and worker streams on it end.
+    /// Returns how many jobs were dropped.
+    pub fn delete_queue(&self, queue: &QueueName, force: bool) -> Result<usize, BrokerError> {
+        let mut queues = self
+            .shared
+            .queues
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let slot = queues
+            .get(queue)
+            .cloned()
+            .ok_or_else(|| BrokerError::QueueNotFound(queue.clone()))?;
+        let (leased, jobs, bytes) = slot.with(|q| (q.counts().leased, q.len(), q.bytes()));
+        if leased > 0 && !force {
+            return Err(BrokerError::QueueBusy {
+                queue: queue.clone(),
+                leased,
+            });
+        }
+        queues.remove(queue);
+        drop(queues);
+        slot.closed.cancel();
+        self.shared.memory.release(bytes);
+        tracing::info!(queue = %queue, jobs, "queue deleted");
+        Ok(jobs)
+    }
+
+    /// Pauses or resumes leasing from a queue.
+    pub fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<(), BrokerError> {
+        self.existing(queue)?.with(|q| q.set_paused(paused));
+        tracing::info!(queue = %queue, paused, "queue pause changed");
+        Ok(())
+    }
+
+    /// Removes a queue's ready or dead jobs.
+    pub fn purge(&self, queue: &QueueName, target: PurgeTarget) -> Result<usize, BrokerError> {
+        let purged: Purged = self.existing(queue)?.with(|q| match target {
+            PurgeTarget::Ready => q.purge_ready(Instant::now()),
+            PurgeTarget::Dead => q.purge_dead(),
+        });
+        self.shared.memory.release(purged.bytes);
+        tracing::info!(queue = %queue, ?target, jobs = purged.jobs, "queue purged");
+        Ok(purged.jobs)
+    }
+
+    /// A page of a queue's jobs; see [`Queue::list_jobs`](crate::queue::Queue::list_jobs).
+    pub fn list_jobs(
+        &self,
+        queue: &QueueName,
+        state: Option<JobState>,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<(Vec<JobStatus>, Option<JobId>), BrokerError> {
+        Ok(self
+            .existing(queue)?
+            .with(|q| q.list_jobs(Instant::now(), state, after, limit)))
+    }
+
+    /// Finds a job by id: in `queue` if given, else in every queue.
+    pub fn find_job(
+        &self,
+        queue: Option<&QueueName>,
+        id: &JobId,
+    ) -> Result<(QueueName, JobStatus), BrokerError> {
+        let slots: Vec<(QueueName, Arc<Slot>)> = match queue {
+            Some(queue) => vec![(queue.clone(), self.existing(queue)?)],
+            None => self
+                .read_queues()
+                .iter()
+                .map(|(name, slot)| (name.clone(), Arc::clone(slot)))
+                .collect(),
+        };
+        slots
+            .into_iter()
+            .find_map(|(name, slot)| {
+                slot.with(|q| q.job_status(Instant::now(), id))
+                    .map(|status| (name, status))
+            })
+            .ok_or_else(|| job_not_found(queue, id))
+    }
+
+    /// Cancels a job no worker holds.
+    pub fn cancel_job(&self, queue: Option<&QueueName>, id: &JobId) -> Result<(), BrokerError> {
+        let (name, _) = self.find_job(queue, id)?;
+        let job = self
+            .existing(&name)?
+            .with(|q| q.cancel(Instant::now(), id))?;
+        self.shared.memory.release(job.size);
+        tracing::info!(queue = %name, job = %id, "job cancelled");
+        Ok(())
+    }
+
+    /// Moves dead jobs back to ready with attempts reset: those named, or
+    /// all when `ids` is `None`.
+    pub fn redrive(&self, queue: &QueueName, ids: Option<&[JobId]>) -> Result<usize, BrokerError> {
+        let moved = self
+            .existing(queue)?
+            .with(|q| q.redrive(Instant::now(), ids))?;
+        tracing::info!(queue = %queue, jobs = moved, "dead letters redriven");
+        Ok(moved)
+    }
+
+    fn existing(&self, queue: &QueueName) -> Result<Arc<Slot>, BrokerError> {
+        self.slot(queue)
+            .ok_or_else(|| BrokerError::QueueNotFound(queue.clone()))
+    }
+}
+
+fn info(name: &QueueName, slot: &Slot) -> QueueInfo {
+    slot.with(|q| QueueInfo {
+        name: name.clone(),
+        config: q.config().clone(),
+        paused: q.is_paused(),
+        counts: q.counts(),
+        stats: q.stats(),
+        oldest_ready: q.oldest_ready_enqueue(),
+    })
+}
+
+fn job_not_found(queue: Option<&QueueName>, id: &JobId) -> BrokerError {
+    match queue {
+        Some(queue) => crate::queue::QueueError::JobNotFound {
+            queue: queue.clone(),
+            job: *id,
+        }
+        .into(),
+        None => BrokerError::JobNotFound(*id),
+    }
+}

@@ -1,0 +1,426 @@
+//! [`AdminService`]: the `jobq.v1.Admin` RPCs for operators.
+
+use std::time::{Duration, SystemTime};
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, Limits, MAX_ATTEMPTS_LIMIT, MAX_DELAY};
+use super::pb::{self, admin_server::Admin};
+use super::status;
+use crate::broker::{Broker, PurgeTarget, QueueInfo, QueueUpdate};
+use crate::queue::{JobId, JobState, JobStatus, QueueName};
+
+/// Most items on one page.
+const MAX_PAGE: u32 = 1000;
+/// Items on a page when the request names no size.
+const DEFAULT_PAGE: u32 = 100;
+/// Largest queue capacity an operator may set.
+const MAX_CAPACITY: u32 = 100_000_000;
+
+/// Serves `jobq.v1.Admin` from a [`Broker`].
+#[derive(Clone, Debug)]
+pub struct AdminService {
+    broker: Broker,
+    limits: Limits,
+}
+
+impl AdminService {
+    /// An admin service over `broker`.
+    pub fn new(broker: Broker, limits: Limits) -> Self {
+        Self { broker, limits }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn list_queues(
+        &self,
+        request: Request<pb::ListQueuesRequest>,
+    ) -> Result<Response<pb::ListQueuesResponse>, Status> {
+        let request = request.into_inner();
+        let size = page_size(request.page_size)?;
+        let after = match request.page_token.as_str() {
+            "" => None,
+            token => Some(QueueName::new(token).map_err(|_| bad_page_token(token))?),
+        };
+        let names = self.broker.queue_names();
+        let mut page: Vec<_> = names
+            .into_iter()
+            .filter(|name| after.as_ref().is_none_or(|after| name > after))
+            .take(size + 1)
+            .collect();
+        let next_page_token = next_token(&mut page, size, ToString::to_string);
+        let queues = page
+            .iter()
+            // A queue deleted meanwhile is left out.
+            .filter_map(|name| self.broker.queue_info(name).ok())
+            .map(queue_info)
+            .collect();
+        Ok(Response::new(pb::ListQueuesResponse {
+            queues,
+            next_page_token,
+        }))
+    }
+
+    async fn get_queue(
+        &self,
+        request: Request<pb::GetQueueRequest>,
+    ) -> Result<Response<pb::GetQueueResponse>, Status> {
+        let queue = convert::queue_name(&request.into_inner().queue)?;
+        let info = self
+            .broker
+            .queue_info(&queue)
+            .map_err(status::from_broker)?;
+        Ok(Response::new(pb::GetQueueResponse {
+            queue: Some(queue_info(info)),
+        }))
+    }
+
+    async fn update_queue(
+        &self,
+        request: Request<pb::UpdateQueueRequest>,
+    ) -> Result<Response<pb::UpdateQueueResponse>, Status> {
+        let request = request.into_inner();
+        let queue = convert::queue_name(&request.queue)?;
+        let update = self.queue_update(&request)?;
+        // The backoff must stay ordered once merged with what is set now.
+        let current = self.broker.queue_info(&queue).ok();
+        let defaults = self.broker.queue_defaults().retry;
+        let retry = current.as_ref().map_or(defaults, |info| info.config.retry);
+        let base = update.backoff_base.unwrap_or(retry.base);
+        let cap = update.backoff_cap.unwrap_or(retry.cap);
+        if base > cap {
+            return Err(Status::invalid_argument(format!(
+                "backoff_base: {base:?} would exceed backoff_cap ({cap:?})"
+            )));
+        }
+        let info = self
+            .broker
+            .update_queue(&queue, update, request.allow_missing)
+            .map_err(status::from_broker)?;
+        Ok(Response::new(pb::UpdateQueueResponse {
+            queue: Some(queue_info(info)),
+        }))
+    }
+
+    async fn delete_queue(
+        &self,
+        request: Request<pb::DeleteQueueRequest>,
+    ) -> Result<Response<pb::DeleteQueueResponse>, Status> {
+        let request = request.into_inner();
+        let queue = convert::queue_name(&request.queue)?;
+        let deleted = self
+            .broker
+            .delete_queue(&queue, request.force)
+            .map_err(status::from_broker)?;
+        Ok(Response::new(pb::DeleteQueueResponse {
+            deleted_job_count: deleted as u64,
+        }))
+    }
+
+    async fn pause_queue(
+        &self,
+        request: Request<pb::PauseQueueRequest>,
+    ) -> Result<Response<pb::PauseQueueResponse>, Status> {
+        let queue = convert::queue_name(&request.into_inner().queue)?;
+        self.broker
+            .set_paused(&queue, true)
+            .map_err(status::from_broker)?;
+        Ok(Response::new(pb::PauseQueueResponse {}))
+    }
+
+    async fn resume_queue(
+        &self,
+        request: Request<pb::ResumeQueueRequest>,
+    ) -> Result<Response<pb::ResumeQueueResponse>, Status> {
+        let queue = convert::queue_name(&request.into_inner().queue)?;
+        self.broker
+            .set_paused(&queue, false)
+            .map_err(status::from_broker)?;
+        Ok(Response::new(pb::ResumeQueueResponse {}))
+    }
+
+    async fn purge_queue(
+        &self,
+        request: Request<pb::PurgeQueueRequest>,
+    ) -> Result<Response<pb::PurgeQueueResponse>, Status> {
+        let request = request.into_inner();
+        let queue = convert::queue_name(&request.queue)?;
+        let target = match request.target() {
+            pb::PurgeTarget::Ready => PurgeTarget::Ready,
+            pb::PurgeTarget::Dead => PurgeTarget::Dead,
+            pb::PurgeTarget::Unspecified => {
+                return Err(Status::invalid_argument(
+                    "target: is required: PURGE_TARGET_READY or PURGE_TARGET_DEAD",
+                ));
+            }
+        };
+        let purged = self
+            .broker
+            .purge(&queue, target)
+            .map_err(status::from_broker)?;
+        Ok(Response::new(pb::PurgeQueueResponse {
+            purged_job_count: purged as u64,
+        }))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let request = request.into_inner();
+        let queue = convert::queue_name(&request.queue)?;
+        let size = page_size(request.page_size)?;
+        let state = match pb::JobState::try_from(request.state) {
+            Ok(state) => job_state_from_pb(state),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "state: {} is not a JobState",
+                    request.state
+                )));
+            }
+        };
+        let after = match request.page_token.as_str() {
+            "" => None,
+            token => Some(token.parse::<JobId>().map_err(|_| bad_page_token(token))?),
+        };
+        let (jobs, next) = self
+            .broker
+            .list_jobs(&queue, state, after, size)
+            .map_err(status::from_broker)?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.into_iter().map(|j| job_info(&queue, j)).collect(),
+            next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::GetJobResponse>, Status> {
+        let request = request.into_inner();
+        let (queue, id) = job_ref(&request.queue, &request.job_id)?;
+        let (queue, status) = self
+            .broker
+            .find_job(queue.as_ref(), &id)
+            .map_err(status::from_broker)?;
+        Ok(Response::new(pb::GetJobResponse {
+            job: Some(job_info(&queue, status)),
+        }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::CancelJobResponse>, Status> {
+        let request = request.into_inner();
+        let (queue, id) = job_ref(&request.queue, &request.job_id)?;
+        self.broker
+            .cancel_job(queue.as_ref(), &id)
+            .map_err(status::from_broker)?;
+        Ok(Response::new(pb::CancelJobResponse {}))
+    }
+
+    async fn redrive_jobs(
+        &self,
+        request: Request<pb::RedriveJobsRequest>,
+    ) -> Result<Response<pb::RedriveJobsResponse>, Status> {
+        let request = request.into_inner();
+        let queue = convert::queue_name(&request.queue)?;
+        let ids = match (request.all, request.job_ids.len()) {
+            (true, 0) => None,
+            (true, _) => {
+                return Err(Status::invalid_argument(
+                    "job_ids: must be empty when all is true",
+                ));
+            }
+            (false, 1..=1000) => Some(
+                request
+                    .job_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| {
+                        id.parse::<JobId>().map_err(|_| {
+                            Status::invalid_argument(format!(
+                                "job_ids[{i}]: {id:?} is not a job id"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            (false, n) => {
+                return Err(Status::invalid_argument(format!(
+                    "job_ids: has {n} ids; send 1 to 1000, or set all"
+                )));
+            }
+        };
+        let moved = self
+            .broker
+            .redrive(&queue, ids.as_deref())
+            .map_err(status::from_broker)?;
+        Ok(Response::new(pb::RedriveJobsResponse {
+            redriven_job_count: moved as u64,
+        }))
+    }
+}
+
+impl AdminService {
+    /// Checks each setting an update names.
+    fn queue_update(&self, request: &pb::UpdateQueueRequest) -> Result<QueueUpdate, Status> {
+        let capacity = match request.capacity {
+            Some(c) if c == 0 || c > MAX_CAPACITY => {
+                return Err(Status::invalid_argument(format!(
+                    "capacity: is {c}; it must be from 1 to {MAX_CAPACITY}"
+                )));
+            }
+            c => c.map(|c| c as usize),
+        };
+        let max_attempts = match request.max_attempts {
+            Some(n) if n == 0 || n > MAX_ATTEMPTS_LIMIT => {
+                return Err(Status::invalid_argument(format!(
+                    "max_attempts: is {n}; it must be from 1 to {MAX_ATTEMPTS_LIMIT}"
+                )));
+            }
+            n => n,
+        };
+        let backoff = |field: &str, d: Option<prost_types::Duration>| -> Result<_, Status> {
+            let Some(d) = d else {
+                return Ok(None);
+            };
+            let d = Duration::try_from(d).map_err(|_| {
+                Status::invalid_argument(format!("{field}: is not a valid non-negative duration"))
+            })?;
+            if d > MAX_DELAY {
+                return Err(Status::invalid_argument(format!(
+                    "{field}: is more than 365 days"
+                )));
+            }
+            Ok(Some(d))
+        };
+        Ok(QueueUpdate {
+            capacity,
+            lease_duration: self
+                .limits
+                .lease_duration("lease_duration", request.lease_duration)?,
+            max_attempts,
+            backoff_base: backoff("backoff_base", request.backoff_base)?,
+            backoff_cap: backoff("backoff_cap", request.backoff_cap)?,
+            paused: request.paused,
+        })
+    }
+}
+
+fn page_size(size: u32) -> Result<usize, Status> {
+    match size {
+        0 => Ok(DEFAULT_PAGE as usize),
+        n if n <= MAX_PAGE => Ok(n as usize),
+        n => Err(Status::invalid_argument(format!(
+            "page_size: is {n}; it must be from 1 to {MAX_PAGE}"
+        ))),
+    }
+}
+
+fn bad_page_token(token: &str) -> Status {
+    Status::invalid_argument(format!(
+        "page_token: {token:?} is not a token this list returned"
+    ))
+}
+
+/// Cuts a page fetched one item long to `size`, returning the token of the
+/// next page if there is one.
+fn next_token<T>(page: &mut Vec<T>, size: usize, token: impl Fn(&T) -> String) -> String {
+    if page.len() <= size {
+        return String::new();
+    }
+    page.truncate(size);
+    page.last().map(token).unwrap_or_default()
+}
+
+/// A job named by id, and by queue when the request gives one.
+fn job_ref(queue: &str, job_id: &str) -> Result<(Option<QueueName>, JobId), Status> {
+    let queue = match queue {
+        "" => None,
+        name => Some(convert::queue_name(name)?),
+    };
+    let id = job_id.parse::<JobId>().map_err(|_| {
+        Status::invalid_argument(format!(
+            "job_id: {job_id:?} is not a job id (a 26-character ULID)"
+        ))
+    })?;
+    Ok((queue, id))
+}
+
+fn job_state_from_pb(state: pb::JobState) -> Option<JobState> {
+    match state {
+        pb::JobState::Unspecified => None,
+        pb::JobState::Ready => Some(JobState::Ready),
+        pb::JobState::Scheduled => Some(JobState::Scheduled),
+        pb::JobState::Leased => Some(JobState::Leased),
+        pb::JobState::Dead => Some(JobState::Dead),
+        pb::JobState::Acked => Some(JobState::Acked),
+        pb::JobState::Cancelled => Some(JobState::Cancelled),
+    }
+}
+
+fn job_state_to_pb(state: JobState) -> pb::JobState {
+    match state {
+        JobState::Ready => pb::JobState::Ready,
+        JobState::Scheduled => pb::JobState::Scheduled,
+        JobState::Leased => pb::JobState::Leased,
+        JobState::Dead => pb::JobState::Dead,
+        JobState::Acked => pb::JobState::Acked,
+        JobState::Cancelled => pb::JobState::Cancelled,
+    }
+}
+
+fn job_info(queue: &QueueName, status: JobStatus) -> pb::JobInfo {
+    pb::JobInfo {
+        job: Some(convert::job(queue, &status.job)),
+        state: job_state_to_pb(status.state).into(),
+        attempts: status.attempts,
+        last_error: status.last_error.unwrap_or_default(),
+        failures: status
+            .history
+            .into_iter()
+            .map(|f| pb::AttemptFailure {
+                attempt: f.attempt,
+                error: f.error,
+                time: Some(convert::timestamp(f.at)),
+            })
+            .collect(),
+        finish_time: status.finished_at.map(convert::timestamp),
+    }
+}
+
+fn queue_info(info: QueueInfo) -> pb::QueueInfo {
+    let duration = |d: Duration| prost_types::Duration::try_from(d).ok();
+    let config = &info.config;
+    pb::QueueInfo {
+        name: info.name.to_string(),
+        settings: Some(pb::QueueSettings {
+            capacity: u32::try_from(config.capacity).unwrap_or(u32::MAX),
+            lease_duration: duration(config.lease_duration),
+            max_attempts: config.max_attempts,
+            backoff_base: duration(config.retry.base),
+            backoff_cap: duration(config.retry.cap),
+        }),
+        paused: info.paused,
+        counts: Some(pb::QueueCounts {
+            ready: info.counts.ready as u64,
+            scheduled: info.counts.scheduled as u64,
+            leased: info.counts.leased as u64,
+            dead: info.counts.dead as u64,
+        }),
+        totals: Some(pb::QueueTotals {
+            enqueued: info.stats.enqueued,
+            leased: info.stats.leased,
+            acked: info.stats.acked,
+            nacked: info.stats.nacked,
+            expired: info.stats.expired,
+            dead_lettered: info.stats.dead_lettered,
+        }),
+        oldest_ready_age: info.oldest_ready.map(|at| {
+            duration(SystemTime::now().duration_since(at).unwrap_or_default()).unwrap_or_default()
+        }),
+    }
+}
