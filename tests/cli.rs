@@ -1,0 +1,156 @@
+//! The `jobq` binary's operator commands against a real server.
+
+mod common;
+
+use common::{TestServer, enqueue, job, lease};
+use jobq::grpc::pb;
+use serde_json::Value;
+use tokio::process::Command;
+
+/// Runs `jobq ARGS --server …` and returns (success, stdout, stderr).
+async fn jobq(server: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_jobq"))
+        .args(args)
+        .env("JOBQ_SERVER", format!("http://{}", server.addr))
+        .output()
+        .await
+        .expect("jobq runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn jobq_json(server: &TestServer, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.extend(["--output", "json"]);
+    let (ok, stdout, stderr) = jobq(server, &args).await;
+    assert!(ok, "jobq {args:?} failed: {stderr}");
+    serde_json::from_str(&stdout).expect("JSON output")
+}
+
+#[tokio::test]
+async fn enqueue_then_inspect_the_queue_and_the_job() {
+    let server = TestServer::start().await;
+    let enqueued = jobq_json(
+        &server,
+        &[
+            "enqueue",
+            "emails",
+            "--payload",
+            "alice@example.com",
+            "--metadata",
+            "template=welcome",
+            "--priority",
+            "-2",
+            "--idempotency-key",
+            "signup-alice",
+        ],
+    )
+    .await;
+    let id = enqueued["job_id"].as_str().expect("id").to_string();
+    assert_eq!(enqueued["duplicate"], false);
+    let again = jobq_json(
+        &server,
+        &[
+            "enqueue",
+            "emails",
+            "--payload",
+            "x",
+            "--idempotency-key",
+            "signup-alice",
+        ],
+    )
+    .await;
+    assert_eq!(again["job_id"], id.as_str());
+    assert_eq!(again["duplicate"], true);
+
+    let queues = jobq_json(&server, &["queues"]).await;
+    assert_eq!(queues[0]["name"], "emails");
+    assert_eq!(queues[0]["counts"]["ready"], 1);
+
+    let stats = jobq_json(&server, &["stats", "emails"]).await;
+    assert_eq!(stats["totals"]["enqueued"], 1);
+    assert_eq!(stats["settings"]["max_attempts"], 10);
+
+    let shown = jobq_json(&server, &["job", &id]).await;
+    assert_eq!(shown["state"], "ready");
+    assert_eq!(shown["payload"], "alice@example.com");
+    assert_eq!(shown["metadata"]["template"], "welcome");
+    assert_eq!(shown["priority"], -2);
+
+    // The human forms carry the same facts.
+    let (ok, table, _) = jobq(&server, &["jobs", "emails"]).await;
+    assert!(ok);
+    assert!(table.contains(&id) && table.contains("ready") && table.contains("alice@example.com"));
+    let (ok, text, _) = jobq(&server, &["stats", "emails"]).await;
+    assert!(ok && text.contains("enqueued (total)"), "{text}");
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_redriven() {
+    let server = TestServer::start().await;
+    let mut client = server.client();
+    let id = enqueue(&mut client, "q", job("poison")).await;
+    let leased = lease(&mut client, "q", 1, 0).await.remove(0);
+    client
+        .nack(pb::NackRequest {
+            queue: "q".into(),
+            lease_token: leased.lease_token,
+            dead_letter: true,
+            reason: "cannot parse".into(),
+            ..pb::NackRequest::default()
+        })
+        .await
+        .expect("nack");
+
+    let dead = jobq_json(&server, &["jobs", "q", "--state", "dead"]).await;
+    assert_eq!(dead.as_array().map(Vec::len), Some(1));
+    assert_eq!(dead[0]["id"], id.as_str());
+    assert_eq!(dead[0]["last_error"], "cannot parse");
+    assert_eq!(dead[0]["failures"][0]["attempt"], 1);
+
+    let redriven = jobq_json(&server, &["dlq", "redrive", "q"]).await;
+    assert_eq!(redriven["redriven"], 1);
+    let again = lease(&mut client, "q", 1, 0).await;
+    assert_eq!(again[0].attempt, 1);
+}
+
+#[tokio::test]
+async fn pause_resume_and_purge() {
+    let server = TestServer::start().await;
+    let mut client = server.client();
+    enqueue(&mut client, "q", job("a")).await;
+    let (ok, text, _) = jobq(&server, &["pause", "q"]).await;
+    assert!(ok && text.contains("paused"), "{text}");
+    assert!(lease(&mut client, "q", 1, 0).await.is_empty());
+    jobq_json(&server, &["resume", "q"]).await;
+    enqueue(&mut client, "q", job("b")).await;
+    assert_eq!(lease(&mut client, "q", 1, 0).await.len(), 1);
+    let purged = jobq_json(&server, &["purge", "q"]).await;
+    assert_eq!(purged["purged"], 1);
+    let purged = jobq_json(&server, &["purge", "q", "--dead"]).await;
+    assert_eq!(purged["purged"], 0);
+}
+
+#[tokio::test]
+async fn errors_exit_non_zero_with_the_reason() {
+    let server = TestServer::start().await;
+    let (ok, _, stderr) = jobq(&server, &["stats", "missing"]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("NotFound: queue missing does not exist"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = jobq(&server, &["job", "not-an-id"]).await;
+    assert!(!ok);
+    assert!(stderr.contains("InvalidArgument: job_id"), "{stderr}");
+    let (ok, _, stderr) = jobq(
+        &server,
+        &["enqueue", "q", "--payload", "x", "--metadata", "novalue"],
+    )
+    .await;
+    assert!(!ok);
+    assert!(stderr.contains("is not KEY=VALUE"), "{stderr}");
+}
