@@ -30,10 +30,9 @@ async fn health_of(server: &TestServer, service: &str) -> ServingStatus {
 async fn health_reports_serving_for_the_server_and_the_service() {
     let server = TestServer::start().await;
     assert_eq!(health_of(&server, "").await, ServingStatus::Serving);
-    assert_eq!(
-        health_of(&server, "jobq.v1.JobQueue").await,
-        ServingStatus::Serving
-    );
+    for service in ["jobq.v1.JobQueue", "jobq.v1.Admin"] {
+        assert_eq!(health_of(&server, service).await, ServingStatus::Serving);
+    }
 }
 
 #[tokio::test]
@@ -63,6 +62,7 @@ async fn reflection_lists_and_describes_the_service() {
     };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"jobq.v1.JobQueue"), "{names:?}");
+    assert!(names.contains(&"jobq.v1.Admin"), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
 
     let described = responses.next().await.expect("answer").expect("ok");
