@@ -25,7 +25,11 @@ async fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(jobq::server::run(Config::defaults(), listener, async {
+    let listeners = jobq::server::Listeners {
+        grpc: listener,
+        metrics: None,
+    };
+    let server = tokio::spawn(jobq::server::run(Config::defaults(), listeners, async {
         let _ = stopped.await;
     }));
     let client = Client::connect(format!("http://{addr}")).await?;

@@ -18,6 +18,14 @@ pub struct Config {
     #[arg(long, env = "JOBQ_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
+    /// Address of the Prometheus metrics endpoint (`/metrics`).
+    #[arg(long, env = "JOBQ_METRICS_LISTEN", default_value = "127.0.0.1:9090")]
+    pub metrics_listen: SocketAddr,
+
+    /// Log format: `pretty` for people, `json` for log collectors.
+    #[arg(long, env = "JOBQ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
     /// Lease length when a worker asks for none.
     #[arg(long, env = "JOBQ_LEASE_DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
@@ -96,6 +104,15 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, with the span's fields (trace id included).
+    Json,
+}
+
 /// A setting that cannot work, with the reason.
 #[derive(Debug, thiserror::Error)]
 #[error("--{flag}: {problem}")]
@@ -110,6 +127,8 @@ impl Config {
     pub fn defaults() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            log_format: LogFormat::Pretty,
             lease_duration: Duration::from_secs(30),
             max_lease_duration: Duration::from_secs(12 * 3600),
             max_attempts: 10,

@@ -12,10 +12,12 @@
 //!   and serves until shut down.
 //! - [`config`]: command-line flags and `JOBQ_*` variables.
 //! - [`client`]: a Rust client and worker runtime for other services.
+//! - [`metrics`]: Prometheus metrics of the queues and RPCs.
 
 pub mod broker;
 pub mod client;
 pub mod config;
 pub mod grpc;
+pub mod metrics;
 pub mod queue;
 pub mod server;

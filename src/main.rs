@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use cli::{Action, Cli};
-use jobq::config::Config;
+use jobq::config::{Config, LogFormat};
+use jobq::server::Listeners;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -31,17 +32,28 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log_format {
+        LogFormat::Pretty => logs.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     config.validate()?;
-    let listener = TcpListener::bind(config.listen)
+    let grpc = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    jobq::server::run(config, listener, shutdown_signal()).await
+    let metrics = TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for metrics", config.metrics_listen))?;
+    let listeners = Listeners {
+        grpc,
+        metrics: Some(metrics),
+    };
+    jobq::server::run(config, listeners, shutdown_signal()).await
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).

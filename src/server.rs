@@ -1,7 +1,9 @@
-//! Serving: the JobQueue service with health and reflection, from an
-//! already-bound listener until a shutdown signal.
+//! Serving: the JobQueue and Admin services with health and reflection,
+//! and the metrics endpoint, from already-bound listeners until a shutdown
+//! signal.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -13,6 +15,17 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::grpc::pb::{self, admin_server::AdminServer, job_queue_server::JobQueueServer};
 use crate::grpc::{AdminService, JobQueueService};
+use crate::metrics::Metrics;
+
+/// The sockets the server answers on, bound by the caller (tests bind
+/// `127.0.0.1:0`).
+#[derive(Debug)]
+pub struct Listeners {
+    /// For gRPC.
+    pub grpc: TcpListener,
+    /// For Prometheus scrapes of `/metrics`; `None` serves no metrics.
+    pub metrics: Option<TcpListener>,
+}
 
 /// The name health checks use for the JobQueue service.
 pub const SERVICE_NAME: &str = "jobq.v1.JobQueue";
@@ -31,12 +44,12 @@ pub const ADMIN_SERVICE_NAME: &str = "jobq.v1.Admin";
 /// leased at exit is lost, and the count is logged.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.validate()?;
     let broker = Broker::new(config.broker());
-    serve(broker, config, listener, shutdown).await
+    serve(broker, config, listeners, shutdown).await
 }
 
 /// As [`run`], over a broker the caller made (and may keep a handle to, to
@@ -44,12 +57,18 @@ pub async fn run(
 pub async fn serve(
     broker: Broker,
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let service = JobQueueService::new(broker.clone(), config.limits());
-    let admin = AdminServer::new(AdminService::new(broker.clone(), config.limits()));
+    let listener = listeners.grpc;
+    let metrics = Arc::new(Metrics::new(&broker));
+    let service = JobQueueService::new(broker.clone(), config.limits(), metrics.rpc());
+    let admin = AdminServer::new(AdminService::new(
+        broker.clone(),
+        config.limits(),
+        metrics.rpc(),
+    ));
     let jobq = JobQueueServer::new(service)
         .max_decoding_message_size(config.max_request_bytes)
         .max_encoding_message_size(config.max_request_bytes);
@@ -85,6 +104,10 @@ pub async fn serve(
         );
     let mut serve = std::pin::pin!(serve);
     tracing::info!(addr = %local, "jobq serving");
+    if let Some(listener) = listeners.metrics {
+        tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+        tokio::spawn(serve_metrics(listener, metrics, stop.clone()));
+    }
 
     tokio::select! {
         result = &mut serve => return Ok(result?),
@@ -115,4 +138,29 @@ pub async fn serve(
     }
     tracing::info!("jobq stopped");
     Ok(())
+}
+
+/// Serves `GET /metrics` in the Prometheus text format until `stop`.
+async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, stop: CancellationToken) {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await;
+    if let Err(error) = served {
+        tracing::error!(%error, "metrics endpoint failed");
+    }
 }

@@ -29,6 +29,7 @@ pub use ids::IdGenerator;
 pub use memory::MemoryBudget;
 pub use stream::LeaseStream;
 
+use crate::metrics::JobTimings;
 use crate::queue::{
     Delivery, Enqueued, HolderId, JobId, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob,
     Queue, QueueConfig, QueueCounts, QueueError, QueueName,
@@ -74,6 +75,7 @@ struct Shared {
     shutdown: CancellationToken,
     /// Numbers worker streams.
     next_holder: AtomicU64,
+    timings: Arc<JobTimings>,
 }
 
 impl Broker {
@@ -88,6 +90,7 @@ impl Broker {
                 ids: IdGenerator::default(),
                 shutdown: CancellationToken::new(),
                 next_holder: AtomicU64::new(1),
+                timings: Arc::default(),
             }),
         }
     }
@@ -203,6 +206,7 @@ impl Broker {
                     // Pass the wake-up on to the next waiting worker.
                     slot.ready.notify_one();
                 }
+                self.observe_leases(&queue, &leased);
                 return Ok(leased);
             }
             if Instant::now() >= deadline || self.shared.shutdown.is_cancelled() {
@@ -225,6 +229,27 @@ impl Broker {
         Ok(LeaseStream::new(self.clone(), slot, queue, holder))
     }
 
+    /// How long jobs wait and run, for the metrics.
+    pub fn timings(&self) -> Arc<JobTimings> {
+        Arc::clone(&self.shared.timings)
+    }
+
+    /// Worker streams open on `queue`.
+    pub fn open_streams(&self, queue: &QueueName) -> usize {
+        self.slot(queue).map_or(0, |slot| slot.holders())
+    }
+
+    /// Records the wait of first deliveries.
+    fn observe_leases(&self, queue: &QueueName, leased: &[Delivery]) {
+        let now = SystemTime::now();
+        for delivery in leased.iter().filter(|d| d.attempt == 1) {
+            let waited = now
+                .duration_since(delivery.job.enqueued_at)
+                .unwrap_or_default();
+            self.shared.timings.first_lease(queue.as_str(), waited);
+        }
+    }
+
     /// Completes when the server begins to shut down.
     pub async fn shutting_down(&self) {
         self.shared.shutdown.cancelled().await;
@@ -238,6 +263,9 @@ impl Broker {
         let slot = self.slot_for_lease(queue, first)?;
         let acked = slot.with(|q| q.ack(Instant::now(), tokens))?;
         self.shared.memory.release(acked.bytes);
+        for held in &acked.held {
+            self.shared.timings.acked(queue.as_str(), *held);
+        }
         Ok(acked.jobs)
     }
 

@@ -91,6 +91,11 @@ impl Slot {
         notify
     }
 
+    /// Worker streams registered.
+    pub(super) fn holders(&self) -> usize {
+        self.lock().holders.len()
+    }
+
     /// Forgets a worker stream and gives back every lease it still holds.
     pub(super) fn remove_holder(&self, holder: HolderId, reason: &str) -> usize {
         let released = self.with(|q| q.release_holder(Instant::now(), holder, reason));

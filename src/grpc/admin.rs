@@ -1,6 +1,7 @@
 //! [`AdminService`]: the `jobq.v1.Admin` RPCs for operators.
 
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use tonic::{Request, Response, Status};
 
@@ -8,6 +9,7 @@ use super::convert::{self, Limits, MAX_ATTEMPTS_LIMIT, MAX_DELAY};
 use super::pb::{self, admin_server::Admin};
 use super::status;
 use crate::broker::{Broker, PurgeTarget, QueueInfo, QueueUpdate};
+use crate::metrics::RpcMetrics;
 use crate::queue::{JobId, JobState, JobStatus, QueueName};
 
 /// Most items on one page.
@@ -22,12 +24,29 @@ const MAX_CAPACITY: u32 = 100_000_000;
 pub struct AdminService {
     broker: Broker,
     limits: Limits,
+    rpc: Arc<RpcMetrics>,
 }
 
 impl AdminService {
-    /// An admin service over `broker`.
-    pub fn new(broker: Broker, limits: Limits) -> Self {
-        Self { broker, limits }
+    /// An admin service over `broker`, recording its calls in `rpc`.
+    pub fn new(broker: Broker, limits: Limits, rpc: Arc<RpcMetrics>) -> Self {
+        Self {
+            broker,
+            limits,
+            rpc,
+        }
+    }
+
+    /// Runs one RPC and records its count, code and latency.
+    async fn observed<T>(
+        &self,
+        method: &'static str,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let start = Instant::now();
+        let result = call.await;
+        self.rpc.record(method, start, &result);
+        result
     }
 }
 
@@ -37,230 +56,263 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ListQueuesRequest>,
     ) -> Result<Response<pb::ListQueuesResponse>, Status> {
-        let request = request.into_inner();
-        let size = page_size(request.page_size)?;
-        let after = match request.page_token.as_str() {
-            "" => None,
-            token => Some(QueueName::new(token).map_err(|_| bad_page_token(token))?),
-        };
-        let names = self.broker.queue_names();
-        let mut page: Vec<_> = names
-            .into_iter()
-            .filter(|name| after.as_ref().is_none_or(|after| name > after))
-            .take(size + 1)
-            .collect();
-        let next_page_token = next_token(&mut page, size, ToString::to_string);
-        let queues = page
-            .iter()
-            // A queue deleted meanwhile is left out.
-            .filter_map(|name| self.broker.queue_info(name).ok())
-            .map(queue_info)
-            .collect();
-        Ok(Response::new(pb::ListQueuesResponse {
-            queues,
-            next_page_token,
-        }))
+        self.observed("ListQueues", async move {
+            let request = request.into_inner();
+            let size = page_size(request.page_size)?;
+            let after = match request.page_token.as_str() {
+                "" => None,
+                token => Some(QueueName::new(token).map_err(|_| bad_page_token(token))?),
+            };
+            let names = self.broker.queue_names();
+            let mut page: Vec<_> = names
+                .into_iter()
+                .filter(|name| after.as_ref().is_none_or(|after| name > after))
+                .take(size + 1)
+                .collect();
+            let next_page_token = next_token(&mut page, size, ToString::to_string);
+            let queues = page
+                .iter()
+                // A queue deleted meanwhile is left out.
+                .filter_map(|name| self.broker.queue_info(name).ok())
+                .map(queue_info)
+                .collect();
+            Ok(Response::new(pb::ListQueuesResponse {
+                queues,
+                next_page_token,
+            }))
+        })
+        .await
     }
 
     async fn get_queue(
         &self,
         request: Request<pb::GetQueueRequest>,
     ) -> Result<Response<pb::GetQueueResponse>, Status> {
-        let queue = convert::queue_name(&request.into_inner().queue)?;
-        let info = self
-            .broker
-            .queue_info(&queue)
-            .map_err(status::from_broker)?;
-        Ok(Response::new(pb::GetQueueResponse {
-            queue: Some(queue_info(info)),
-        }))
+        self.observed("GetQueue", async move {
+            let queue = convert::queue_name(&request.into_inner().queue)?;
+            let info = self
+                .broker
+                .queue_info(&queue)
+                .map_err(status::from_broker)?;
+            Ok(Response::new(pb::GetQueueResponse {
+                queue: Some(queue_info(info)),
+            }))
+        })
+        .await
     }
 
     async fn update_queue(
         &self,
         request: Request<pb::UpdateQueueRequest>,
     ) -> Result<Response<pb::UpdateQueueResponse>, Status> {
-        let request = request.into_inner();
-        let queue = convert::queue_name(&request.queue)?;
-        let update = self.queue_update(&request)?;
-        // The backoff must stay ordered once merged with what is set now.
-        let current = self.broker.queue_info(&queue).ok();
-        let defaults = self.broker.queue_defaults().retry;
-        let retry = current.as_ref().map_or(defaults, |info| info.config.retry);
-        let base = update.backoff_base.unwrap_or(retry.base);
-        let cap = update.backoff_cap.unwrap_or(retry.cap);
-        if base > cap {
-            return Err(Status::invalid_argument(format!(
-                "backoff_base: {base:?} would exceed backoff_cap ({cap:?})"
-            )));
-        }
-        let info = self
-            .broker
-            .update_queue(&queue, update, request.allow_missing)
-            .map_err(status::from_broker)?;
-        Ok(Response::new(pb::UpdateQueueResponse {
-            queue: Some(queue_info(info)),
-        }))
+        self.observed("UpdateQueue", async move {
+            let request = request.into_inner();
+            let queue = convert::queue_name(&request.queue)?;
+            let update = self.queue_update(&request)?;
+            // The backoff must stay ordered once merged with what is set now.
+            let current = self.broker.queue_info(&queue).ok();
+            let defaults = self.broker.queue_defaults().retry;
+            let retry = current.as_ref().map_or(defaults, |info| info.config.retry);
+            let base = update.backoff_base.unwrap_or(retry.base);
+            let cap = update.backoff_cap.unwrap_or(retry.cap);
+            if base > cap {
+                return Err(Status::invalid_argument(format!(
+                    "backoff_base: {base:?} would exceed backoff_cap ({cap:?})"
+                )));
+            }
+            let info = self
+                .broker
+                .update_queue(&queue, update, request.allow_missing)
+                .map_err(status::from_broker)?;
+            Ok(Response::new(pb::UpdateQueueResponse {
+                queue: Some(queue_info(info)),
+            }))
+        })
+        .await
     }
 
     async fn delete_queue(
         &self,
         request: Request<pb::DeleteQueueRequest>,
     ) -> Result<Response<pb::DeleteQueueResponse>, Status> {
-        let request = request.into_inner();
-        let queue = convert::queue_name(&request.queue)?;
-        let deleted = self
-            .broker
-            .delete_queue(&queue, request.force)
-            .map_err(status::from_broker)?;
-        Ok(Response::new(pb::DeleteQueueResponse {
-            deleted_job_count: deleted as u64,
-        }))
+        self.observed("DeleteQueue", async move {
+            let request = request.into_inner();
+            let queue = convert::queue_name(&request.queue)?;
+            let deleted = self
+                .broker
+                .delete_queue(&queue, request.force)
+                .map_err(status::from_broker)?;
+            Ok(Response::new(pb::DeleteQueueResponse {
+                deleted_job_count: deleted as u64,
+            }))
+        })
+        .await
     }
 
     async fn pause_queue(
         &self,
         request: Request<pb::PauseQueueRequest>,
     ) -> Result<Response<pb::PauseQueueResponse>, Status> {
-        let queue = convert::queue_name(&request.into_inner().queue)?;
-        self.broker
-            .set_paused(&queue, true)
-            .map_err(status::from_broker)?;
-        Ok(Response::new(pb::PauseQueueResponse {}))
+        self.observed("PauseQueue", async move {
+            let queue = convert::queue_name(&request.into_inner().queue)?;
+            self.broker
+                .set_paused(&queue, true)
+                .map_err(status::from_broker)?;
+            Ok(Response::new(pb::PauseQueueResponse {}))
+        })
+        .await
     }
 
     async fn resume_queue(
         &self,
         request: Request<pb::ResumeQueueRequest>,
     ) -> Result<Response<pb::ResumeQueueResponse>, Status> {
-        let queue = convert::queue_name(&request.into_inner().queue)?;
-        self.broker
-            .set_paused(&queue, false)
-            .map_err(status::from_broker)?;
-        Ok(Response::new(pb::ResumeQueueResponse {}))
+        self.observed("ResumeQueue", async move {
+            let queue = convert::queue_name(&request.into_inner().queue)?;
+            self.broker
+                .set_paused(&queue, false)
+                .map_err(status::from_broker)?;
+            Ok(Response::new(pb::ResumeQueueResponse {}))
+        })
+        .await
     }
 
     async fn purge_queue(
         &self,
         request: Request<pb::PurgeQueueRequest>,
     ) -> Result<Response<pb::PurgeQueueResponse>, Status> {
-        let request = request.into_inner();
-        let queue = convert::queue_name(&request.queue)?;
-        let target = match request.target() {
-            pb::PurgeTarget::Ready => PurgeTarget::Ready,
-            pb::PurgeTarget::Dead => PurgeTarget::Dead,
-            pb::PurgeTarget::Unspecified => {
-                return Err(Status::invalid_argument(
-                    "target: is required: PURGE_TARGET_READY or PURGE_TARGET_DEAD",
-                ));
-            }
-        };
-        let purged = self
-            .broker
-            .purge(&queue, target)
-            .map_err(status::from_broker)?;
-        Ok(Response::new(pb::PurgeQueueResponse {
-            purged_job_count: purged as u64,
-        }))
+        self.observed("PurgeQueue", async move {
+            let request = request.into_inner();
+            let queue = convert::queue_name(&request.queue)?;
+            let target = match request.target() {
+                pb::PurgeTarget::Ready => PurgeTarget::Ready,
+                pb::PurgeTarget::Dead => PurgeTarget::Dead,
+                pb::PurgeTarget::Unspecified => {
+                    return Err(Status::invalid_argument(
+                        "target: is required: PURGE_TARGET_READY or PURGE_TARGET_DEAD",
+                    ));
+                }
+            };
+            let purged = self
+                .broker
+                .purge(&queue, target)
+                .map_err(status::from_broker)?;
+            Ok(Response::new(pb::PurgeQueueResponse {
+                purged_job_count: purged as u64,
+            }))
+        })
+        .await
     }
 
     async fn list_jobs(
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let request = request.into_inner();
-        let queue = convert::queue_name(&request.queue)?;
-        let size = page_size(request.page_size)?;
-        let state = match pb::JobState::try_from(request.state) {
-            Ok(state) => job_state_from_pb(state),
-            Err(_) => {
-                return Err(Status::invalid_argument(format!(
-                    "state: {} is not a JobState",
-                    request.state
-                )));
-            }
-        };
-        let after = match request.page_token.as_str() {
-            "" => None,
-            token => Some(token.parse::<JobId>().map_err(|_| bad_page_token(token))?),
-        };
-        let (jobs, next) = self
-            .broker
-            .list_jobs(&queue, state, after, size)
-            .map_err(status::from_broker)?;
-        Ok(Response::new(pb::ListJobsResponse {
-            jobs: jobs.into_iter().map(|j| job_info(&queue, j)).collect(),
-            next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
-        }))
+        self.observed("ListJobs", async move {
+            let request = request.into_inner();
+            let queue = convert::queue_name(&request.queue)?;
+            let size = page_size(request.page_size)?;
+            let state = match pb::JobState::try_from(request.state) {
+                Ok(state) => job_state_from_pb(state),
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "state: {} is not a JobState",
+                        request.state
+                    )));
+                }
+            };
+            let after = match request.page_token.as_str() {
+                "" => None,
+                token => Some(token.parse::<JobId>().map_err(|_| bad_page_token(token))?),
+            };
+            let (jobs, next) = self
+                .broker
+                .list_jobs(&queue, state, after, size)
+                .map_err(status::from_broker)?;
+            Ok(Response::new(pb::ListJobsResponse {
+                jobs: jobs.into_iter().map(|j| job_info(&queue, j)).collect(),
+                next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
+            }))
+        })
+        .await
     }
 
     async fn get_job(
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::GetJobResponse>, Status> {
-        let request = request.into_inner();
-        let (queue, id) = job_ref(&request.queue, &request.job_id)?;
-        let (queue, status) = self
-            .broker
-            .find_job(queue.as_ref(), &id)
-            .map_err(status::from_broker)?;
-        Ok(Response::new(pb::GetJobResponse {
-            job: Some(job_info(&queue, status)),
-        }))
+        self.observed("GetJob", async move {
+            let request = request.into_inner();
+            let (queue, id) = job_ref(&request.queue, &request.job_id)?;
+            let (queue, status) = self
+                .broker
+                .find_job(queue.as_ref(), &id)
+                .map_err(status::from_broker)?;
+            Ok(Response::new(pb::GetJobResponse {
+                job: Some(job_info(&queue, status)),
+            }))
+        })
+        .await
     }
 
     async fn cancel_job(
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::CancelJobResponse>, Status> {
-        let request = request.into_inner();
-        let (queue, id) = job_ref(&request.queue, &request.job_id)?;
-        self.broker
-            .cancel_job(queue.as_ref(), &id)
-            .map_err(status::from_broker)?;
-        Ok(Response::new(pb::CancelJobResponse {}))
+        self.observed("CancelJob", async move {
+            let request = request.into_inner();
+            let (queue, id) = job_ref(&request.queue, &request.job_id)?;
+            self.broker
+                .cancel_job(queue.as_ref(), &id)
+                .map_err(status::from_broker)?;
+            Ok(Response::new(pb::CancelJobResponse {}))
+        })
+        .await
     }
 
     async fn redrive_jobs(
         &self,
         request: Request<pb::RedriveJobsRequest>,
     ) -> Result<Response<pb::RedriveJobsResponse>, Status> {
-        let request = request.into_inner();
-        let queue = convert::queue_name(&request.queue)?;
-        let ids = match (request.all, request.job_ids.len()) {
-            (true, 0) => None,
-            (true, _) => {
-                return Err(Status::invalid_argument(
-                    "job_ids: must be empty when all is true",
-                ));
-            }
-            (false, 1..=1000) => Some(
-                request
-                    .job_ids
-                    .iter()
-                    .enumerate()
-                    .map(|(i, id)| {
-                        id.parse::<JobId>().map_err(|_| {
-                            Status::invalid_argument(format!(
-                                "job_ids[{i}]: {id:?} is not a job id"
-                            ))
+        self.observed("RedriveJobs", async move {
+            let request = request.into_inner();
+            let queue = convert::queue_name(&request.queue)?;
+            let ids = match (request.all, request.job_ids.len()) {
+                (true, 0) => None,
+                (true, _) => {
+                    return Err(Status::invalid_argument(
+                        "job_ids: must be empty when all is true",
+                    ));
+                }
+                (false, 1..=1000) => Some(
+                    request
+                        .job_ids
+                        .iter()
+                        .enumerate()
+                        .map(|(i, id)| {
+                            id.parse::<JobId>().map_err(|_| {
+                                Status::invalid_argument(format!(
+                                    "job_ids[{i}]: {id:?} is not a job id"
+                                ))
+                            })
                         })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            (false, n) => {
-                return Err(Status::invalid_argument(format!(
-                    "job_ids: has {n} ids; send 1 to 1000, or set all"
-                )));
-            }
-        };
-        let moved = self
-            .broker
-            .redrive(&queue, ids.as_deref())
-            .map_err(status::from_broker)?;
-        Ok(Response::new(pb::RedriveJobsResponse {
-            redriven_job_count: moved as u64,
-        }))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+                (false, n) => {
+                    return Err(Status::invalid_argument(format!(
+                        "job_ids: has {n} ids; send 1 to 1000, or set all"
+                    )));
+                }
+            };
+            let moved = self
+                .broker
+                .redrive(&queue, ids.as_deref())
+                .map_err(status::from_broker)?;
+            Ok(Response::new(pb::RedriveJobsResponse {
+                redriven_job_count: moved as u64,
+            }))
+        })
+        .await
     }
 }
 

@@ -164,7 +164,14 @@ fn ack_removes_the_job_and_a_second_ack_fails() {
     assert_eq!(q.bytes(), 3);
     let d = q.lease(now, 1, None).remove(0);
     let acked = q.ack(now, &[d.token]).expect("ack");
-    assert_eq!(acked, Acked { jobs: 1, bytes: 3 });
+    assert_eq!(
+        acked,
+        Acked {
+            jobs: 1,
+            bytes: 3,
+            held: vec![Duration::ZERO]
+        }
+    );
     assert!(q.is_empty());
     assert_eq!(q.bytes(), 0);
     assert!(q.ack(now, &[d.token]).is_err());

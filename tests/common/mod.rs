@@ -17,6 +17,8 @@ use tonic::transport::Channel;
 /// A server running in this test process.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served.
+    pub metrics_addr: SocketAddr,
     /// The server's broker, to look inside.
     pub broker: Broker,
     pub channel: Channel,
@@ -47,10 +49,18 @@ impl TestServer {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let broker = Broker::new(config.broker());
+        let metrics = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind metrics");
+        let metrics_addr = metrics.local_addr().expect("metrics addr");
+        let listeners = jobq::server::Listeners {
+            grpc: listener,
+            metrics: Some(metrics),
+        };
         let handle = tokio::spawn(jobq::server::serve(
             broker.clone(),
             config,
-            listener,
+            listeners,
             async {
                 let _ = stopped.await;
             },
@@ -62,6 +72,7 @@ impl TestServer {
             .expect("connect");
         Self {
             addr,
+            metrics_addr,
             broker,
             channel,
             stop: Some(stop),

@@ -43,6 +43,8 @@ struct LiveLease {
     delivery: u64,
     expiry: TimerKey,
     holder: Option<HolderId>,
+    /// When the delivery was made.
+    since: Instant,
 }
 
 #[derive(Debug)]
@@ -102,12 +104,14 @@ pub struct QueueStats {
 }
 
 /// What an ack removed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Acked {
     /// Jobs removed.
     pub jobs: usize,
     /// Their bytes, now free.
     pub bytes: u64,
+    /// How long each job was leased before its ack.
+    pub held: Vec<Duration>,
 }
 
 /// One queue: its jobs in every state, and the operations that move them.
@@ -352,6 +356,7 @@ impl Queue {
                 delivery,
                 expiry,
                 holder,
+                since: now,
             });
             out.push(Delivery {
                 job: Arc::clone(&entry.job),
@@ -405,7 +410,11 @@ impl Queue {
         for token in tokens {
             self.live_lease(token)?;
         }
-        let mut acked = Acked { jobs: 0, bytes: 0 };
+        let mut acked = Acked {
+            jobs: 0,
+            bytes: 0,
+            held: Vec::with_capacity(tokens.len()),
+        };
         for token in tokens {
             // A token repeated in the same call is acked once.
             let Ok(lease) = self.live_lease(token) else {
@@ -415,6 +424,7 @@ impl Queue {
             if let Some(entry) = self.jobs.remove(&token.job) {
                 acked.jobs += 1;
                 acked.bytes += entry.job.size;
+                acked.held.push(now.saturating_duration_since(lease.since));
                 self.finish(now, entry, Outcome::Acked);
             }
         }

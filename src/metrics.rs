@@ -1,0 +1,293 @@
+//! Prometheus metrics, served as text on their own HTTP port at `/metrics`.
+//!
+//! Per-queue job counters and gauges are read from the queues themselves
+//! at scrape time (the queue core already counts every event), so they are
+//! exact and cost nothing between scrapes. Timings and RPC figures are
+//! recorded as they happen. Labels are queue names and RPC methods and codes
+//! only, never job ids, so their number stays bounded.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::broker::Broker;
+
+/// A `queue` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabel {
+    /// The queue's name.
+    pub queue: String,
+}
+
+/// The labels of an RPC count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: &'static str,
+    code: &'static str,
+}
+
+/// The label of an RPC latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn wait_histogram() -> Histogram {
+    // 0.5 ms to about 8 minutes.
+    Histogram::new(exponential_buckets(0.0005, 2.5, 16))
+}
+
+fn rpc_histogram() -> Histogram {
+    // 50 µs to about 13 s (long-polls run to their wait time).
+    Histogram::new(exponential_buckets(0.00005, 2.3, 16))
+}
+
+/// How long jobs wait and run, recorded by the broker.
+#[derive(Debug)]
+pub struct JobTimings {
+    until_first_lease: HistogramFamily<QueueLabel>,
+    lease_to_ack: HistogramFamily<QueueLabel>,
+}
+
+impl Default for JobTimings {
+    fn default() -> Self {
+        Self {
+            until_first_lease: Family::new_with_constructor(wait_histogram),
+            lease_to_ack: Family::new_with_constructor(wait_histogram),
+        }
+    }
+}
+
+impl JobTimings {
+    /// A job was delivered for the first time, `waited` after its enqueue.
+    pub fn first_lease(&self, queue: &str, waited: Duration) {
+        self.until_first_lease
+            .get_or_create(&QueueLabel {
+                queue: queue.to_string(),
+            })
+            .observe(waited.as_secs_f64());
+    }
+
+    /// A job was acked `held` after it was leased.
+    pub fn acked(&self, queue: &str, held: Duration) {
+        self.lease_to_ack
+            .get_or_create(&QueueLabel {
+                queue: queue.to_string(),
+            })
+            .observe(held.as_secs_f64());
+    }
+}
+
+/// RPC counts and latencies, recorded by the gRPC services.
+#[derive(Debug)]
+pub struct RpcMetrics {
+    requests: Family<RpcLabels, Counter>,
+    duration: HistogramFamily<MethodLabel>,
+}
+
+impl Default for RpcMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(rpc_histogram),
+        }
+    }
+}
+
+impl RpcMetrics {
+    /// Records one call of `method`, begun at `start`, ending as `result`.
+    pub fn record<T>(
+        &self,
+        method: &'static str,
+        start: Instant,
+        result: &Result<T, tonic::Status>,
+    ) {
+        let code = match result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        };
+        self.requests
+            .get_or_create(&RpcLabels {
+                method,
+                code: code_name(code),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&MethodLabel { method })
+            .observe(start.elapsed().as_secs_f64());
+    }
+}
+
+/// Every metric of the server, ready to encode.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    rpc: Arc<RpcMetrics>,
+}
+
+impl Metrics {
+    /// Metrics over `broker`'s queues.
+    pub fn new(broker: &Broker) -> Self {
+        let mut registry = Registry::with_prefix("jobq");
+        let rpc = Arc::new(RpcMetrics::default());
+        let timings = broker.timings();
+        registry.register_with_unit(
+            "job_wait",
+            "Time from enqueue to a job's first delivery",
+            Unit::Seconds,
+            timings.until_first_lease.clone(),
+        );
+        registry.register_with_unit(
+            "job_processing",
+            "Time from a job's delivery to its ack",
+            Unit::Seconds,
+            timings.lease_to_ack.clone(),
+        );
+        registry.register(
+            "rpc_requests",
+            "gRPC calls by method and status code",
+            rpc.requests.clone(),
+        );
+        registry.register_with_unit(
+            "rpc_duration",
+            "gRPC call latency by method",
+            Unit::Seconds,
+            rpc.duration.clone(),
+        );
+        registry.register_collector(Box::new(QueueCollector {
+            broker: broker.clone(),
+        }));
+        Self { registry, rpc }
+    }
+
+    /// The RPC figures, for the gRPC services to record into.
+    pub fn rpc(&self) -> Arc<RpcMetrics> {
+        Arc::clone(&self.rpc)
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Reads each queue's counts and totals at scrape time.
+#[derive(Debug)]
+struct QueueCollector {
+    broker: Broker,
+}
+
+impl Collector for QueueCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let queues: Vec<_> = self
+            .broker
+            .queue_names()
+            .into_iter()
+            .filter_map(|name| {
+                let info = self.broker.queue_info(&name).ok()?;
+                let streams = self.broker.open_streams(&name);
+                Some((info, streams))
+            })
+            .collect();
+        let counters: [(&str, &str, fn(&crate::queue::QueueStats) -> u64); 6] = [
+            ("jobs_enqueued", "Jobs accepted", |s| s.enqueued),
+            ("jobs_leased", "Deliveries made", |s| s.leased),
+            ("jobs_acked", "Jobs acked", |s| s.acked),
+            ("jobs_nacked", "Nacks accepted", |s| s.nacked),
+            (
+                "jobs_expired",
+                "Leases that ran out or whose worker stream closed",
+                |s| s.expired,
+            ),
+            (
+                "jobs_dead_lettered",
+                "Jobs moved to the dead-letter set",
+                |s| s.dead_lettered,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (info, _) in &queues {
+                ConstCounter::new(value(&info.stats))
+                    .encode(family.encode_family(&label(info))?)?;
+            }
+        }
+        let gauges: [(&str, &str, fn(&crate::queue::QueueCounts) -> usize); 4] = [
+            ("queue_ready_jobs", "Jobs leasable now", |c| c.ready),
+            (
+                "queue_scheduled_jobs",
+                "Jobs waiting for a delay or backoff",
+                |c| c.scheduled,
+            ),
+            ("queue_leased_jobs", "Jobs held by workers", |c| c.leased),
+            ("queue_dead_jobs", "Jobs in the dead-letter set", |c| c.dead),
+        ];
+        for (name, help, value) in gauges {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (info, _) in &queues {
+                ConstGauge::new(value(&info.counts) as i64)
+                    .encode(family.encode_family(&label(info))?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "worker_streams",
+            "Open worker lease streams",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (info, streams) in &queues {
+            ConstGauge::new(*streams as i64).encode(family.encode_family(&label(info))?)?;
+        }
+        Ok(())
+    }
+}
+
+fn label(info: &crate::broker::QueueInfo) -> QueueLabel {
+    QueueLabel {
+        queue: info.name.to_string(),
+    }
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}

@@ -1,0 +1,111 @@
+//! `/metrics` after a known sequence of operations.
+
+mod common;
+
+use common::{TestServer, ack, enqueue, job, lease, open_stream};
+use jobq::grpc::pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Scrapes `/metrics` with a plain HTTP/1.0 request.
+async fn scrape(server: &TestServer) -> String {
+    let mut socket = tokio::net::TcpStream::connect(server.metrics_addr)
+        .await
+        .expect("metrics port");
+    socket
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: jobq\r\n\r\n")
+        .await
+        .expect("request");
+    let mut response = String::new();
+    socket
+        .read_to_string(&mut response)
+        .await
+        .expect("response");
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    assert!(
+        response.contains("content-type: text/plain; version=0.0.4"),
+        "{response}"
+    );
+    response
+}
+
+fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {series} in:\n{metrics}"))
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+#[tokio::test]
+async fn counters_and_gauges_match_what_happened() {
+    let server = TestServer::start().await;
+    let mut client = server.client();
+    for i in 0..3 {
+        enqueue(&mut client, "emails", job(&i.to_string())).await;
+    }
+    enqueue(&mut client, "sms", job("x")).await;
+    let invalid = client
+        .enqueue(pb::EnqueueRequest {
+            queue: "bad name".into(),
+            job: Some(job("x")),
+            wait_for_room: false,
+        })
+        .await;
+    assert!(invalid.is_err());
+    let leased = lease(&mut client, "emails", 2, 0).await;
+    ack(&mut client, "emails", vec![leased[0].lease_token.clone()])
+        .await
+        .expect("ack");
+    client
+        .nack(pb::NackRequest {
+            queue: "emails".into(),
+            lease_token: leased[1].lease_token.clone(),
+            dead_letter: true,
+            ..pb::NackRequest::default()
+        })
+        .await
+        .expect("nack");
+    let _stream = open_stream(&server, "sms", 1).await.next_lease().await;
+
+    let m = scrape(&server).await;
+    for (series, expected) in [
+        (r#"jobq_jobs_enqueued_total{queue="emails"}"#, 3.0),
+        (r#"jobq_jobs_enqueued_total{queue="sms"}"#, 1.0),
+        (r#"jobq_jobs_leased_total{queue="emails"}"#, 2.0),
+        (r#"jobq_jobs_leased_total{queue="sms"}"#, 1.0),
+        (r#"jobq_jobs_acked_total{queue="emails"}"#, 1.0),
+        (r#"jobq_jobs_nacked_total{queue="emails"}"#, 1.0),
+        (r#"jobq_jobs_expired_total{queue="emails"}"#, 0.0),
+        (r#"jobq_jobs_dead_lettered_total{queue="emails"}"#, 1.0),
+        (r#"jobq_queue_ready_jobs{queue="emails"}"#, 1.0),
+        (r#"jobq_queue_scheduled_jobs{queue="emails"}"#, 0.0),
+        (r#"jobq_queue_leased_jobs{queue="emails"}"#, 0.0),
+        (r#"jobq_queue_dead_jobs{queue="emails"}"#, 1.0),
+        (r#"jobq_queue_leased_jobs{queue="sms"}"#, 1.0),
+        (r#"jobq_worker_streams{queue="sms"}"#, 1.0),
+        (r#"jobq_worker_streams{queue="emails"}"#, 0.0),
+        (r#"jobq_job_wait_seconds_count{queue="emails"}"#, 2.0),
+        (r#"jobq_job_wait_seconds_count{queue="sms"}"#, 1.0),
+        (r#"jobq_job_processing_seconds_count{queue="emails"}"#, 1.0),
+        (
+            r#"jobq_rpc_requests_total{method="Enqueue",code="OK"}"#,
+            4.0,
+        ),
+        (
+            r#"jobq_rpc_requests_total{method="Enqueue",code="INVALID_ARGUMENT"}"#,
+            1.0,
+        ),
+        (r#"jobq_rpc_requests_total{method="Lease",code="OK"}"#, 1.0),
+        (r#"jobq_rpc_requests_total{method="Ack",code="OK"}"#, 1.0),
+        (r#"jobq_rpc_requests_total{method="Nack",code="OK"}"#, 1.0),
+        (r#"jobq_rpc_duration_seconds_count{method="Enqueue"}"#, 5.0),
+    ] {
+        assert_eq!(value(&m, series), expected, "{series}");
+    }
+    assert!(!m.contains("job_id"), "no job ids in labels");
+}
