@@ -18,6 +18,10 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::broker::Broker;
+use crate::queue::{QueueCounts, QueueStats};
+
+/// A per-queue metric: name, help, and how to read it from `T`.
+type Described<T, V> = (&'static str, &'static str, fn(&T) -> V);
 
 /// A `queue` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -201,7 +205,7 @@ impl Collector for QueueCollector {
                 Some((info, streams))
             })
             .collect();
-        let counters: [(&str, &str, fn(&crate::queue::QueueStats) -> u64); 6] = [
+        let counters: [Described<QueueStats, u64>; 6] = [
             ("jobs_enqueued", "Jobs accepted", |s| s.enqueued),
             ("jobs_leased", "Deliveries made", |s| s.leased),
             ("jobs_acked", "Jobs acked", |s| s.acked),
@@ -229,7 +233,7 @@ impl Collector for QueueCollector {
                     .encode(family.encode_family(&label(info))?)?;
             }
         }
-        let gauges: [(&str, &str, fn(&crate::queue::QueueCounts) -> usize); 4] = [
+        let gauges: [Described<QueueCounts, usize>; 4] = [
             ("queue_ready_jobs", "Jobs leasable now", |c| c.ready),
             (
                 "queue_scheduled_jobs",
