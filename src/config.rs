@@ -26,6 +26,12 @@ pub struct Config {
     #[arg(long, env = "JOBQ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 
+    /// OTLP/gRPC collector to export traces to (e.g. http://otel:4317).
+    /// Unset, the standard OTEL_EXPORTER_OTLP_ENDPOINT is used; with
+    /// neither, traces are not exported.
+    #[arg(long, env = "JOBQ_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Lease length when a worker asks for none.
     #[arg(long, env = "JOBQ_LEASE_DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
@@ -129,6 +135,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             log_format: LogFormat::Pretty,
+            otlp_endpoint: None,
             lease_duration: Duration::from_secs(30),
             max_lease_duration: Duration::from_secs(12 * 3600),
             max_attempts: 10,

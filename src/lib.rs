@@ -13,6 +13,7 @@
 //! - [`config`]: command-line flags and `JOBQ_*` variables.
 //! - [`client`]: a Rust client and worker runtime for other services.
 //! - [`metrics`]: Prometheus metrics of the queues and RPCs.
+//! - [`telemetry`]: logs, OTLP trace export and trace-context propagation.
 
 pub mod broker;
 pub mod client;
@@ -21,3 +22,4 @@ pub mod grpc;
 pub mod metrics;
 pub mod queue;
 pub mod server;
+pub mod telemetry;

@@ -2,16 +2,14 @@
 
 mod cli;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 use cli::{Action, Cli};
-use jobq::config::{Config, LogFormat};
+use jobq::config::Config;
 use jobq::server::Listeners;
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -32,16 +30,8 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
-    match config.log_format {
-        LogFormat::Pretty => logs.with_ansi(std::io::stdout().is_terminal()).init(),
-        LogFormat::Json => logs
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
-    }
+    // Kept until exit: dropping it flushes buffered traces.
+    let _telemetry = jobq::telemetry::init(&config)?;
     config.validate()?;
     let grpc = TcpListener::bind(config.listen)
         .await

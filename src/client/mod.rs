@@ -123,11 +123,11 @@ impl Client {
         queue: impl Into<String>,
         jobs: Vec<NewJob>,
     ) -> Result<Vec<String>, ClientError> {
-        let request = pb::BatchEnqueueRequest {
+        let request = traced(pb::BatchEnqueueRequest {
             queue: queue.into(),
             jobs: jobs.into_iter().map(NewJob::into_proto).collect(),
             wait_for_room: false,
-        };
+        });
         Ok(self
             .inner
             .clone()
@@ -342,11 +342,11 @@ impl EnqueueBuilder {
 
     /// Sends the job; returns its id.
     pub async fn send(self) -> Result<String, ClientError> {
-        let request = pb::EnqueueRequest {
+        let request = traced(pb::EnqueueRequest {
             queue: self.queue,
             job: Some(self.job.into_proto()),
             wait_for_room: self.wait_for_room,
-        };
+        });
         Ok(self
             .client
             .inner
@@ -356,6 +356,15 @@ impl EnqueueBuilder {
             .into_inner()
             .job_id)
     }
+}
+
+/// A request carrying the current span's trace context (W3C
+/// `traceparent`), which the server stores with the job so that the worker
+/// continues this trace.
+fn traced<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    crate::telemetry::inject_current(request.metadata_mut());
+    request
 }
 
 fn proto_duration(duration: Duration) -> prost_types::Duration {

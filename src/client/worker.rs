@@ -12,11 +12,13 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{Backoff, Client, Disposition, Job, JobError, nack_fields, proto_duration};
 use crate::grpc::pb::{
     self, stream_leases_request::Kind as Out, stream_leases_response::Kind as In,
 };
+use crate::telemetry;
 
 /// Runs a handler over one queue through a lease stream:
 /// - at most `concurrency` jobs run at once (the stream's credits);
@@ -325,9 +327,24 @@ async fn process<H, F>(
             Instant::now() + left
         });
     let mut next_extend = extend_point(Instant::now(), deadline);
+    let span = tracing::info_span!(
+        "process",
+        otel.name = "process",
+        otel.kind = "consumer",
+        messaging.system = "jobq",
+        messaging.operation.type = "process",
+        messaging.destination.name = %job.queue,
+        messaging.message.id = %job.id,
+        jobq.attempt = job.attempt,
+        trace_id = tracing::field::Empty,
+    );
+    // Continue the producer's trace, stored with the job.
+    if let Some(trace_id) = telemetry::continue_trace(&span, &job.metadata) {
+        span.record("trace_id", trace_id);
+    }
     // The handler runs in its own task so that a panic is caught as a
     // JoinError instead of taking the worker down.
-    let mut work = tokio::spawn(handler(job));
+    let mut work = tokio::spawn(handler(job).instrument(span));
     let outcome = loop {
         tokio::select! {
             joined = &mut work => break match joined {

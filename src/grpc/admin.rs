@@ -44,7 +44,13 @@ impl AdminService {
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
         let start = Instant::now();
-        let result = call.await;
+        let span = super::service::rpc_span(
+            "jobq.v1.Admin",
+            method,
+            "",
+            &tonic::metadata::MetadataMap::new(),
+        );
+        let result = tracing::Instrument::instrument(call, span).await;
         self.rpc.record(method, start, &result);
         result
     }

@@ -1,8 +1,10 @@
 //! [`JobQueueService`]: the `jobq.v1.JobQueue` RPCs.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
@@ -12,6 +14,8 @@ use super::status;
 use super::stream;
 use crate::broker::Broker;
 use crate::metrics::RpcMetrics;
+use crate::queue::NewJob;
+use crate::telemetry::{self, MetadataExtractor, TRACEPARENT, TRACESTATE};
 
 /// Serves `jobq.v1.JobQueue` from a [`Broker`].
 #[derive(Clone, Debug)]
@@ -32,22 +36,80 @@ impl JobQueueService {
         }
     }
 
-    /// Runs one RPC and records its count, code and latency.
+    /// Runs one RPC in `span` and records its count, code and latency.
     async fn observed<T>(
         &self,
         method: &'static str,
+        span: tracing::Span,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
         let start = Instant::now();
-        let result = call.await;
+        let result = call.instrument(span.clone()).await;
+        if let Err(status) = &result {
+            span.record("rpc.grpc.status_code", status.code() as i32);
+        }
         self.rpc.record(method, start, &result);
         result
     }
 }
 
-/// The span every RPC runs in.
-fn rpc_span(method: &'static str, queue: &str) -> tracing::Span {
-    tracing::debug_span!("rpc", rpc.method = method, queue = %queue)
+/// The span an RPC runs in, following the OpenTelemetry conventions for RPC
+/// and messaging spans, and joined to the caller's trace when the request
+/// carries a `traceparent`.
+pub(super) fn rpc_span(
+    service: &'static str,
+    method: &'static str,
+    queue: &str,
+    metadata: &MetadataMap,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = method,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        messaging.system = "jobq",
+        messaging.destination.name = %queue,
+        messaging.message.id = tracing::field::Empty,
+        messaging.batch.message_count = tracing::field::Empty,
+        jobq.attempt = tracing::field::Empty,
+        jobq.lease_token = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(trace_id) = telemetry::continue_trace(&span, &MetadataExtractor(metadata)) {
+        span.record("trace_id", trace_id);
+    }
+    span
+}
+
+fn job_queue_span(method: &'static str, queue: &str, metadata: &MetadataMap) -> tracing::Span {
+    rpc_span("jobq.v1.JobQueue", method, queue, metadata)
+}
+
+/// The W3C trace-context headers of a request, to store with its jobs.
+fn trace_headers(metadata: &MetadataMap) -> Vec<(String, String)> {
+    [TRACEPARENT, TRACESTATE]
+        .into_iter()
+        .filter_map(|key| {
+            let value = metadata.get(key)?.to_str().ok()?;
+            Some((key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// Stores the producer's trace context with a job, unless the job carries
+/// its own or has no room left for it.
+fn attach_trace(job: &mut NewJob, headers: &[(String, String)]) {
+    if headers.is_empty()
+        || job.metadata.iter().any(|(k, _)| k == TRACEPARENT)
+        || job.metadata.len() + headers.len() > convert::MAX_METADATA_ENTRIES
+    {
+        return;
+    }
+    job.metadata.extend(headers.iter().cloned());
+    job.metadata.sort_unstable();
 }
 
 #[tonic::async_trait]
@@ -58,120 +120,129 @@ impl JobQueue for JobQueueService {
         &self,
         request: Request<Streaming<pb::StreamLeasesRequest>>,
     ) -> Result<Response<Self::StreamLeasesStream>, Status> {
-        self.observed("StreamLeases", async move {
+        let span = job_queue_span("StreamLeases", "", request.metadata());
+        let call = async {
             stream::open(&self.broker, &self.limits, request.into_inner())
                 .await
                 .map(Response::new)
-        })
-        .await
+        };
+        self.observed("StreamLeases", span, call).await
     }
 
     async fn enqueue(
         &self,
         request: Request<pb::EnqueueRequest>,
     ) -> Result<Response<pb::EnqueueResponse>, Status> {
-        self.observed("Enqueue", async move {
+        let span = job_queue_span("Enqueue", &request.get_ref().queue, request.metadata());
+        let call = async {
             let deadline = convert::grpc_timeout(request.metadata());
+            let trace = trace_headers(request.metadata());
             let request = request.into_inner();
-            let span = rpc_span("Enqueue", &request.queue);
-            async {
-                let queue = convert::queue_name(&request.queue)?;
-                let job = request
-                    .job
-                    .ok_or_else(|| Status::invalid_argument("job: is required"))?;
-                let job = self.limits.new_job("job", job)?;
-                let wait = self.limits.enqueue_wait(request.wait_for_room, deadline);
-                let ids = self
-                    .broker
-                    .enqueue(queue, vec![job], wait)
-                    .await
-                    .map_err(status::from_broker)?;
-                let Some(stored) = ids.first() else {
-                    return Err(Status::internal("enqueue stored no job"));
-                };
-                let job_id = stored.id.to_string();
-                tracing::debug!(job.id = %job_id, duplicate = stored.duplicate, "enqueued");
-                Ok(Response::new(pb::EnqueueResponse {
-                    job_id,
-                    duplicate: stored.duplicate,
-                }))
-            }
-            .instrument(span)
-            .await
-        })
-        .await
+            let queue = convert::queue_name(&request.queue)?;
+            let job = request
+                .job
+                .ok_or_else(|| Status::invalid_argument("job: is required"))?;
+            let mut job = self.limits.new_job("job", job)?;
+            attach_trace(&mut job, &trace);
+            let wait = self.limits.enqueue_wait(request.wait_for_room, deadline);
+            let ids = self
+                .broker
+                .enqueue(queue, vec![job], wait)
+                .await
+                .map_err(status::from_broker)?;
+            let Some(stored) = ids.first() else {
+                return Err(Status::internal("enqueue stored no job"));
+            };
+            let job_id = stored.id.to_string();
+            tracing::Span::current().record("messaging.message.id", job_id.as_str());
+            tracing::debug!(duplicate = stored.duplicate, "enqueued");
+            Ok(Response::new(pb::EnqueueResponse {
+                job_id,
+                duplicate: stored.duplicate,
+            }))
+        };
+        self.observed("Enqueue", span, call).await
     }
 
     async fn batch_enqueue(
         &self,
         request: Request<pb::BatchEnqueueRequest>,
     ) -> Result<Response<pb::BatchEnqueueResponse>, Status> {
-        self.observed("BatchEnqueue", async move {
+        let span = job_queue_span("BatchEnqueue", &request.get_ref().queue, request.metadata());
+        let call = async {
             let deadline = convert::grpc_timeout(request.metadata());
+            let trace = trace_headers(request.metadata());
             let request = request.into_inner();
-            let span = rpc_span("BatchEnqueue", &request.queue);
-            async {
-                let queue = convert::queue_name(&request.queue)?;
-                let jobs = self.limits.new_jobs(request.jobs)?;
-                let wait = self.limits.enqueue_wait(request.wait_for_room, deadline);
-                let ids = self
-                    .broker
-                    .enqueue(queue, jobs, wait)
-                    .await
-                    .map_err(status::from_broker)?;
-                tracing::debug!(jobs = ids.len(), "enqueued batch");
-                Ok(Response::new(pb::BatchEnqueueResponse {
-                    job_ids: ids.iter().map(|e| e.id.to_string()).collect(),
-                    duplicates: ids.iter().map(|e| e.duplicate).collect(),
-                }))
+            let queue = convert::queue_name(&request.queue)?;
+            let mut jobs = self.limits.new_jobs(request.jobs)?;
+            for job in &mut jobs {
+                attach_trace(job, &trace);
             }
-            .instrument(span)
-            .await
-        })
-        .await
+            let wait = self.limits.enqueue_wait(request.wait_for_room, deadline);
+            let ids = self
+                .broker
+                .enqueue(queue, jobs, wait)
+                .await
+                .map_err(status::from_broker)?;
+            tracing::Span::current().record("messaging.batch.message_count", ids.len());
+            tracing::debug!("enqueued batch");
+            Ok(Response::new(pb::BatchEnqueueResponse {
+                job_ids: ids.iter().map(|e| e.id.to_string()).collect(),
+                duplicates: ids.iter().map(|e| e.duplicate).collect(),
+            }))
+        };
+        self.observed("BatchEnqueue", span, call).await
     }
 
     async fn lease(
         &self,
         request: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseResponse>, Status> {
-        self.observed("Lease", async move {
+        let span = job_queue_span("Lease", &request.get_ref().queue, request.metadata());
+        let call = async {
             let request = request.into_inner();
-            let span = rpc_span("Lease", &request.queue);
-            async {
-                let queue = convert::queue_name(&request.queue)?;
-                let max = convert::max_jobs(request.max_jobs)?;
-                let lease_for = self
-                    .limits
-                    .lease_duration("lease_duration", request.lease_duration)?;
-                let wait = self.limits.lease_wait(request.wait_time)?;
-                let deliveries = self
-                    .broker
-                    .lease(queue.clone(), max, lease_for, wait)
-                    .await
-                    .map_err(status::from_broker)?;
-                tracing::debug!(jobs = deliveries.len(), "leased");
-                let leases = deliveries
-                    .into_iter()
-                    .map(|d| convert::lease(&queue, d))
-                    .collect();
-                Ok(Response::new(pb::LeaseResponse { leases }))
+            let queue = convert::queue_name(&request.queue)?;
+            let max = convert::max_jobs(request.max_jobs)?;
+            let lease_for = self
+                .limits
+                .lease_duration("lease_duration", request.lease_duration)?;
+            let wait = self.limits.lease_wait(request.wait_time)?;
+            let deliveries = self
+                .broker
+                .lease(queue.clone(), max, lease_for, wait)
+                .await
+                .map_err(status::from_broker)?;
+            let span = tracing::Span::current();
+            span.record("messaging.batch.message_count", deliveries.len());
+            if let [only] = deliveries.as_slice() {
+                span.record("messaging.message.id", only.job.id.to_string());
+                span.record("jobq.attempt", only.attempt);
+                span.record("jobq.lease_token", only.token.to_string());
             }
-            .instrument(span)
-            .await
-        })
-        .await
+            tracing::debug!("leased");
+            let leases = deliveries
+                .into_iter()
+                .map(|d| convert::lease(&queue, d))
+                .collect();
+            Ok(Response::new(pb::LeaseResponse { leases }))
+        };
+        self.observed("Lease", span, call).await
     }
 
     async fn ack(
         &self,
         request: Request<pb::AckRequest>,
     ) -> Result<Response<pb::AckResponse>, Status> {
-        self.observed("Ack", async move {
+        let span = job_queue_span("Ack", &request.get_ref().queue, request.metadata());
+        let call = async {
             let request = request.into_inner();
-            let _span = rpc_span("Ack", &request.queue).entered();
             let queue = convert::queue_name(&request.queue)?;
             let tokens = convert::ack_tokens(&request.lease_tokens)?;
+            if let [only] = tokens.as_slice() {
+                let span = tracing::Span::current();
+                span.record("jobq.lease_token", only.to_string());
+                span.record("messaging.message.id", only.job.to_string());
+            }
             let acked = self
                 .broker
                 .ack(&queue, &tokens)
@@ -180,39 +251,43 @@ impl JobQueue for JobQueueService {
             Ok(Response::new(pb::AckResponse {
                 acked_count: u32::try_from(acked).unwrap_or(u32::MAX),
             }))
-        })
-        .await
+        };
+        self.observed("Ack", span, call).await
     }
 
     async fn nack(
         &self,
         request: Request<pb::NackRequest>,
     ) -> Result<Response<pb::NackResponse>, Status> {
-        self.observed("Nack", async move {
+        let span = job_queue_span("Nack", &request.get_ref().queue, request.metadata());
+        let call = async {
             let request = request.into_inner();
-            let _span = rpc_span("Nack", &request.queue).entered();
             let queue = convert::queue_name(&request.queue)?;
             let token = convert::lease_token("lease_token", &request.lease_token)?;
+            let span = tracing::Span::current();
+            span.record("jobq.lease_token", token.to_string());
+            span.record("messaging.message.id", token.job.to_string());
             let nack = convert::nack(&request)?;
             let outcome = self
                 .broker
                 .nack(&queue, &token, nack)
                 .map_err(status::from_broker)?;
-            tracing::debug!(lease = %token, ?outcome, "nacked");
+            tracing::debug!(?outcome, "nacked");
             Ok(Response::new(convert::nack_response(outcome)))
-        })
-        .await
+        };
+        self.observed("Nack", span, call).await
     }
 
     async fn extend_lease(
         &self,
         request: Request<pb::ExtendLeaseRequest>,
     ) -> Result<Response<pb::ExtendLeaseResponse>, Status> {
-        self.observed("ExtendLease", async move {
+        let span = job_queue_span("ExtendLease", &request.get_ref().queue, request.metadata());
+        let call = async {
             let request = request.into_inner();
-            let _span = rpc_span("ExtendLease", &request.queue).entered();
             let queue = convert::queue_name(&request.queue)?;
             let token = convert::lease_token("lease_token", &request.lease_token)?;
+            tracing::Span::current().record("jobq.lease_token", token.to_string());
             let lease_for = self
                 .limits
                 .lease_duration("lease_duration", request.lease_duration)?
@@ -221,11 +296,11 @@ impl JobQueue for JobQueueService {
                 .broker
                 .extend(&queue, &token, lease_for)
                 .map_err(status::from_broker)?;
-            tracing::debug!(lease = %token, "extended");
+            tracing::debug!("extended");
             Ok(Response::new(pb::ExtendLeaseResponse {
                 lease_deadline: Some(convert::timestamp(deadline)),
             }))
-        })
-        .await
+        };
+        self.observed("ExtendLease", span, call).await
     }
 }
