@@ -1,0 +1,127 @@
+//! The `jobq` binary as deployed: JSON logs with trace ids, a collector that
+//! cannot be reached, SIGTERM.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use jobq::client::Client;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Starts the binary on free ports and returns it with its gRPC address and
+/// its log lines.
+async fn start(extra_env: &[(&str, &str)]) -> (Child, String, tokio::sync::mpsc::Receiver<String>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jobq"));
+    command
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .env("RUST_LOG", "info,jobq=debug")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in extra_env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("jobq starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            if lines_tx.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = lines;
+    let addr = loop {
+        let line = tokio::time::timeout(PATIENCE, lines.recv())
+            .await
+            .expect("jobq logs its address")
+            .expect("jobq running");
+        let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        if json["fields"]["message"] == "jobq serving" {
+            break json["fields"]["addr"].as_str().expect("addr").to_string();
+        }
+    };
+    (child, addr, lines)
+}
+
+fn sigterm(child: &Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn runs_with_an_unreachable_collector_logs_trace_ids_and_exits_0_on_sigterm() {
+    // Nothing listens on port 9 (discard) here: export fails, serving must not.
+    let (mut child, addr, mut lines) =
+        start(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")]).await;
+    let client = Client::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+
+    // A producer's trace context in the request metadata.
+    let mut raw = client.raw();
+    let mut request = tonic::Request::new(jobq::grpc::pb::EnqueueRequest {
+        queue: "q".into(),
+        job: Some(jobq::grpc::pb::NewJob {
+            payload: b"x".to_vec().into(),
+            ..Default::default()
+        }),
+        wait_for_room: false,
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .expect("ascii"),
+    );
+    raw.enqueue(request).await.expect("enqueue served");
+    let job = client
+        .lease("q", 1, None, Duration::from_secs(5))
+        .await
+        .expect("lease")
+        .remove(0);
+    // The worker receives the producer's trace context with the job.
+    assert_eq!(
+        job.metadata.get("traceparent").map(String::as_str),
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    );
+    client.ack("q", vec![job.lease_token]).await.expect("ack");
+
+    // The enqueue's log line carries its trace id: the producer's trace.
+    let traced = loop {
+        let line = tokio::time::timeout(PATIENCE, lines.recv())
+            .await
+            .expect("a log line for the enqueue")
+            .expect("jobq running");
+        if line.contains("\"enqueued\"") {
+            break line;
+        }
+    };
+    let json: serde_json::Value = serde_json::from_str(&traced).expect("JSON");
+    assert_eq!(json["span"]["rpc.method"], "Enqueue", "{traced}");
+    assert_eq!(
+        json["span"]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "{traced}"
+    );
+
+    sigterm(&child);
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("exits within the grace")
+        .expect("status");
+    assert!(status.success(), "{status}");
+}
