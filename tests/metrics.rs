@@ -109,3 +109,37 @@ async fn counters_and_gauges_match_what_happened() {
     }
     assert!(!m.contains("job_id"), "no job ids in labels");
 }
+
+#[tokio::test]
+async fn the_grafana_dashboard_uses_only_metrics_the_server_exports() {
+    let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+        "../deploy/grafana/jobq-dashboard.json"
+    ))
+    .expect("valid JSON");
+    let server = TestServer::start().await;
+    let mut client = server.client();
+    enqueue(&mut client, "q", job("x")).await;
+    let leased = lease(&mut client, "q", 1, 0).await;
+    ack(&mut client, "q", vec![leased[0].lease_token.clone()])
+        .await
+        .expect("ack");
+    let exported = scrape(&server).await;
+
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 8);
+    let mut checked = 0;
+    for target in panels.iter().flat_map(|p| p["targets"].as_array().expect("targets")) {
+        let expr = target["expr"].as_str().expect("expr");
+        for name in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|word| word.starts_with("jobq_"))
+        {
+            assert!(
+                exported.lines().any(|line| line.starts_with(name)),
+                "the dashboard queries {name}, which /metrics does not export"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10);
+}

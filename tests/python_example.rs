@@ -88,7 +88,19 @@ async fn python_producer_and_worker_process_every_job() {
         .await,
     );
     assert!(worked.contains("acked 25 jobs"), "{worked}");
-    assert!(worked.contains("sending welcome email to user0@example.com (attempt 1)"));
+    // The trace context the producer set by hand reached the worker.
+    let trace = produced
+        .lines()
+        .next()
+        .and_then(|line| line.rsplit(' ').next())
+        .expect("the producer printed a trace id");
+    assert_eq!(trace.len(), 32, "{produced}");
+    assert!(
+        worked.contains(&format!(
+            "sending welcome email to user0@example.com (attempt 1) in trace {trace}"
+        )),
+        "{worked}"
+    );
 
     let queue = QueueName::new("py").expect("valid");
     eventually("every Python job acked", || {

@@ -4,6 +4,7 @@
 """
 
 import argparse
+import secrets
 
 import grpc
 
@@ -24,8 +25,16 @@ def main():
                 payload=f"user{i}@example.com".encode(),
                 metadata={"template": "welcome", "source": "python"},
             )
-            reply = jobq.Enqueue(jobq_pb2.EnqueueRequest(queue=args.queue, job=job), timeout=10)
-            print(f"enqueued {reply.job_id}")
+            # W3C trace context, by hand: jobq stores it with the job and
+            # hands it to the worker, which continues the same trace.
+            trace_id = secrets.token_hex(16)
+            traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+            reply = jobq.Enqueue(
+                jobq_pb2.EnqueueRequest(queue=args.queue, job=job),
+                metadata=[("traceparent", traceparent)],
+                timeout=10,
+            )
+            print(f"enqueued {reply.job_id} in trace {trace_id}")
     print(f"enqueued {args.count} jobs")
 
 

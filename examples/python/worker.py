@@ -42,8 +42,11 @@ def main():
                 continue
             last_job = time.monotonic()
             for lease in reply.leases:
+                # The producer's trace context came with the job.
+                traceparent = lease.job.metadata.get("traceparent", "")
+                trace_id = traceparent.split("-")[1] if traceparent.count("-") == 3 else "none"
                 print(f"sending {lease.job.metadata['template']} email to "
-                      f"{lease.job.payload.decode()} (attempt {lease.attempt})")
+                      f"{lease.job.payload.decode()} (attempt {lease.attempt}) in trace {trace_id}")
             jobq.Ack(
                 jobq_pb2.AckRequest(
                     queue=args.queue,
