@@ -6,9 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::broker::Broker;
@@ -99,7 +99,8 @@ pub async fn serve(
         .add_service(jobq)
         .add_service(admin)
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            // No Nagle delay: small gRPC frames go out at once.
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
             stop.clone().cancelled_owned(),
         );
     let mut serve = std::pin::pin!(serve);

@@ -112,10 +112,9 @@ async fn counters_and_gauges_match_what_happened() {
 
 #[tokio::test]
 async fn the_grafana_dashboard_uses_only_metrics_the_server_exports() {
-    let dashboard: serde_json::Value = serde_json::from_str(include_str!(
-        "../deploy/grafana/jobq-dashboard.json"
-    ))
-    .expect("valid JSON");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../deploy/grafana/jobq-dashboard.json"))
+            .expect("valid JSON");
     let server = TestServer::start().await;
     let mut client = server.client();
     enqueue(&mut client, "q", job("x")).await;
@@ -128,7 +127,10 @@ async fn the_grafana_dashboard_uses_only_metrics_the_server_exports() {
     let panels = dashboard["panels"].as_array().expect("panels");
     assert!(panels.len() >= 8);
     let mut checked = 0;
-    for target in panels.iter().flat_map(|p| p["targets"].as_array().expect("targets")) {
+    for target in panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().expect("targets"))
+    {
         let expr = target["expr"].as_str().expect("expr");
         for name in expr
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
