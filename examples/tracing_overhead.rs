@@ -35,9 +35,7 @@ fn main() -> anyhow::Result<()> {
             listeners,
             std::future::pending(),
         ));
-        eprintln!("server spawned on {addr}");
         let client = Client::connect(format!("http://{addr}")).await?;
-        eprintln!("connected");
         let logging = tracing_subscriber::registry()
             .with(EnvFilter::new("info"))
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
