@@ -76,10 +76,7 @@ impl Slot {
             state.armed = next;
         }
         drop(state);
-        self.wake(readied, freed, rearm);
-        for holder in released {
-            holder.notify_one();
-        }
+        self.wake(readied, freed, rearm, released);
         result
     }
 
@@ -121,14 +118,14 @@ impl Slot {
         let next = state.queue.next_deadline();
         state.armed = next;
         drop(state);
-        self.wake(readied, false, false);
-        for holder in released {
-            holder.notify_one();
-        }
+        self.wake(readied, false, false, released);
         next
     }
 
-    fn wake(&self, readied: usize, freed: bool, rearm: bool) {
+    fn wake(&self, readied: usize, freed: bool, rearm: bool, released: Vec<Arc<Notify>>) {
+        for holder in released {
+            holder.notify_one();
+        }
         for _ in 0..readied.min(MAX_WAKE) {
             self.ready.notify_one();
         }

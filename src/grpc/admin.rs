@@ -1,7 +1,7 @@
 //! [`AdminService`]: the `jobq.v1.Admin` RPCs for operators.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use tonic::{Request, Response, Status};
 
@@ -43,16 +43,13 @@ impl AdminService {
         method: &'static str,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        let start = Instant::now();
         let span = super::service::rpc_span(
             "jobq.v1.Admin",
             method,
             "",
             &tonic::metadata::MetadataMap::new(),
         );
-        let result = tracing::Instrument::instrument(call, span).await;
-        self.rpc.record(method, start, &result);
-        result
+        super::service::observed(&self.rpc, method, span, call).await
     }
 }
 

@@ -36,21 +36,30 @@ impl JobQueueService {
         }
     }
 
-    /// Runs one RPC in `span` and records its count, code and latency.
     async fn observed<T>(
         &self,
         method: &'static str,
         span: tracing::Span,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        let start = Instant::now();
-        let result = call.instrument(span.clone()).await;
-        if let Err(status) = &result {
-            span.record("rpc.grpc.status_code", status.code() as i32);
-        }
-        self.rpc.record(method, start, &result);
-        result
+        observed(&self.rpc, method, span, call).await
     }
+}
+
+/// Runs one RPC in `span` and records its count, code and latency.
+pub(super) async fn observed<T>(
+    rpc: &RpcMetrics,
+    method: &'static str,
+    span: tracing::Span,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let start = Instant::now();
+    let result = call.instrument(span.clone()).await;
+    if let Err(status) = &result {
+        span.record("rpc.grpc.status_code", status.code() as i32);
+    }
+    rpc.record(method, start, &result);
+    result
 }
 
 /// The span an RPC runs in, following the OpenTelemetry conventions for RPC
