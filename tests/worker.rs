@@ -321,3 +321,52 @@ async fn reconnects_after_the_server_restarts() {
     let stats = worker.await.expect("join");
     assert!(stats.connections >= 2, "{stats:?}");
 }
+
+#[tokio::test]
+async fn client_unary_calls_lease_extend_nack_and_batch() {
+    let server = TestServer::start().await;
+    let c = client(&server);
+    let ids = c
+        .enqueue_batch(
+            "q",
+            vec![
+                jobq::client::NewJob::new("a")
+                    .priority(1)
+                    .metadata("k", "v"),
+                jobq::client::NewJob::new("b").max_attempts(1),
+            ],
+        )
+        .await
+        .expect("batch");
+    assert_eq!(ids.len(), 2);
+    let jobs = c
+        .lease("q", 2, Some(Duration::from_secs(5)), Duration::ZERO)
+        .await
+        .expect("lease");
+    assert_eq!(jobs[0].id, ids[0]);
+    assert_eq!(jobs[0].metadata["k"], "v");
+    let deadline = c
+        .extend("q", jobs[0].lease_token.clone(), Duration::from_secs(600))
+        .await
+        .expect("extend")
+        .expect("a deadline");
+    assert!(deadline > std::time::SystemTime::now() + Duration::from_secs(590));
+    let nacked = c
+        .nack("q", jobs[1].lease_token.clone(), &JobError::retry("flaky"))
+        .await
+        .expect("nack");
+    assert_eq!(
+        nacked.outcome(),
+        jobq::grpc::pb::NackOutcome::DeadLettered,
+        "its only attempt is used"
+    );
+    c.ack("q", vec![jobs[0].lease_token.clone()])
+        .await
+        .expect("ack");
+    let err = c
+        .ack("q", vec![jobs[0].lease_token.clone()])
+        .await
+        .expect_err("acked already");
+    assert_eq!(err.status().map(|s| s.code()), Some(tonic::Code::NotFound));
+    assert_eq!(held(&server, "q"), 1, "only the dead letter is left");
+}
