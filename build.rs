@@ -22,6 +22,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ],
             &[PathBuf::from("proto"), well_known],
         )?;
+    // The load generator's echo baseline, kept out of the descriptor set
+    // that reflection serves: jobq does not serve it.
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    config.bytes(["."]);
+    tonic_prost_build::configure().compile_with_config(
+        config,
+        &[PathBuf::from("proto/jobq/bench/v1/echo.proto")],
+        &[PathBuf::from("proto")],
+    )?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }
