@@ -2,8 +2,13 @@
 //! states.
 
 mod admin;
+mod counts;
+mod status;
 
 pub use admin::Purged;
+pub use counts::{Acked, QueueCounts, QueueStats};
+pub use status::{Enqueued, JobState, JobStatus};
+use status::{record_failure, status_of};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -71,47 +76,6 @@ pub struct Failure {
     pub error: String,
     /// When.
     pub at: Instant,
-}
-
-/// How many jobs a queue holds in each state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct QueueCounts {
-    /// Leasable now.
-    pub ready: usize,
-    /// Waiting for a delay or a retry backoff to pass.
-    pub scheduled: usize,
-    /// Held by workers.
-    pub leased: usize,
-    /// In the dead-letter set.
-    pub dead: usize,
-}
-
-/// Totals since the queue was created.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct QueueStats {
-    /// Jobs accepted.
-    pub enqueued: u64,
-    /// Deliveries made.
-    pub leased: u64,
-    /// Jobs acked.
-    pub acked: u64,
-    /// Nacks accepted.
-    pub nacked: u64,
-    /// Leases that ran out.
-    pub expired: u64,
-    /// Jobs moved to the dead-letter set.
-    pub dead_lettered: u64,
-}
-
-/// What an ack removed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Acked {
-    /// Jobs removed.
-    pub jobs: usize,
-    /// Their bytes, now free.
-    pub bytes: u64,
-    /// How long each job was leased before its ack.
-    pub held: Vec<Duration>,
 }
 
 /// One queue: its jobs in every state, and the operations that move them.
@@ -686,76 +650,4 @@ impl Queue {
             token: *token,
         }
     }
-}
-
-/// Where a job is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobState {
-    /// Leasable now.
-    Ready,
-    /// Waiting for a delay or backoff.
-    Scheduled,
-    /// Held by a worker.
-    Leased,
-    /// In the dead-letter set.
-    Dead,
-    /// Acked: done and gone (reported for the retention window).
-    Acked,
-    /// Cancelled by an operator (reported for the retention window).
-    Cancelled,
-}
-
-/// A job and where it is.
-#[derive(Clone, Debug)]
-pub struct JobStatus {
-    /// The job.
-    pub job: Arc<Job>,
-    /// Its state.
-    pub state: JobState,
-    /// Deliveries so far.
-    pub attempts: u32,
-    /// The last failure: a nack's reason or how the lease ended.
-    pub last_error: Option<String>,
-    /// The latest failed attempts, oldest first.
-    pub history: Vec<Failure>,
-    /// When it left the queue, for acked and cancelled jobs.
-    pub finished_at: Option<Instant>,
-}
-
-/// What became of one job of an enqueue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Enqueued {
-    /// The job's id: the new job's, or for a duplicate the first job's.
-    pub id: JobId,
-    /// Whether the idempotency key had been seen within the window, so
-    /// nothing was stored.
-    pub duplicate: bool,
-}
-
-fn status_of(entry: &Entry) -> JobStatus {
-    JobStatus {
-        job: Arc::clone(&entry.job),
-        state: match entry.place {
-            Place::Ready(_) => JobState::Ready,
-            Place::Scheduled(_) => JobState::Scheduled,
-            Place::Leased(_) => JobState::Leased,
-            Place::Dead => JobState::Dead,
-        },
-        attempts: entry.attempts,
-        last_error: entry.last_error.clone(),
-        history: entry.history.clone(),
-        finished_at: None,
-    }
-}
-
-fn record_failure(entry: &mut Entry, now: Instant, error: String) {
-    if entry.history.len() >= MAX_HISTORY {
-        entry.history.remove(0);
-    }
-    entry.history.push(Failure {
-        attempt: entry.attempts,
-        error: error.clone(),
-        at: now,
-    });
-    entry.last_error = Some(error);
 }

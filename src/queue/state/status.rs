@@ -1,0 +1,80 @@
+//! A job's state as inspection reports it, and its failure history.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::{Entry, Failure, MAX_HISTORY, Place};
+use crate::queue::{Job, JobId};
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    /// Leasable now.
+    Ready,
+    /// Waiting for a delay or backoff.
+    Scheduled,
+    /// Held by a worker.
+    Leased,
+    /// In the dead-letter set.
+    Dead,
+    /// Acked: done and gone (reported for the retention window).
+    Acked,
+    /// Cancelled by an operator (reported for the retention window).
+    Cancelled,
+}
+
+/// A job and where it is.
+#[derive(Clone, Debug)]
+pub struct JobStatus {
+    /// The job.
+    pub job: Arc<Job>,
+    /// Its state.
+    pub state: JobState,
+    /// Deliveries so far.
+    pub attempts: u32,
+    /// The last failure: a nack's reason or how the lease ended.
+    pub last_error: Option<String>,
+    /// The latest failed attempts, oldest first.
+    pub history: Vec<Failure>,
+    /// When it left the queue, for acked and cancelled jobs.
+    pub finished_at: Option<Instant>,
+}
+
+/// What became of one job of an enqueue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The job's id: the new job's, or for a duplicate the first job's.
+    pub id: JobId,
+    /// Whether the idempotency key had been seen within the window, so
+    /// nothing was stored.
+    pub duplicate: bool,
+}
+
+pub(super) fn status_of(entry: &Entry) -> JobStatus {
+    JobStatus {
+        job: Arc::clone(&entry.job),
+        state: match entry.place {
+            Place::Ready(_) => JobState::Ready,
+            Place::Scheduled(_) => JobState::Scheduled,
+            Place::Leased(_) => JobState::Leased,
+            Place::Dead => JobState::Dead,
+        },
+        attempts: entry.attempts,
+        last_error: entry.last_error.clone(),
+        history: entry.history.clone(),
+        finished_at: None,
+    }
+}
+
+pub(super) fn record_failure(entry: &mut Entry, now: Instant, error: String) {
+    if entry.history.len() >= MAX_HISTORY {
+        entry.history.remove(0);
+    }
+    entry.history.push(Failure {
+        attempt: entry.attempts,
+        error: error.clone(),
+        at: now,
+    });
+    entry.last_error = Some(error);
+}
