@@ -166,7 +166,10 @@ impl Limits {
             ));
         }
         Ok(NewJob {
-            payload: job.payload,
+            // A payload decoded from a request shares the request's whole
+            // buffer; its own copy keeps a stored job from pinning the rest
+            // of a batch (and keeps the memory budget true).
+            payload: bytes::Bytes::copy_from_slice(&job.payload),
             metadata,
             priority: job.priority,
             ready_at,
