@@ -32,9 +32,10 @@ pub const SERVICE_NAME: &str = "jobq.v1.JobQueue";
 /// The name health checks use for the Admin service.
 pub const ADMIN_SERVICE_NAME: &str = "jobq.v1.Admin";
 
-/// Serves on `listener` until `shutdown` completes, then shuts down
-/// gracefully:
-/// 1. health turns NOT_SERVING (for the server and for `jobq.v1.JobQueue`);
+/// Serves `jobq.v1.JobQueue`, `jobq.v1.Admin`, health and reflection on
+/// `listeners.grpc`, and `/metrics` on `listeners.metrics`, until `shutdown`
+/// completes, then shuts down gracefully:
+/// 1. health turns NOT_SERVING (for the server and for both services);
 /// 2. the broker refuses new enqueues and leases, and open long-polls return
 ///    at once with what they have (nothing);
 /// 3. the listener closes and in-flight RPCs (acks, nacks) get up to

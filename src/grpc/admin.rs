@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, Limits, MAX_ATTEMPTS_LIMIT, MAX_DELAY};
@@ -41,14 +42,9 @@ impl AdminService {
     async fn observed<T>(
         &self,
         method: &'static str,
+        span: tracing::Span,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        let span = super::service::rpc_span(
-            "jobq.v1.Admin",
-            method,
-            "",
-            &tonic::metadata::MetadataMap::new(),
-        );
         super::service::observed(&self.rpc, method, span, call).await
     }
 }
@@ -59,7 +55,8 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ListQueuesRequest>,
     ) -> Result<Response<pb::ListQueuesResponse>, Status> {
-        self.observed("ListQueues", async move {
+        let span = admin_span("ListQueues", "", request.metadata());
+        self.observed("ListQueues", span, async move {
             let request = request.into_inner();
             let size = page_size(request.page_size)?;
             let after = match request.page_token.as_str() {
@@ -91,7 +88,8 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::GetQueueRequest>,
     ) -> Result<Response<pb::GetQueueResponse>, Status> {
-        self.observed("GetQueue", async move {
+        let span = admin_span("GetQueue", &request.get_ref().queue, request.metadata());
+        self.observed("GetQueue", span, async move {
             let queue = convert::queue_name(&request.into_inner().queue)?;
             let info = self
                 .broker
@@ -108,7 +106,8 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::UpdateQueueRequest>,
     ) -> Result<Response<pb::UpdateQueueResponse>, Status> {
-        self.observed("UpdateQueue", async move {
+        let span = admin_span("UpdateQueue", &request.get_ref().queue, request.metadata());
+        self.observed("UpdateQueue", span, async move {
             let request = request.into_inner();
             let queue = convert::queue_name(&request.queue)?;
             let update = self.queue_update(&request)?;
@@ -138,7 +137,8 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::DeleteQueueRequest>,
     ) -> Result<Response<pb::DeleteQueueResponse>, Status> {
-        self.observed("DeleteQueue", async move {
+        let span = admin_span("DeleteQueue", &request.get_ref().queue, request.metadata());
+        self.observed("DeleteQueue", span, async move {
             let request = request.into_inner();
             let queue = convert::queue_name(&request.queue)?;
             let deleted = self
@@ -156,7 +156,8 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::PauseQueueRequest>,
     ) -> Result<Response<pb::PauseQueueResponse>, Status> {
-        self.observed("PauseQueue", async move {
+        let span = admin_span("PauseQueue", &request.get_ref().queue, request.metadata());
+        self.observed("PauseQueue", span, async move {
             let queue = convert::queue_name(&request.into_inner().queue)?;
             self.broker
                 .set_paused(&queue, true)
@@ -170,7 +171,8 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ResumeQueueRequest>,
     ) -> Result<Response<pb::ResumeQueueResponse>, Status> {
-        self.observed("ResumeQueue", async move {
+        let span = admin_span("ResumeQueue", &request.get_ref().queue, request.metadata());
+        self.observed("ResumeQueue", span, async move {
             let queue = convert::queue_name(&request.into_inner().queue)?;
             self.broker
                 .set_paused(&queue, false)
@@ -184,7 +186,8 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::PurgeQueueRequest>,
     ) -> Result<Response<pb::PurgeQueueResponse>, Status> {
-        self.observed("PurgeQueue", async move {
+        let span = admin_span("PurgeQueue", &request.get_ref().queue, request.metadata());
+        self.observed("PurgeQueue", span, async move {
             let request = request.into_inner();
             let queue = convert::queue_name(&request.queue)?;
             let target = match request.target() {
@@ -211,7 +214,8 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        self.observed("ListJobs", async move {
+        let span = admin_span("ListJobs", &request.get_ref().queue, request.metadata());
+        self.observed("ListJobs", span, async move {
             let request = request.into_inner();
             let queue = convert::queue_name(&request.queue)?;
             let size = page_size(request.page_size)?;
@@ -244,7 +248,8 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::GetJobResponse>, Status> {
-        self.observed("GetJob", async move {
+        let span = admin_span("GetJob", &request.get_ref().queue, request.metadata());
+        self.observed("GetJob", span, async move {
             let request = request.into_inner();
             let (queue, id) = job_ref(&request.queue, &request.job_id)?;
             let (queue, status) = self
@@ -262,7 +267,8 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::CancelJobResponse>, Status> {
-        self.observed("CancelJob", async move {
+        let span = admin_span("CancelJob", &request.get_ref().queue, request.metadata());
+        self.observed("CancelJob", span, async move {
             let request = request.into_inner();
             let (queue, id) = job_ref(&request.queue, &request.job_id)?;
             self.broker
@@ -277,7 +283,8 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::RedriveJobsRequest>,
     ) -> Result<Response<pb::RedriveJobsResponse>, Status> {
-        self.observed("RedriveJobs", async move {
+        let span = admin_span("RedriveJobs", &request.get_ref().queue, request.metadata());
+        self.observed("RedriveJobs", span, async move {
             let request = request.into_inner();
             let queue = convert::queue_name(&request.queue)?;
             let ids = match (request.all, request.job_ids.len()) {
@@ -363,6 +370,11 @@ impl AdminService {
             paused: request.paused,
         })
     }
+}
+
+/// The span an Admin RPC runs in (see [`rpc_span`](super::service::rpc_span)).
+fn admin_span(method: &'static str, queue: &str, metadata: &MetadataMap) -> tracing::Span {
+    super::service::rpc_span("jobq.v1.Admin", method, queue, metadata)
 }
 
 fn page_size(size: u32) -> Result<usize, Status> {
