@@ -72,22 +72,35 @@ impl Default for JobTimings {
 }
 
 impl JobTimings {
+    /// The histograms of one queue, looked up once so that recording a
+    /// job's times needs no label lookup or allocation.
+    pub fn for_queue(&self, queue: &str) -> QueueTimings {
+        let label = QueueLabel {
+            queue: queue.to_string(),
+        };
+        QueueTimings {
+            until_first_lease: self.until_first_lease.get_or_create(&label).clone(),
+            lease_to_ack: self.lease_to_ack.get_or_create(&label).clone(),
+        }
+    }
+}
+
+/// One queue's job-time histograms (handles into [`JobTimings`]).
+#[derive(Debug, Clone)]
+pub struct QueueTimings {
+    until_first_lease: Histogram,
+    lease_to_ack: Histogram,
+}
+
+impl QueueTimings {
     /// A job was delivered for the first time, `waited` after its enqueue.
-    pub fn first_lease(&self, queue: &str, waited: Duration) {
-        self.until_first_lease
-            .get_or_create(&QueueLabel {
-                queue: queue.to_string(),
-            })
-            .observe(waited.as_secs_f64());
+    pub fn first_lease(&self, waited: Duration) {
+        self.until_first_lease.observe(waited.as_secs_f64());
     }
 
     /// A job was acked `held` after it was leased.
-    pub fn acked(&self, queue: &str, held: Duration) {
-        self.lease_to_ack
-            .get_or_create(&QueueLabel {
-                queue: queue.to_string(),
-            })
-            .observe(held.as_secs_f64());
+    pub fn acked(&self, held: Duration) {
+        self.lease_to_ack.observe(held.as_secs_f64());
     }
 }
 

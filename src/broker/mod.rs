@@ -206,7 +206,7 @@ impl Broker {
                     // Pass the wake-up on to the next waiting worker.
                     slot.ready.notify_one();
                 }
-                self.observe_leases(&queue, &leased);
+                slot.observe_leases(&leased);
                 return Ok(leased);
             }
             if Instant::now() >= deadline || self.shared.shutdown.is_cancelled() {
@@ -239,17 +239,6 @@ impl Broker {
         self.slot(queue).map_or(0, |slot| slot.holders())
     }
 
-    /// Records the wait of first deliveries.
-    fn observe_leases(&self, queue: &QueueName, leased: &[Delivery]) {
-        let now = SystemTime::now();
-        for delivery in leased.iter().filter(|d| d.attempt == 1) {
-            let waited = now
-                .duration_since(delivery.job.enqueued_at)
-                .unwrap_or_default();
-            self.shared.timings.first_lease(queue.as_str(), waited);
-        }
-    }
-
     /// Completes when the server begins to shut down.
     pub async fn shutting_down(&self) {
         self.shared.shutdown.cancelled().await;
@@ -264,7 +253,7 @@ impl Broker {
         let acked = slot.with(|q| q.ack(Instant::now(), tokens))?;
         self.shared.memory.release(acked.bytes);
         for held in &acked.held {
-            self.shared.timings.acked(queue.as_str(), *held);
+            slot.timings.acked(*held);
         }
         Ok(acked.jobs)
     }
@@ -377,7 +366,12 @@ impl Broker {
         }
         let config = self.shared.config.queue_defaults.clone();
         let closed = self.shared.shutdown.child_token();
-        let slot = Arc::new(Slot::new(Queue::new(queue.clone(), config), closed));
+        let timings = self.shared.timings.for_queue(queue.as_str());
+        let slot = Arc::new(Slot::new(
+            Queue::new(queue.clone(), config),
+            closed,
+            timings,
+        ));
         queues.insert(queue.clone(), Arc::clone(&slot));
         tokio::spawn(timer::run(Arc::clone(&slot)));
         tracing::info!(queue = %queue, "queue created");

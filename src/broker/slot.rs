@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::{HolderId, Queue};
+use crate::metrics::QueueTimings;
+use crate::queue::{Delivery, HolderId, Queue};
 
 /// How many waiting workers one change wakes at most; each woken worker that
 /// leaves jobs behind wakes the next, so none is missed.
@@ -29,6 +31,8 @@ pub(super) struct Slot {
     /// Cancelled when the queue is deleted or the server shuts down: ends
     /// the timer task, long-polls and worker streams on it.
     pub(super) closed: CancellationToken,
+    /// The queue's wait and processing histograms.
+    pub(super) timings: QueueTimings,
 }
 
 #[derive(Debug)]
@@ -42,7 +46,7 @@ struct SlotState {
 }
 
 impl Slot {
-    pub(super) fn new(queue: Queue, closed: CancellationToken) -> Self {
+    pub(super) fn new(queue: Queue, closed: CancellationToken, timings: QueueTimings) -> Self {
         Self {
             state: Mutex::new(SlotState {
                 queue,
@@ -53,6 +57,7 @@ impl Slot {
             room: Notify::new(),
             timer: Notify::new(),
             closed,
+            timings,
         }
     }
 
@@ -86,6 +91,17 @@ impl Slot {
         let notify = Arc::new(Notify::new());
         self.lock().holders.insert(holder, Arc::clone(&notify));
         notify
+    }
+
+    /// Records how long first deliveries waited after their enqueue.
+    pub(super) fn observe_leases(&self, leased: &[Delivery]) {
+        let now = SystemTime::now();
+        for delivery in leased.iter().filter(|d| d.attempt == 1) {
+            let waited = now
+                .duration_since(delivery.job.enqueued_at)
+                .unwrap_or_default();
+            self.timings.first_lease(waited);
+        }
     }
 
     /// Worker streams registered.

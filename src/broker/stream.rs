@@ -55,7 +55,7 @@ impl LeaseStream {
             // Pass the wake-up on to the next waiting worker.
             self.slot.ready.notify_one();
         }
-        self.broker.observe_leases(&self.queue, &leased);
+        self.slot.observe_leases(&leased);
         leased
     }
 
