@@ -3,8 +3,9 @@
 //! backoff, and mail to a bad address is dead-lettered at once.
 //!
 //! Run a server (`cargo run --release`), then:
-//! `cargo run --example email_worker` (stop it with Ctrl-C; it finishes the
-//! emails in flight first).
+//! `cargo run --example email_worker` (stop it with Ctrl-C or SIGTERM; it
+//! finishes the emails in flight first). The container image carries it as
+//! `jobq-email-worker`, for the Helm chart's example worker.
 
 use std::time::Duration;
 
@@ -14,18 +15,27 @@ use jobq::client::{Client, ClientError, Job, JobError};
 async fn main() -> Result<(), ClientError> {
     let server =
         std::env::var("JOBQ_SERVER").unwrap_or_else(|_| "http://127.0.0.1:50051".to_string());
+    let queue = std::env::var("JOBQ_QUEUE").unwrap_or_else(|_| "emails".to_string());
     let client = Client::connect(server).await?;
-    println!("sending emails; Ctrl-C to stop");
+    println!("sending emails from queue {queue}; Ctrl-C to stop");
     let stats = client
-        .worker("emails")
+        .worker(queue)
         .concurrency(4)
         .shutdown_grace(Duration::from_secs(5))
-        .run(send_email, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .run(send_email, stop_signal())
         .await;
     println!("stopped: {stats:?}");
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM from Kubernetes stopping the pod.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 async fn send_email(job: Job) -> Result<(), JobError> {

@@ -1,0 +1,329 @@
+"""Checks of the Helm chart (helm/jobq) and the Dockerfile.
+
+- `helm lint --strict`, with default values and with every optional part on;
+- the chart rendered both ways, every object validated against the
+  Kubernetes schemas (kubernetes-validate, strict: unknown fields fail);
+  the two custom resources (ServiceMonitor, KEDA ScaledObject) have no
+  schema there, so their fields are checked here one by one;
+- what the rendered objects must say: gRPC probes on the health service and
+  the configured port, named Service ports, grace periods, security context,
+  the worker's server address and the autoscaler's target;
+- bad values fail at install time with a message naming the value;
+- the Dockerfile: multi-stage, non-root, container listen address, ports,
+  STOPSIGNAL.
+
+Run by .ci/run: python tests/helm/check_chart.py
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import unittest
+
+import dockerfile
+import helm_python
+import kubernetes_validate
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "jobq"
+ALL_ON = yaml.safe_load((pathlib.Path(__file__).parent / "all-on.values.yaml").read_text())
+KUBERNETES_VERSION = "1.30.0"
+RELEASE = "jobq"
+NAMESPACE = "queues"
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("keda.sh/v1alpha1", "ScaledObject")}
+
+
+def render(values: dict | None = None) -> list[dict]:
+    """The chart's objects, as `helm template` would print them."""
+    chart = helm_python.Chart.load(CHART)
+    manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    objects = []
+    for path, text in sorted(manifests.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return objects
+
+
+def notes(values: dict | None = None) -> str:
+    chart = helm_python.Chart.load(CHART)
+    manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return next(text for path, text in manifests.items() if path.endswith("NOTES.txt"))
+
+
+def one(objects: list[dict], kind: str, component: str | None = None) -> dict:
+    found = [
+        o
+        for o in objects
+        if o["kind"] == kind
+        and (component is None or o["metadata"]["labels"].get("app.kubernetes.io/component") == component)
+    ]
+    assert len(found) == 1, f"expected one {kind} ({component}), found {len(found)}"
+    return found[0]
+
+
+def env_of(container: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+class Lint(unittest.TestCase):
+    def lint(self, values: dict | None) -> None:
+        report = helm_python.lint(CHART, values, strict=True, kube_version=f"v{KUBERNETES_VERSION}")
+        problems = [m for m in report["messages"] if m["severity"] >= 2] + report.get("errors", [])
+        self.assertEqual(problems, [], f"helm lint --strict: {json.dumps(problems, indent=2)}")
+        self.assertEqual(report["total_charts_linted"], 1)
+
+    def test_defaults(self) -> None:
+        self.lint(None)
+
+    def test_all_optional_parts_on(self) -> None:
+        self.lint(ALL_ON)
+
+
+class KubernetesSchemas(unittest.TestCase):
+    def check(self, objects: list[dict]) -> None:
+        for obj in objects:
+            name = f'{obj["kind"]}/{obj["metadata"]["name"]}'
+            if (obj["apiVersion"], obj["kind"]) in CUSTOM_KINDS:
+                continue
+            with self.subTest(name):
+                try:
+                    kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+                except kubernetes_validate.ValidationError as e:
+                    self.fail(f"{name}: {e.message} at {list(e.path)}")
+
+    def test_defaults(self) -> None:
+        objects = render()
+        self.assertEqual(sorted(o["kind"] for o in objects), ["Deployment", "Service"])
+        self.check(objects)
+
+    def test_all_optional_parts_on(self) -> None:
+        objects = render(ALL_ON)
+        self.assertEqual(
+            sorted(o["kind"] for o in objects),
+            ["Deployment", "Deployment", "PodDisruptionBudget", "ScaledObject", "Service", "ServiceMonitor"],
+        )
+        self.check(objects)
+
+    def test_hpa_instead_of_keda(self) -> None:
+        values = json.loads(json.dumps(ALL_ON))
+        values["worker"]["autoscaling"]["kind"] = "hpa"
+        objects = render(values)
+        self.check(objects)
+        hpa = one(objects, "HorizontalPodAutoscaler")
+        self.assertEqual(hpa["spec"]["scaleTargetRef"]["name"], "jobq-worker")
+        metric = hpa["spec"]["metrics"][0]["external"]
+        self.assertEqual(metric["metric"]["name"], "jobq_queue_ready_jobs")
+        self.assertEqual(metric["metric"]["selector"]["matchLabels"], {"queue": "emails"})
+        self.assertEqual(metric["target"], {"type": "AverageValue", "averageValue": "100"})
+
+
+class ServerObjects(unittest.TestCase):
+    def server(self, values: dict | None = None) -> tuple[dict, dict, dict]:
+        objects = render(values)
+        deployment = one(objects, "Deployment", "server")
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        return deployment, container, one(objects, "Service", "server")
+
+    def test_probes_use_the_grpc_health_service_on_the_grpc_port(self) -> None:
+        for grpc_port in (50051, 6000):
+            with self.subTest(grpc_port=grpc_port):
+                _, container, service = self.server({"ports": {"grpc": grpc_port, "metrics": 9100}})
+                self.assertEqual(container["livenessProbe"]["grpc"], {"port": grpc_port, "service": ""})
+                self.assertEqual(
+                    container["readinessProbe"]["grpc"], {"port": grpc_port, "service": "jobq.v1.JobQueue"}
+                )
+                for probe in ("livenessProbe", "readinessProbe"):
+                    self.assertNotIn("httpGet", container[probe])
+                    self.assertNotIn("exec", container[probe])
+                env = env_of(container)
+                self.assertEqual(env["JOBQ_LISTEN"], f"0.0.0.0:{grpc_port}")
+                self.assertEqual(env["JOBQ_METRICS_LISTEN"], "0.0.0.0:9100")
+                ports = {p["name"]: p for p in container["ports"]}
+                self.assertEqual(ports["grpc"]["containerPort"], grpc_port)
+                self.assertEqual(ports["metrics"]["containerPort"], 9100)
+                service_ports = {p["name"]: p for p in service["spec"]["ports"]}
+                self.assertEqual(service_ports["grpc"]["port"], grpc_port)
+                self.assertEqual(service_ports["grpc"]["targetPort"], "grpc")
+                self.assertEqual(service_ports["grpc"]["appProtocol"], "grpc")
+                self.assertEqual(service_ports["metrics"]["port"], 9100)
+                self.assertEqual(service_ports["metrics"]["targetPort"], "metrics")
+
+    def test_one_replica_replaced_not_rolled(self) -> None:
+        deployment, _, _ = self.server()
+        self.assertEqual(deployment["spec"]["replicas"], 1)
+        self.assertEqual(deployment["spec"]["strategy"], {"type": "Recreate"})
+
+    def test_kubernetes_waits_longer_than_jobq_drains(self) -> None:
+        deployment, container, _ = self.server({"config": {"shutdownGraceSeconds": 25}})
+        self.assertEqual(env_of(container)["JOBQ_SHUTDOWN_GRACE"], "25s")
+        self.assertEqual(deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 35)
+        deployment, _, _ = self.server({"terminationGracePeriodSeconds": 90})
+        self.assertEqual(deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 90)
+
+    def test_locked_down(self) -> None:
+        deployment, container, _ = self.server()
+        pod = deployment["spec"]["template"]["spec"]
+        self.assertTrue(pod["securityContext"]["runAsNonRoot"])
+        self.assertNotEqual(pod["securityContext"]["runAsUser"], 0)
+        self.assertFalse(pod["automountServiceAccountToken"])
+        self.assertTrue(container["securityContext"]["readOnlyRootFilesystem"])
+        self.assertFalse(container["securityContext"]["allowPrivilegeEscalation"])
+        self.assertEqual(container["securityContext"]["capabilities"]["drop"], ["ALL"])
+        self.assertIn("limits", container["resources"])
+
+    def test_config_reaches_the_environment(self) -> None:
+        _, container, _ = self.server(
+            {"config": {"leaseDuration": "45s", "maxAttempts": 3, "memoryBudgetBytes": 1073741824}}
+        )
+        env = env_of(container)
+        self.assertEqual(env["JOBQ_LEASE_DURATION"], "45s")
+        self.assertEqual(env["JOBQ_MAX_ATTEMPTS"], "3")
+        self.assertEqual(env["JOBQ_MEMORY_BUDGET_BYTES"], "1073741824")
+        self.assertEqual(env["JOBQ_LOG_FORMAT"], "json")
+        self.assertNotIn("JOBQ_OTLP_ENDPOINT", env)
+        _, container, _ = self.server(ALL_ON)
+        self.assertEqual(env_of(container)["JOBQ_OTLP_ENDPOINT"], "http://otel-collector.observability:4317")
+
+    def test_every_flag_with_a_value_is_set(self) -> None:
+        """Each config value maps to the flag's JOBQ_* variable."""
+        _, container, _ = self.server()
+        env = env_of(container)
+        config = helm_python.Chart.load(CHART).values["config"]
+        for key in config:
+            if key in ("logLevel",):
+                continue
+            flag = "JOBQ_" + "".join("_" + c if c.isupper() else c.upper() for c in key)
+            flag = flag.replace("_SECONDS", "")
+            self.assertIn(flag, env, f"config.{key}")
+
+
+class OptionalObjects(unittest.TestCase):
+    def test_pod_disruption_budget_and_service_monitor(self) -> None:
+        objects = render(ALL_ON)
+        pdb = one(objects, "PodDisruptionBudget")
+        server = one(objects, "Deployment", "server")
+        self.assertEqual(pdb["spec"]["maxUnavailable"], 0)
+        self.assertEqual(pdb["spec"]["selector"]["matchLabels"], server["spec"]["selector"]["matchLabels"])
+        monitor = one(objects, "ServiceMonitor")
+        service = one(objects, "Service")
+        self.assertEqual(monitor["metadata"]["labels"]["release"], "prometheus")
+        for key, value in monitor["spec"]["selector"]["matchLabels"].items():
+            self.assertEqual(service["metadata"]["labels"][key], value)
+        self.assertEqual(monitor["spec"]["namespaceSelector"], {"matchNames": [NAMESPACE]})
+        (endpoint,) = monitor["spec"]["endpoints"]
+        self.assertEqual(
+            endpoint, {"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+        )
+
+    def test_example_worker_scales_on_ready_depth(self) -> None:
+        objects = render(ALL_ON)
+        worker = one(objects, "Deployment", "worker")
+        (container,) = worker["spec"]["template"]["spec"]["containers"]
+        env = env_of(container)
+        self.assertEqual(env["JOBQ_SERVER"], f"http://jobq.{NAMESPACE}.svc:50051")
+        self.assertEqual(env["JOBQ_QUEUE"], "emails")
+        self.assertEqual(container["command"], ["/usr/local/bin/jobq-email-worker"])
+        self.assertNotIn("replicas", worker["spec"], "the autoscaler owns the replica count")
+        scaled = one(objects, "ScaledObject")
+        self.assertEqual(scaled["spec"]["scaleTargetRef"], {"apiVersion": "apps/v1", "kind": "Deployment", "name": "jobq-worker"})
+        self.assertEqual((scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]), (1, 10))
+        (trigger,) = scaled["spec"]["triggers"]
+        self.assertEqual(trigger["type"], "prometheus")
+        self.assertEqual(
+            trigger["metadata"],
+            {
+                "serverAddress": "http://prometheus-operated.monitoring.svc:9090",
+                "query": 'sum(jobq_queue_ready_jobs{namespace="queues",service="jobq",queue="emails"})',
+                "threshold": "100",
+            },
+        )
+
+    def test_worker_without_autoscaling_has_fixed_replicas(self) -> None:
+        objects = render({"worker": {"enabled": True, "replicas": 3}})
+        self.assertEqual(one(objects, "Deployment", "worker")["spec"]["replicas"], 3)
+        self.assertEqual([o for o in objects if o["kind"] in ("ScaledObject", "HorizontalPodAutoscaler")], [])
+
+    def test_notes_give_the_commands_to_try_it(self) -> None:
+        text = notes()
+        self.assertIn(f"kubectl -n {NAMESPACE} port-forward svc/jobq 50051:50051 9090:9090", text)
+        self.assertIn("grpcurl -plaintext", text)
+        self.assertIn("jobq.v1.JobQueue/Enqueue", text)
+        self.assertIn("Keep replicaCount at 1", text)
+
+
+class ChartReadme(unittest.TestCase):
+    def test_every_value_is_described(self) -> None:
+        readme = (CHART / "README.md").read_text()
+
+        def leaves(values: dict, prefix: str = ""):
+            for key, value in values.items():
+                path = f"{prefix}{key}"
+                if isinstance(value, dict) and value and key not in ("resources", "podSecurityContext", "securityContext"):
+                    yield from leaves(value, path + ".")
+                else:
+                    yield path
+
+        for path in leaves(helm_python.Chart.load(CHART).values):
+            parents = [path.rsplit(".", n)[0] + ".*" for n in range(1, path.count(".") + 1)]
+            documented = f"`{path}`" in readme or any(f"`{p}`" in readme for p in parents)
+            self.assertTrue(documented or f"`{path}`," in readme, f"{path} is not in helm/jobq/README.md")
+
+
+class BadValues(unittest.TestCase):
+    def refused(self, values: dict, expected: str) -> None:
+        with self.assertRaises(helm_python.HelmError) as caught:
+            render(values)
+        self.assertIn(expected, str(caught.exception))
+
+    def test_refused_with_a_message(self) -> None:
+        cases = [
+            ({"replicaCount": 2}, "replicaCount"),
+            ({"config": {"leaseDuration": "soon"}}, "leaseDuration"),
+            ({"config": {"backoffJitter": 2}}, "backoffJitter"),
+            ({"config": {"maxAttempts": 0}}, "maxAttempts"),
+            ({"config": {"leaseDurations": "30s"}}, "leaseDurations"),
+            ({"ports": {"grpc": 70000, "metrics": 9090}}, "grpc"),
+            ({"otlp": {"endpoint": "collector:4317"}}, "endpoint"),
+            ({"worker": {"queue": "bad queue"}}, "queue"),
+            ({"worker": {"autoscaling": {"kind": "cron"}}}, "kind"),
+            ({"terminationGracePeriodSeconds": 5}, "must be larger than config.shutdownGraceSeconds"),
+        ]
+        for values, expected in cases:
+            with self.subTest(values=values):
+                self.refused(values, expected)
+
+
+class Container(unittest.TestCase):
+    def test_dockerfile(self) -> None:
+        commands = dockerfile.parse_file(str(ROOT / "Dockerfile"))
+        stages = [i for i, c in enumerate(commands) if c.cmd == "FROM"]
+        self.assertGreaterEqual(len(stages), 2, "multi-stage: build, then a small runtime image")
+        final = commands[stages[-1] :]
+        by_cmd: dict[str, list] = {}
+        for c in final:
+            by_cmd.setdefault(c.cmd, []).append(c.value)
+        build = commands[: stages[-1]]
+        self.assertTrue(any("cargo build --release --locked" in c.original for c in build if c.cmd == "RUN"))
+        self.assertFalse(any("protobuf-compiler" in c.original for c in commands), "no system protoc")
+        (user,) = by_cmd["USER"]
+        self.assertNotIn(user[0].split(":")[0], ("root", "0"))
+        env = {}
+        for value in by_cmd["ENV"]:
+            env.update(dict(zip(value[::2], value[1::2])))
+        self.assertEqual(env["JOBQ_LISTEN"], "0.0.0.0:50051")
+        self.assertEqual(env["JOBQ_METRICS_LISTEN"], "0.0.0.0:9090")
+        (exposed,) = by_cmd["EXPOSE"]
+        defaults = helm_python.Chart.load(CHART).values["ports"]
+        self.assertEqual(set(exposed), {str(defaults["grpc"]), str(defaults["metrics"])})
+        self.assertEqual(by_cmd["STOPSIGNAL"], [("SIGTERM",)])
+        (entrypoint,) = by_cmd["ENTRYPOINT"]
+        self.assertEqual(entrypoint, ("/usr/local/bin/jobq",))
+        copied = " ".join(c.original for c in build)
+        self.assertIn("jobq-email-worker", copied, "the chart's example worker is in the image")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
