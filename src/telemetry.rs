@@ -148,6 +148,17 @@ pub fn inject_current(metadata: &mut tonic::metadata::MetadataMap) {
     TraceContextPropagator::new().inject_context(&cx, &mut MetadataInjector(metadata));
 }
 
+/// The trace context of the current tracing span, as W3C headers into a
+/// job's metadata, unless it already carries one (nothing when the
+/// application exports no traces).
+pub fn inject_current_into(metadata: &mut std::collections::HashMap<String, String>) {
+    if metadata.contains_key(TRACEPARENT) {
+        return;
+    }
+    let cx = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&cx, metadata);
+}
+
 /// Makes `span` a child of the trace context in `carrier`, if it has one,
 /// and returns the trace id (32 hex digits) it now belongs to: the span's
 /// own when traces are exported, else the carrier's.

@@ -2,34 +2,8 @@
 
 mod common;
 
-use common::{TestServer, ack, enqueue, job, lease, open_stream};
+use common::{TestServer, ack, enqueue, job, lease, open_stream, scrape};
 use jobq::grpc::pb;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Scrapes `/metrics` with a plain HTTP/1.0 request.
-async fn scrape(server: &TestServer) -> String {
-    let mut socket = tokio::net::TcpStream::connect(server.metrics_addr)
-        .await
-        .expect("metrics port");
-    socket
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: jobq\r\n\r\n")
-        .await
-        .expect("request");
-    let mut response = String::new();
-    socket
-        .read_to_string(&mut response)
-        .await
-        .expect("response");
-    assert!(
-        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
-        "{response}"
-    );
-    assert!(
-        response.contains("content-type: text/plain; version=0.0.4"),
-        "{response}"
-    );
-    response
-}
 
 fn value(metrics: &str, series: &str) -> f64 {
     metrics

@@ -48,24 +48,34 @@ struct Args {
     /// Queues to spread the load over.
     #[arg(long, default_value_t = 1)]
     queues: usize,
+    /// The process id of the server driven with --server: each figure then
+    /// also gives the server's CPU time (user + system) per job.
+    #[arg(long)]
+    server_pid: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Enqueue jobs, one per RPC or in batches.
+    /// Enqueue jobs one at a time (awaiting each) through the client, or
+    /// in batches.
     Enqueue {
-        /// Jobs per RPC.
+        /// Jobs per BatchEnqueue RPC; 1 enqueues single jobs.
         #[arg(long, default_value_t = 1)]
         batch: usize,
+        /// Single jobs as unary Enqueue RPCs, or over the client's shared
+        /// StreamEnqueue stream.
+        #[arg(long, value_enum, default_value_t = Via::Stream)]
+        via: Via,
     },
     /// Lease and ack queued jobs.
     Drain {
-        /// Unary Lease + Ack, or the StreamLeases stream.
+        /// Unary Lease + Ack, the StreamLeases stream driven by hand, or the
+        /// client's worker runtime with an empty handler.
         #[arg(long, value_enum, default_value_t = Mode::Stream)]
         mode: Mode,
-        /// Credits per stream.
+        /// Credits per stream (for the worker: its concurrency).
         #[arg(long, default_value_t = 100)]
         credits: u32,
     },
@@ -79,6 +89,9 @@ enum Command {
         /// Credits per worker stream.
         #[arg(long, default_value_t = 100)]
         credits: u32,
+        /// How producers send: unary Enqueue or the client's stream.
+        #[arg(long, value_enum, default_value_t = Via::Stream)]
+        via: Via,
     },
     /// The echo baseline alone: unary and bidirectional stream.
     Baseline,
@@ -97,6 +110,13 @@ enum Command {
 enum Mode {
     Unary,
     Stream,
+    Worker,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Via {
+    Unary,
+    Stream,
 }
 
 /// One measurement: how many in how long, and the latencies seen.
@@ -105,6 +125,8 @@ struct Report {
     count: usize,
     elapsed: Duration,
     latency: Histogram<u64>,
+    /// The server's CPU time over the measurement, when its pid is known.
+    server_cpu: Option<Duration>,
 }
 
 impl Report {
@@ -117,16 +139,47 @@ impl Report {
         let ratio = baseline
             .map(|b| format!("  {:.2}× {}", self.rate() / b.rate(), b.name))
             .unwrap_or_default();
+        let cpu = self
+            .server_cpu
+            .map(|cpu| {
+                let per_job = cpu.as_secs_f64() * 1e6 / self.count.max(1) as f64;
+                format!("  server CPU {per_job:.1} µs/job")
+            })
+            .unwrap_or_default();
+        let percentiles = if self.latency.is_empty() {
+            format!("{:>71}", "(no per-job latency)")
+        } else {
+            format!(
+                "p50 {:>9.1?}  p90 {:>9.1?}  p99 {:>9.1?}  p99.9 {:>9.1?}",
+                q(0.5),
+                q(0.9),
+                q(0.99),
+                q(0.999)
+            )
+        };
         println!(
-            "{:<34} {:>10.0}/s  p50 {:>9.1?}  p90 {:>9.1?}  p99 {:>9.1?}  p99.9 {:>9.1?}{ratio}",
+            "{:<42} {:>10.0}/s  {percentiles}{ratio}{cpu}",
             self.name,
             self.rate(),
-            q(0.5),
-            q(0.9),
-            q(0.99),
-            q(0.999),
         );
     }
+}
+
+/// The CPU time (user + system) the process `pid` has used so far, from
+/// `/proc/<pid>/stat` in clock ticks of 10 ms.
+fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // The command name, in parentheses, may hold spaces: count after it.
+    // utime and stime are the 14th and 15th fields, the 12th and 13th
+    // after the name.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// The server CPU spent since `before` was read.
+fn cpu_since(pid: Option<u32>, before: Option<Duration>) -> Option<Duration> {
+    Some(cpu_time(pid)?.saturating_sub(before?))
 }
 
 fn histogram() -> Histogram<u64> {
@@ -155,33 +208,39 @@ async fn main() -> anyhow::Result<()> {
         args.jobs, args.payload, args.concurrency, args.queues
     );
     match &args.command {
-        Command::Enqueue { batch } => enqueue(&args, &client, *batch).await?.print(None),
+        Command::Enqueue { batch, via } => enqueue(&args, &client, *batch, *via).await?.print(None),
         Command::Drain { mode, credits } => {
             drain(&args, &client, *mode, *credits).await?.print(None)
         }
-        Command::Pipeline { rate, credits } => {
-            pipeline(&args, &client, *rate, *credits).await?.print(None)
-        }
+        Command::Pipeline { rate, credits, via } => pipeline(&args, &client, *rate, *credits, *via)
+            .await?
+            .print(None),
         Command::Depth { deep } => depth(&args, &client, *deep).await?,
-        Command::Baseline => {
-            let (unary, stream) = baseline(&args).await?;
-            unary.print(None);
-            stream.print(None);
-        }
+        Command::Baseline => baseline(&args).await?.print(),
         Command::All => {
-            let (echo_unary, echo_stream) = baseline(&args).await?;
-            echo_unary.print(None);
-            echo_stream.print(None);
-            enqueue(&args, &client, 1).await?.print(Some(&echo_unary));
-            enqueue(&args, &client, 100).await?.print(None);
+            let echo = baseline(&args).await?;
+            echo.print();
+            let (echo_unary, echo_stream) = (&echo.unary, &echo.stream);
+            let by_unary = enqueue(&args, &client, 1, Via::Unary).await?;
+            by_unary.print(Some(echo_unary));
+            enqueue(&args, &client, 1, Via::Stream)
+                .await?
+                .print(Some(&echo.ping_pong));
+            enqueue(&args, &client, 100, Via::Unary).await?.print(None);
             drain(&args, &client, Mode::Unary, 1)
                 .await?
-                .print(Some(&echo_unary));
+                .print(Some(echo_unary));
             drain(&args, &client, Mode::Stream, 100)
                 .await?
-                .print(Some(&echo_stream));
-            pipeline(&args, &client, 10_000, 100).await?.print(None);
-            pipeline(&args, &client, 0, 100).await?.print(None);
+                .print(Some(echo_stream));
+            drain(&args, &client, Mode::Worker, args.concurrency as u32)
+                .await?
+                .print(Some(echo_stream));
+            for rate in [5_000, 10_000, 0] {
+                for via in [Via::Unary, Via::Stream] {
+                    pipeline(&args, &client, rate, 100, via).await?.print(None);
+                }
+            }
         }
     }
     Ok(())
@@ -266,12 +325,13 @@ where
     Ok((start.elapsed(), merged))
 }
 
-async fn enqueue(args: &Args, client: &Client, batch: usize) -> anyhow::Result<Report> {
+async fn enqueue(args: &Args, client: &Client, batch: usize, via: Via) -> anyhow::Result<Report> {
     let batch = batch.max(1);
     let rpcs = args.jobs / batch;
     let per_task = rpcs / args.concurrency.max(1);
     let body = payload(args.payload);
     let queues = args.queues;
+    let cpu = cpu_time(args.server_pid);
     let (elapsed, latency) = run_tasks(args.concurrency, |t| {
         let (client, body) = (client.clone(), body.clone());
         async move {
@@ -279,11 +339,17 @@ async fn enqueue(args: &Args, client: &Client, batch: usize) -> anyhow::Result<R
             for i in 0..per_task {
                 let queue = queue_name(&format!("enqueue{batch}"), t + i, queues);
                 let start = Instant::now();
-                if batch == 1 {
-                    client.enqueue(queue, body.clone()).send().await?;
-                } else {
-                    let jobs = (0..batch).map(|_| NewJob::new(body.clone())).collect();
-                    client.enqueue_batch(queue, jobs).await?;
+                match (batch, via) {
+                    (1, Via::Unary) => {
+                        client.enqueue(queue, body.clone()).send_unary().await?;
+                    }
+                    (1, Via::Stream) => {
+                        client.enqueue(queue, body.clone()).send().await?;
+                    }
+                    _ => {
+                        let jobs = (0..batch).map(|_| NewJob::new(body.clone())).collect();
+                        client.enqueue_batch(queue, jobs).await?;
+                    }
                 }
                 record(&mut h, start.elapsed());
             }
@@ -291,15 +357,17 @@ async fn enqueue(args: &Args, client: &Client, batch: usize) -> anyhow::Result<R
         }
     })
     .await?;
-    let name = match batch {
-        1 => "enqueue, 1 job per RPC".to_string(),
-        b => format!("enqueue, {b} jobs per RPC (per RPC)"),
+    let name = match (batch, via) {
+        (1, Via::Unary) => "enqueue, 1 job per unary RPC".to_string(),
+        (1, Via::Stream) => "enqueue, 1 job per call, client stream".to_string(),
+        (b, _) => format!("enqueue, {b} jobs per RPC (per RPC)"),
     };
     Ok(Report {
         name,
         count: per_task * args.concurrency * batch,
         elapsed,
         latency,
+        server_cpu: cpu_since(args.server_pid, cpu),
     })
 }
 
@@ -321,29 +389,64 @@ async fn drain(args: &Args, client: &Client, mode: Mode, credits: u32) -> anyhow
     let total = prefill(args, client, &phase).await?;
     let finish = Finish::new(total);
     let queues = args.queues;
+    let cpu = cpu_time(args.server_pid);
     let start = Instant::now();
-    let (_, latency) = run_tasks(args.concurrency, |t| {
+    let (ended, latency) = run_tasks(args.concurrency, |t| {
         let (client, finish) = (client.clone(), Arc::clone(&finish));
         let queue = queue_name(&phase, t, queues);
         async move {
             match mode {
                 Mode::Unary => drain_unary(client, queue, finish).await,
                 Mode::Stream => drain_stream(client, queue, credits, finish).await,
+                Mode::Worker => drain_worker(client, queue, credits, finish).await,
             }
         }
     })
     .await?;
-    let elapsed = finish.finished_at().unwrap_or_else(Instant::now) - start;
+    let elapsed = match mode {
+        // The workers return once their last acks are applied.
+        Mode::Worker => ended,
+        Mode::Unary | Mode::Stream => finish.finished_at().unwrap_or_else(Instant::now) - start,
+    };
     let name = match mode {
         Mode::Unary => "drain, unary lease + ack".to_string(),
         Mode::Stream => format!("drain, stream lease + ack, credits {credits}"),
+        Mode::Worker => format!("drain, worker runtime, {credits} handlers"),
     };
     Ok(Report {
         name,
         count: total,
         elapsed,
         latency,
+        server_cpu: cpu_since(args.server_pid, cpu),
     })
+}
+
+/// The client's worker runtime with a handler that only counts: each job
+/// is leased, handed to a task, and acked on the stream.
+async fn drain_worker(
+    client: Client,
+    queue: String,
+    handlers: u32,
+    finish: Arc<Finish>,
+) -> anyhow::Result<Histogram<u64>> {
+    let counter = Arc::clone(&finish);
+    let stats = client
+        .worker(queue)
+        .concurrency(handlers)
+        .run(
+            move |_job| {
+                counter.claim();
+                async { Ok(()) }
+            },
+            finish.stop.clone().cancelled_owned(),
+        )
+        .await;
+    anyhow::ensure!(
+        stats.retried + stats.dead_lettered + stats.panicked == 0,
+        "worker failures: {stats:?}"
+    );
+    Ok(histogram())
 }
 
 async fn drain_unary(
@@ -437,8 +540,14 @@ async fn drain_stream(
     Ok(h)
 }
 
-async fn pipeline(args: &Args, client: &Client, rate: u64, credits: u32) -> anyhow::Result<Report> {
-    let phase = format!("pipeline-{rate}");
+async fn pipeline(
+    args: &Args,
+    client: &Client,
+    rate: u64,
+    credits: u32,
+    via: Via,
+) -> anyhow::Result<Report> {
+    let phase = format!("pipeline-{rate}-{via:?}");
     let producers = args.concurrency;
     let per_producer = args.jobs / producers.max(1);
     let total = per_producer * producers;
@@ -487,6 +596,7 @@ async fn pipeline(args: &Args, client: &Client, rate: u64, credits: u32) -> anyh
     drop(lat_tx);
     // Producers: open loop at the offered rate, or closed loop at max.
     let size = args.payload.max(8);
+    let cpu = cpu_time(args.server_pid);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for p in 0..producers {
@@ -507,9 +617,13 @@ async fn pipeline(args: &Args, client: &Client, rate: u64, credits: u32) -> anyh
                 }
                 let mut body = vec![b'x'; size];
                 body[..8].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_le_bytes());
-                let send = client
-                    .enqueue(queue_name(&phase, p + i, queues), body)
-                    .send();
+                let builder = client.enqueue(queue_name(&phase, p + i, queues), body);
+                let send = async move {
+                    match via {
+                        Via::Unary => builder.send_unary().await,
+                        Via::Stream => builder.send().await,
+                    }
+                };
                 if rate > 0 {
                     // Open loop: do not wait for the answer before the next.
                     sends.spawn(send);
@@ -534,15 +648,20 @@ async fn pipeline(args: &Args, client: &Client, rate: u64, credits: u32) -> anyh
     while let Some(d) = lat_rx.recv().await {
         record(&mut latency, d);
     }
+    let via = match via {
+        Via::Unary => "unary",
+        Via::Stream => "stream",
+    };
     let name = match rate {
-        0 => "pipeline at max, enqueue→receipt".to_string(),
-        r => format!("pipeline at {r}/s, enqueue→receipt"),
+        0 => format!("pipeline at max, {via} enqueue→receipt"),
+        r => format!("pipeline at {r}/s, {via} enqueue→receipt"),
     };
     Ok(Report {
         name,
         count: finish.done.load(Ordering::Relaxed),
         elapsed,
         latency,
+        server_cpu: cpu_since(args.server_pid, cpu),
     })
 }
 
@@ -589,6 +708,7 @@ async fn drain_from(
         count: jobs,
         elapsed: finish.finished_at().unwrap_or_else(Instant::now) - start,
         latency,
+        server_cpu: None,
     })
 }
 
@@ -647,7 +767,25 @@ impl Echo for EchoService {
     }
 }
 
-async fn baseline(args: &Args) -> anyhow::Result<(Report, Report)> {
+/// The transport's ceilings, measured on a plain tonic echo service.
+struct Baseline {
+    /// Unary calls, one in flight per caller.
+    unary: Report,
+    /// A bidirectional stream per caller, sent into without waiting.
+    stream: Report,
+    /// A bidirectional stream per caller, one message in flight.
+    ping_pong: Report,
+}
+
+impl Baseline {
+    fn print(&self) {
+        self.unary.print(None);
+        self.stream.print(None);
+        self.ping_pong.print(None);
+    }
+}
+
+async fn baseline(args: &Args) -> anyhow::Result<Baseline> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(
@@ -683,6 +821,7 @@ async fn baseline(args: &Args) -> anyhow::Result<(Report, Report)> {
         count: per_task * args.concurrency,
         elapsed,
         latency,
+        server_cpu: None,
     };
     let (elapsed, latency) = run_tasks(args.concurrency, |_| {
         let (mut echo, body) = (EchoClient::new(channel.clone()), body.clone());
@@ -722,6 +861,42 @@ async fn baseline(args: &Args) -> anyhow::Result<(Report, Report)> {
         count: per_task * args.concurrency,
         elapsed,
         latency,
+        server_cpu: None,
     };
-    Ok((unary, stream))
+    // One message in flight per caller, as when each caller awaits its
+    // answer before sending again: the round trip bounds the rate.
+    let (elapsed, latency) = run_tasks(args.concurrency, |_| {
+        let (mut echo, body) = (EchoClient::new(channel.clone()), body.clone());
+        async move {
+            let mut h = histogram();
+            let (tx, rx) = mpsc::channel(1);
+            let mut replies = echo
+                .echo_stream(ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            for _ in 0..per_task {
+                let start = Instant::now();
+                tx.send(EchoStreamRequest {
+                    payload: body.clone(),
+                })
+                .await?;
+                anyhow::ensure!(replies.message().await?.is_some(), "echo stream ended");
+                record(&mut h, start.elapsed());
+            }
+            Ok(h)
+        }
+    })
+    .await?;
+    let ping_pong = Report {
+        name: "echo baseline, stream, 1 in flight/caller".into(),
+        count: per_task * args.concurrency,
+        elapsed,
+        latency,
+        server_cpu: None,
+    };
+    Ok(Baseline {
+        unary,
+        stream,
+        ping_pong,
+    })
 }

@@ -98,19 +98,23 @@ impl Broker {
     /// Stores `jobs` in `queue`, all or nothing, creating the queue if new.
     ///
     /// When the queue is full or the memory budget spent, `wait_for_room`
-    /// of `None` fails at once; `Some(d)` waits up to `d` for room.
+    /// of `None` fails at once (see [`try_enqueue`](Self::try_enqueue));
+    /// `Some(d)` waits up to `d` for room.
     pub async fn enqueue(
         &self,
         queue: QueueName,
         jobs: Vec<NewJob>,
         wait_for_room: Option<Duration>,
     ) -> Result<Vec<Enqueued>, BrokerError> {
+        let Some(wait) = wait_for_room else {
+            return self.try_enqueue(&queue, jobs);
+        };
         self.refuse_if_shutting_down()?;
         let slot = self.slot_or_create(&queue)?;
         let bytes: u64 = jobs.iter().map(NewJob::size).sum();
         let ids = self.shared.ids.next_n(jobs.len());
         let mut batch: Vec<_> = ids.iter().copied().zip(jobs).collect();
-        let deadline = wait_for_room.map(|wait| Instant::now() + wait);
+        let deadline = Instant::now() + wait;
         loop {
             let room = pin!(slot.room.notified());
             let freed = pin!(self.shared.memory.freed.notified());
@@ -132,9 +136,9 @@ impl Broker {
                 BrokerError::MemoryExhausted { limit, .. } => (false, bytes <= *limit),
                 _ => (false, false),
             };
-            let Some(deadline) = deadline.filter(|_| queue_full || over_budget) else {
+            if !(queue_full || over_budget) {
                 return Err(error);
-            };
+            }
             tokio::select! {
                 () = room, if queue_full => {}
                 () = freed, if over_budget => {}
@@ -142,6 +146,23 @@ impl Broker {
                 () = self.shared.shutdown.cancelled() => return Err(BrokerError::ShuttingDown),
             }
         }
+    }
+
+    /// Stores `jobs` in `queue` now, all or nothing, creating the queue if
+    /// new; a full queue or a spent memory budget fails at once. The same
+    /// as [`enqueue`](Self::enqueue) with no wait, without a suspension
+    /// point.
+    pub fn try_enqueue(
+        &self,
+        queue: &QueueName,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Enqueued>, BrokerError> {
+        self.refuse_if_shutting_down()?;
+        let slot = self.slot_or_create(queue)?;
+        let bytes: u64 = jobs.iter().map(NewJob::size).sum();
+        let ids = self.shared.ids.next_n(jobs.len());
+        let mut batch: Vec<_> = ids.iter().copied().zip(jobs).collect();
+        self.try_store(&slot, &mut batch, bytes)
     }
 
     fn try_store(
@@ -318,7 +339,8 @@ impl Broker {
         self.shared.shutdown.is_cancelled()
     }
 
-    fn refuse_if_shutting_down(&self) -> Result<(), BrokerError> {
+    /// Fails with [`BrokerError::ShuttingDown`] once shutdown has begun.
+    pub fn refuse_if_shutting_down(&self) -> Result<(), BrokerError> {
         if self.is_shutting_down() {
             return Err(BrokerError::ShuttingDown);
         }

@@ -29,9 +29,11 @@
 
 mod error;
 mod job;
+mod producer;
 mod worker;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -41,6 +43,8 @@ pub use error::ClientError;
 pub use job::{Disposition, Job, JobError};
 pub use worker::{Worker, WorkerStats};
 
+use producer::Producer;
+
 use crate::grpc::pb;
 use crate::grpc::pb::job_queue_client::JobQueueClient;
 
@@ -48,10 +52,12 @@ use crate::grpc::pb::job_queue_client::JobQueueClient;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connection to a jobq server. Cheap to clone: clones share one HTTP/2
-/// connection, which reconnects by itself after the server comes back.
+/// connection, which reconnects by itself after the server comes back, and
+/// one producer stream that carries every [`enqueue`](Self::enqueue).
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: JobQueueClient<Channel>,
+    producer: Arc<Producer>,
 }
 
 impl Client {
@@ -97,6 +103,7 @@ impl Client {
     pub fn from_channel(channel: Channel) -> Self {
         Self {
             inner: JobQueueClient::new(channel),
+            producer: Arc::default(),
         }
     }
 
@@ -106,7 +113,9 @@ impl Client {
     }
 
     /// Starts an enqueue of one job; set options on the builder, then
-    /// [`send`](EnqueueBuilder::send) it.
+    /// [`send`](EnqueueBuilder::send) it. Concurrent enqueues from any
+    /// number of tasks share one `StreamEnqueue` stream, so each costs a
+    /// message on it rather than an RPC.
     pub fn enqueue(&self, queue: impl Into<String>, payload: impl Into<Bytes>) -> EnqueueBuilder {
         EnqueueBuilder {
             client: self.clone(),
@@ -340,8 +349,34 @@ impl EnqueueBuilder {
         self
     }
 
-    /// Sends the job; returns its id.
+    /// Sends the job over the client's shared producer stream; returns its
+    /// id. With [`wait_for_room`](Self::wait_for_room) it goes as a unary
+    /// `Enqueue` instead, since a stream never waits for room.
+    ///
+    /// If the stream breaks before the answer comes, the error is
+    /// `UNAVAILABLE` and the job may or may not be stored: set an
+    /// idempotency key to retry safely.
     pub async fn send(self) -> Result<String, ClientError> {
+        if self.wait_for_room {
+            return self.send_unary().await;
+        }
+        let mut job = self.job.into_proto();
+        // The stream carries no per-job headers: the trace context goes
+        // with the job, as the server would store it.
+        crate::telemetry::inject_current_into(&mut job.metadata);
+        let answer = self
+            .client
+            .producer
+            .enqueue(&self.client.inner, self.queue, job)
+            .await?;
+        if answer.code != 0 {
+            return Err(tonic::Status::new(tonic::Code::from(answer.code), answer.message).into());
+        }
+        Ok(answer.job_id)
+    }
+
+    /// Sends the job as one unary `Enqueue` RPC; returns its id.
+    pub async fn send_unary(self) -> Result<String, ClientError> {
         let request = traced(pb::EnqueueRequest {
             queue: self.queue,
             job: Some(self.job.into_proto()),

@@ -7,6 +7,7 @@
 mod admin;
 mod convert;
 pub mod pb;
+mod produce;
 mod service;
 mod status;
 mod stream;

@@ -11,7 +11,7 @@ use tracing::Instrument;
 use super::convert::{self, Limits};
 use super::pb::{self, job_queue_server::JobQueue};
 use super::status;
-use super::stream;
+use super::{produce, stream};
 use crate::broker::Broker;
 use crate::metrics::RpcMetrics;
 use crate::queue::NewJob;
@@ -124,6 +124,25 @@ fn attach_trace(job: &mut NewJob, headers: &[(String, String)]) {
 #[tonic::async_trait]
 impl JobQueue for JobQueueService {
     type StreamLeasesStream = stream::ResponseStream;
+    type StreamEnqueueStream = produce::ResponseStream;
+
+    async fn stream_enqueue(
+        &self,
+        request: Request<Streaming<pb::StreamEnqueueRequest>>,
+    ) -> Result<Response<Self::StreamEnqueueStream>, Status> {
+        let span = job_queue_span("StreamEnqueue", "", request.metadata());
+        let call = async {
+            self.broker
+                .refuse_if_shutting_down()
+                .map_err(status::from_broker)?;
+            Ok(Response::new(produce::open(
+                &self.broker,
+                &self.limits,
+                request.into_inner(),
+            )))
+        };
+        self.observed("StreamEnqueue", span, call).await
+    }
 
     async fn stream_leases(
         &self,

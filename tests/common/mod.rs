@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -9,6 +11,7 @@ use jobq::broker::Broker;
 use jobq::config::Config;
 use jobq::grpc::pb;
 use jobq::grpc::pb::job_queue_client::JobQueueClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -272,4 +275,29 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 /// A client for the Admin service.
 pub fn admin(server: &TestServer) -> pb::admin_client::AdminClient<Channel> {
     pb::admin_client::AdminClient::new(server.channel.clone())
+}
+
+/// Scrapes `/metrics` with a plain HTTP/1.0 request.
+pub async fn scrape(server: &TestServer) -> String {
+    let mut socket = tokio::net::TcpStream::connect(server.metrics_addr)
+        .await
+        .expect("metrics port");
+    socket
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: jobq\r\n\r\n")
+        .await
+        .expect("request");
+    let mut response = String::new();
+    socket
+        .read_to_string(&mut response)
+        .await
+        .expect("response");
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    assert!(
+        response.contains("content-type: text/plain; version=0.0.4"),
+        "{response}"
+    );
+    response
 }

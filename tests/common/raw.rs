@@ -1,0 +1,105 @@
+//! gRPC over raw HTTP/2, for what the generated client cannot do: cut a
+//! message in half, send bytes that do not decode, count DATA frames.
+
+use std::net::SocketAddr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::Message;
+
+use super::PATIENCE;
+
+/// A gRPC call on its own HTTP/2 connection.
+pub struct RawCall {
+    pub body: h2::SendStream<Bytes>,
+    response: Option<h2::client::ResponseFuture>,
+    answers: Option<h2::RecvStream>,
+    /// Bytes received and not yet taken as messages.
+    received: BytesMut,
+    /// DATA frames received so far.
+    pub frames: usize,
+}
+
+impl RawCall {
+    /// Starts a call to `path` (e.g. `/jobq.v1.JobQueue/StreamEnqueue`),
+    /// leaving the request body open.
+    pub async fn start(addr: SocketAddr, path: &str) -> Self {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (h2, connection) = h2::client::handshake(tcp).await.expect("handshake");
+        tokio::spawn(connection);
+        let mut h2 = h2.ready().await.expect("ready");
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{addr}{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .expect("request");
+        let (response, body) = h2.send_request(request, false).expect("send");
+        Self {
+            body,
+            response: Some(response),
+            answers: None,
+            received: BytesMut::new(),
+            frames: 0,
+        }
+    }
+
+    /// Sends bytes on the request body.
+    pub fn send(&mut self, bytes: Bytes) {
+        self.body.send_data(bytes, false).expect("send data");
+    }
+
+    /// Reads DATA frames until `count` whole gRPC messages have arrived
+    /// since the last call, and returns their bodies.
+    pub async fn messages(&mut self, count: usize) -> Vec<Bytes> {
+        if self.answers.is_none() {
+            let response = self.response.take().expect("response pending");
+            let response = tokio::time::timeout(PATIENCE, response)
+                .await
+                .expect("response in time")
+                .expect("response");
+            self.answers = Some(response.into_body());
+        }
+        let answers = self.answers.as_mut().expect("body");
+        let mut out = Vec::new();
+        loop {
+            while let Some(message) = take_message(&mut self.received) {
+                out.push(message);
+            }
+            if out.len() >= count {
+                return out;
+            }
+            let chunk = tokio::time::timeout(PATIENCE, answers.data())
+                .await
+                .expect("data in time")
+                .expect("more data")
+                .expect("data");
+            let _ = answers.flow_control().release_capacity(chunk.len());
+            self.frames += 1;
+            self.received.put(chunk);
+        }
+    }
+}
+
+/// A gRPC length-prefixed message.
+pub fn grpc_frame(message: &impl Message) -> Bytes {
+    let body = message.encode_to_vec();
+    let mut frame = BytesMut::with_capacity(5 + body.len());
+    frame.put_u8(0);
+    frame.put_u32(u32::try_from(body.len()).expect("small"));
+    frame.put_slice(&body);
+    frame.freeze()
+}
+
+/// The first whole length-prefixed message in `buffer`, taken out of it.
+fn take_message(buffer: &mut BytesMut) -> Option<Bytes> {
+    if buffer.len() < 5 {
+        return None;
+    }
+    let len = u32::from_be_bytes([buffer[1], buffer[2], buffer[3], buffer[4]]) as usize;
+    if buffer.len() < 5 + len {
+        return None;
+    }
+    let mut frame = buffer.split_to(5 + len);
+    Some(frame.split_off(5).freeze())
+}
