@@ -357,3 +357,90 @@ async fn client_errors_carry_the_servers_code_and_a_broken_stream_is_replaced() 
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].job.as_ref().expect("job").id, id);
 }
+
+#[tokio::test]
+async fn a_producer_that_reads_no_answers_is_held_back() {
+    const JOBS: u64 = 20_000;
+    let server = TestServer::start().await;
+    // A producer whose HTTP/2 windows hold about 1 600 unread answers (a
+    // tonic client's default stream window of 2 MiB holds about 50 000).
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .initial_stream_window_size(64 * 1024)
+        .initial_connection_window_size(64 * 1024)
+        .connect()
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(16);
+    let mut answers = pb::job_queue_client::JobQueueClient::new(channel)
+        .stream_enqueue(ReceiverStream::new(rx))
+        .await
+        .expect("stream opened")
+        .into_inner();
+    let sender = tokio::spawn(async move {
+        for id in 0..JOBS {
+            let request = pb::StreamEnqueueRequest {
+                request_id: id,
+                queue: "held".into(),
+                job: Some(job("x")),
+            };
+            if tx.send(request).await.is_err() {
+                break;
+            }
+        }
+    });
+    // Read nothing until the server has stopped storing.
+    let stored = || {
+        server
+            .broker
+            .queue_info(&queue("held"))
+            .map_or(0, |i| i.counts.ready)
+    };
+    let mut last = (stored(), tokio::time::Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = stored();
+        if now != last.0 {
+            last = (now, tokio::time::Instant::now());
+        } else if last.1.elapsed() > Duration::from_millis(300) {
+            break;
+        }
+        assert!(
+            now < JOBS as usize,
+            "all {JOBS} jobs stored with no answer read"
+        );
+    }
+    // What the windows and one write buffer hold, not the whole burst.
+    assert!(last.0 < 5_000, "{} jobs stored with no answer read", last.0);
+
+    // Reading the answers lets the rest in.
+    for id in 0..JOBS {
+        let answer = tokio::time::timeout(PATIENCE, answers.message())
+            .await
+            .expect("answer in time")
+            .expect("ok")
+            .expect("open");
+        assert_eq!((answer.request_id, answer.code), (id, 0));
+    }
+    sender.await.expect("sender");
+    assert_eq!(stored(), JOBS as usize);
+}
+
+#[tokio::test]
+async fn shutdown_ends_producer_streams_with_unavailable() {
+    let mut server = TestServer::start().await;
+    let mut producer = Producer::open(&server).await;
+    producer.send(1, "mail", Some(job("a"))).await;
+    assert_eq!(producer.answer().await.code, 0);
+    server.begin_shutdown();
+    let end = tokio::time::timeout(PATIENCE, producer.rx.message())
+        .await
+        .expect("ended in time")
+        .expect_err("ended with a status");
+    assert_eq!(end.code(), Code::Unavailable);
+    assert!(end.message().contains("shutting down"), "{}", end.message());
+    tokio::time::timeout(PATIENCE, server.shutdown())
+        .await
+        .expect("shutdown did not wait on the stream")
+        .expect("clean shutdown");
+}

@@ -265,6 +265,12 @@ impl Broker {
         self.shared.shutdown.cancelled().await;
     }
 
+    /// As [`shutting_down`](Self::shutting_down), as an owned future that
+    /// can be stored in a stream.
+    pub fn shutdown_signal(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.shared.shutdown.clone().cancelled_owned()
+    }
+
     /// Acks leases in `queue`, all or none.
     pub fn ack(&self, queue: &QueueName, tokens: &[LeaseToken]) -> Result<usize, BrokerError> {
         let Some(first) = tokens.first() else {

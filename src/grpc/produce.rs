@@ -1,82 +1,91 @@
 //! The `StreamEnqueue` RPC: a producer's stream of single-job enqueues,
 //! each stored on arrival and answered on its own.
+//!
+//! The answers are a stream adapter over the requests, not a task: the
+//! connection polls it when it can write, each poll stores the next job
+//! that has arrived, and answers produced in one go leave in one write. A
+//! producer that does not read its answers is therefore not read either,
+//! and HTTP/2 flow control slows it down.
 
-use std::pin::pin;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
-use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::{Status, Streaming};
-use tracing::Instrument;
 
 use super::convert::{self, Limits};
 use super::pb;
 use super::status;
 use crate::broker::Broker;
 
-/// Answers buffered towards a producer that reads slowly. When it is full
-/// the stream stops reading, and HTTP/2 flow control slows the producer.
-const SEND_BUFFER: usize = 256;
-
-/// What the server sends on a producer stream.
-pub type ResponseStream = ReceiverStream<Result<pb::StreamEnqueueResponse, Status>>;
-
-/// Serves a producer stream in its own task.
-pub fn open(
-    broker: &Broker,
-    limits: &Limits,
-    inbound: Streaming<pb::StreamEnqueueRequest>,
-) -> ResponseStream {
-    let (tx, rx) = mpsc::channel(SEND_BUFFER);
-    let span = tracing::info_span!("enqueue_stream");
-    tokio::spawn(run(broker.clone(), limits.clone(), inbound, tx).instrument(span));
-    ReceiverStream::new(rx)
-}
-
-/// Stores and answers each job in turn until the producer closes its side,
-/// goes away, or the server shuts down.
-async fn run(
+/// The answers of one producer stream, in request order.
+pub struct ResponseStream {
     broker: Broker,
     limits: Limits,
-    mut inbound: Streaming<pb::StreamEnqueueRequest>,
-    tx: mpsc::Sender<Result<pb::StreamEnqueueResponse, Status>>,
-) {
-    tracing::debug!("enqueue stream opened");
-    let mut shutdown = pin!(broker.shutting_down());
-    let mut stored = 0_u64;
-    loop {
-        let request = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            message = inbound.next() => match message {
-                Some(Ok(request)) => request,
-                Some(Err(status)) => {
-                    // A frame that does not decode, or a broken connection:
-                    // the jobs before it are stored and answered.
-                    tracing::debug!(%status, stored, "enqueue stream broke");
-                    let _ = tx.send(Err(status)).await;
-                    return;
-                }
-                None => {
-                    tracing::debug!(stored, "enqueue stream closed by the producer");
-                    return;
-                }
-            },
-        };
-        let answer = store(&broker, &limits, request);
-        stored += u64::from(answer.code == 0);
-        tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            sent = tx.send(Ok(answer)) => if sent.is_err() { return },
+    inbound: Streaming<pb::StreamEnqueueRequest>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    stored: u64,
+    ended: bool,
+}
+
+impl ResponseStream {
+    /// The answers to `inbound`'s jobs.
+    pub fn new(
+        broker: &Broker,
+        limits: &Limits,
+        inbound: Streaming<pb::StreamEnqueueRequest>,
+    ) -> Self {
+        tracing::debug!("enqueue stream opened");
+        Self {
+            shutdown: Box::pin(broker.shutdown_signal()),
+            broker: broker.clone(),
+            limits: limits.clone(),
+            inbound,
+            stored: 0,
+            ended: false,
         }
     }
-    tracing::debug!(stored, "enqueue stream ended by shutdown");
-    let _ = tx
-        .send(Err(Status::unavailable(
-            "the server is shutting down; jobs without an answer may not be stored: reconnect and retry them",
-        )))
-        .await;
+
+    fn end(&mut self, how: &str) {
+        self.ended = true;
+        tracing::debug!(stored = self.stored, "enqueue stream {how}");
+    }
+}
+
+impl Stream for ResponseStream {
+    type Item = Result<pb::StreamEnqueueResponse, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if this.shutdown.as_mut().poll(cx).is_ready() {
+            this.end("ended by shutdown");
+            return Poll::Ready(Some(Err(Status::unavailable(
+                "the server is shutting down; jobs without an answer may not be stored: reconnect and retry them",
+            ))));
+        }
+        match ready!(Pin::new(&mut this.inbound).poll_next(cx)) {
+            Some(Ok(request)) => {
+                let answer = store(&this.broker, &this.limits, request);
+                this.stored += u64::from(answer.code == 0);
+                Poll::Ready(Some(Ok(answer)))
+            }
+            // A frame that does not decode, or a broken connection: the
+            // jobs before it are stored and answered.
+            Some(Err(status)) => {
+                this.end("broke");
+                Poll::Ready(Some(Err(status)))
+            }
+            None => {
+                this.end("closed by the producer");
+                Poll::Ready(None)
+            }
+        }
+    }
 }
 
 /// Stores one job as `Enqueue` would, without waiting for room, and

@@ -135,7 +135,7 @@ impl JobQueue for JobQueueService {
             self.broker
                 .refuse_if_shutting_down()
                 .map_err(status::from_broker)?;
-            Ok(Response::new(produce::open(
+            Ok(Response::new(produce::ResponseStream::new(
                 &self.broker,
                 &self.limits,
                 request.into_inner(),
