@@ -2,9 +2,10 @@
 //! a default, all shown by `jobq --help`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{ArgAction, Parser};
 
 use crate::broker::BrokerConfig;
 use crate::grpc::Limits;
@@ -108,6 +109,79 @@ pub struct Config {
     /// On SIGINT or SIGTERM, how long in-flight RPCs get to finish.
     #[arg(long, env = "JOBQ_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Calls (HTTP/2 streams) one connection may have open at once.
+    #[arg(
+        long,
+        env = "JOBQ_HTTP2_MAX_CONCURRENT_STREAMS",
+        default_value_t = 1024
+    )]
+    pub http2_max_concurrent_streams: u32,
+
+    /// Streams a client may open and reset before the server has accepted
+    /// them, per connection; past this the connection is closed (the
+    /// HTTP/2 rapid-reset attack).
+    #[arg(
+        long,
+        env = "JOBQ_HTTP2_MAX_PENDING_RESET_STREAMS",
+        default_value_t = 20
+    )]
+    pub http2_max_pending_reset_streams: usize,
+
+    /// Streams the server may reset for a client's protocol errors on one
+    /// connection; past this the connection is closed.
+    #[arg(
+        long,
+        env = "JOBQ_HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS",
+        default_value_t = 1024
+    )]
+    pub http2_max_local_error_reset_streams: usize,
+
+    /// How often an idle connection is pinged.
+    #[arg(long, env = "JOBQ_HTTP2_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// How long a ping may go unanswered before the connection is closed,
+    /// and the leases of its worker streams go back.
+    #[arg(long, env = "JOBQ_HTTP2_KEEPALIVE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+
+    /// Largest header list a request may carry, in bytes.
+    #[arg(long, env = "JOBQ_HTTP2_MAX_HEADER_LIST_BYTES", default_value_t = 16 * 1024)]
+    pub http2_max_header_list_bytes: u32,
+
+    /// Close connections this old, after their calls get
+    /// --shutdown-grace to finish (clients reconnect). Unset keeps them.
+    #[arg(long, env = "JOBQ_MAX_CONNECTION_AGE", value_parser = humantime::parse_duration)]
+    pub max_connection_age: Option<Duration>,
+
+    /// PEM certificate chain for TLS on the gRPC port. With --tls-key,
+    /// turns TLS on; reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = "JOBQ_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "JOBQ_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificates: clients must present a certificate they sign
+    /// (mutual TLS).
+    #[arg(long, env = "JOBQ_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// How often the TLS files are checked for changes.
+    #[arg(long, env = "JOBQ_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub tls_reload_interval: Duration,
+
+    /// File of bearer tokens, one `role token` per line (roles: producer,
+    /// worker, admin). Turns token authentication on. Tokens can also come
+    /// from the JOBQ_AUTH_TOKENS variable as `role:token,role:token`.
+    #[arg(long, env = "JOBQ_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<PathBuf>,
+
+    /// Serve gRPC reflection (for grpcurl and similar tools).
+    #[arg(long, env = "JOBQ_REFLECTION", default_value_t = true, action = ArgAction::Set)]
+    pub reflection: bool,
 }
 
 /// How log lines are written.
@@ -154,6 +228,19 @@ impl Config {
             finished_retention: Duration::from_secs(600),
             finished_max: 10_000,
             shutdown_grace: Duration::from_secs(10),
+            http2_max_concurrent_streams: 1024,
+            http2_max_pending_reset_streams: 20,
+            http2_max_local_error_reset_streams: 1024,
+            http2_keepalive_interval: Duration::from_secs(10),
+            http2_keepalive_timeout: Duration::from_secs(5),
+            http2_max_header_list_bytes: 16 * 1024,
+            max_connection_age: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_reload_interval: Duration::from_secs(10),
+            auth_tokens_file: None,
+            reflection: true,
         }
     }
 
@@ -208,6 +295,18 @@ impl Config {
                     self.max_payload_bytes, self.memory_budget_bytes
                 ),
             );
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            return fail("http2-max-concurrent-streams", "must be at least 1".into());
+        }
+        if self.http2_keepalive_interval.is_zero() || self.http2_keepalive_timeout.is_zero() {
+            return fail(
+                "http2-keepalive-interval",
+                "the keepalive interval and --http2-keepalive-timeout must be above zero".into(),
+            );
+        }
+        if self.tls_reload_interval.is_zero() {
+            return fail("tls-reload-interval", "must be above zero".into());
         }
         if self.max_request_bytes <= self.max_payload_bytes {
             return fail(

@@ -15,6 +15,7 @@
 //! - [`metrics`]: Prometheus metrics of the queues and RPCs.
 //! - [`telemetry`]: logs, OTLP trace export and trace-context propagation.
 
+pub mod auth;
 pub mod broker;
 pub mod client;
 pub mod config;
@@ -23,3 +24,4 @@ pub mod metrics;
 pub mod queue;
 pub mod server;
 pub mod telemetry;
+pub mod tls;

@@ -13,7 +13,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
@@ -149,6 +149,7 @@ impl RpcMetrics {
 pub struct Metrics {
     registry: Registry,
     rpc: Arc<RpcMetrics>,
+    shutdown_jobs: Gauge,
 }
 
 impl Metrics {
@@ -183,7 +184,24 @@ impl Metrics {
         registry.register_collector(Box::new(QueueCollector {
             broker: broker.clone(),
         }));
-        Self { registry, rpc }
+        let shutdown_jobs = Gauge::default();
+        registry.register(
+            "shutdown_jobs_in_memory",
+            "Jobs held in memory since shutdown began, dropped if still held at exit",
+            shutdown_jobs.clone(),
+        );
+        Self {
+            registry,
+            rpc,
+            shutdown_jobs,
+        }
+    }
+
+    /// Records how many jobs are still in memory during shutdown: all of
+    /// them are dropped at exit.
+    pub fn set_shutdown_jobs_in_memory(&self, jobs: usize) {
+        self.shutdown_jobs
+            .set(i64::try_from(jobs).unwrap_or(i64::MAX));
     }
 
     /// The RPC figures, for the gRPC services to record into.

@@ -3,6 +3,7 @@
 //! signal.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -11,11 +12,13 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+use crate::auth::{AuthLayer, Tokens};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::grpc::pb::{self, admin_server::AdminServer, job_queue_server::JobQueueServer};
 use crate::grpc::{AdminService, JobQueueService};
 use crate::metrics::Metrics;
+use crate::tls::{Tls, TlsFiles};
 
 /// The sockets the server answers on, bound by the caller (tests bind
 /// `127.0.0.1:0`).
@@ -63,13 +66,33 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let listener = listeners.grpc;
+    let local = listener.local_addr()?;
+    let tokens = Tokens::load(
+        config.auth_tokens_file.as_deref(),
+        std::env::var(crate::auth::TOKENS_ENV).ok().as_deref(),
+    )?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::load(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: config.tls_client_ca.clone(),
+        })?),
+        _ => None,
+    };
+    warn_if_exposed(local, tokens.as_ref(), tls.as_deref());
+
     let metrics = Arc::new(Metrics::new(&broker));
     let service = JobQueueService::new(broker.clone(), config.limits(), metrics.rpc());
     let admin = AdminServer::new(AdminService::new(
         broker.clone(),
         config.limits(),
         metrics.rpc(),
-    ));
+    ))
+    .max_decoding_message_size(config.max_request_bytes)
+    .max_encoding_message_size(config.max_request_bytes);
+    // Just above the payload limit: an oversized payload gets jobq's own
+    // INVALID_ARGUMENT naming the limit, and a giant frame is refused from
+    // its length prefix, before it is read.
     let jobq = JobQueueServer::new(service)
         .max_decoding_message_size(config.max_request_bytes)
         .max_encoding_message_size(config.max_request_bytes);
@@ -88,28 +111,70 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let (reflection_v1, reflection_v1alpha) = if config.reflection {
+        (
+            Some(reflection().build_v1()?),
+            Some(reflection().build_v1alpha()?),
+        )
+    } else {
+        (None, None)
+    };
 
     let stop = CancellationToken::new();
-    let local = listener.local_addr()?;
-    let serve = Server::builder()
+    let mut builder = Server::builder()
+        .max_concurrent_streams(config.http2_max_concurrent_streams)
+        .http2_max_pending_accept_reset_streams(Some(config.http2_max_pending_reset_streams))
+        .http2_max_local_error_reset_streams(Some(config.http2_max_local_error_reset_streams))
+        .http2_keepalive_interval(Some(config.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
+        .http2_max_header_list_size(config.http2_max_header_list_bytes);
+    if let Some(age) = config.max_connection_age {
+        builder = builder
+            .max_connection_age(age)
+            .max_connection_age_grace(config.shutdown_grace);
+    }
+    let router = builder
+        .layer(AuthLayer::new(tokens))
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
         .add_service(jobq)
-        .add_service(admin)
-        .serve_with_incoming_shutdown(
-            // No Nagle delay: small gRPC frames go out at once.
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stop.clone().cancelled_owned(),
-        );
-    let mut serve = std::pin::pin!(serve);
-    tracing::info!(addr = %local, "jobq serving");
+        .add_service(admin);
+    let serve: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match &tls {
+            None => Box::pin(router.serve_with_incoming_shutdown(
+                // No Nagle delay: small gRPC frames go out at once.
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                stop.clone().cancelled_owned(),
+            )),
+            Some(tls) => {
+                tokio::spawn(Arc::clone(tls).watch(config.tls_reload_interval, stop.clone()));
+                Box::pin(router.serve_with_incoming_shutdown(
+                    Arc::clone(tls).incoming(listener, stop.clone()),
+                    stop.clone().cancelled_owned(),
+                ))
+            }
+        };
+    let mut serve = serve;
+    tracing::info!(
+        addr = %local,
+        tls = tls.is_some(),
+        mutual_tls = tls.as_ref().is_some_and(|t| t.mutual()),
+        reflection = config.reflection,
+        "jobq serving"
+    );
+    // The metrics endpoint outlives the gRPC one, so the shutdown's count
+    // of jobs about to be dropped can be scraped during the grace period.
+    let metrics_stop = CancellationToken::new();
     if let Some(listener) = listeners.metrics {
         tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
-        tokio::spawn(serve_metrics(listener, metrics, stop.clone()));
+        tokio::spawn(serve_metrics(
+            listener,
+            Arc::clone(&metrics),
+            metrics_stop.clone(),
+        ));
     }
+    let _metrics_stop = metrics_stop.drop_guard();
 
     tokio::select! {
         result = &mut serve => return Ok(result?),
@@ -126,6 +191,7 @@ pub async fn serve(
         .set_service_status("", ServingStatus::NotServing)
         .await;
     broker.shutdown();
+    metrics.set_shutdown_jobs_in_memory(broker.jobs_held());
     stop.cancel();
     match tokio::time::timeout(config.shutdown_grace, &mut serve).await {
         Ok(result) => result?,
@@ -135,11 +201,31 @@ pub async fn serve(
         ),
     }
     let held = broker.jobs_held();
+    metrics.set_shutdown_jobs_in_memory(held);
     if held > 0 {
         tracing::warn!(jobs = held, "in-memory jobs dropped at exit");
     }
     tracing::info!("jobq stopped");
     Ok(())
+}
+
+/// Warns, loudly, when the gRPC port is reachable from other machines
+/// without authentication, or with tokens sent in clear text.
+fn warn_if_exposed(local: std::net::SocketAddr, tokens: Option<&Tokens>, tls: Option<&Tls>) {
+    if local.ip().is_loopback() {
+        return;
+    }
+    match (tokens, tls) {
+        (None, _) => tracing::warn!(
+            addr = %local,
+            "AUTHENTICATION IS OFF on a non-loopback address: anyone who reaches this port can enqueue, take, and delete jobs. Set --auth-tokens-file or JOBQ_AUTH_TOKENS."
+        ),
+        (Some(_), None) => tracing::warn!(
+            addr = %local,
+            "bearer tokens are on but TLS is off: tokens cross the network in clear text. Set --tls-cert and --tls-key."
+        ),
+        (Some(_), Some(_)) => {}
+    }
 }
 
 /// Serves `GET /metrics` in the Prometheus text format until `stop`.

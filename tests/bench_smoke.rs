@@ -19,12 +19,16 @@ async fn load_generator_runs_every_measurement() {
     for line in [
         "echo baseline, unary",
         "echo baseline, bidi stream",
-        "enqueue, 1 job per RPC",
+        "echo baseline, stream, 1 in flight/caller",
+        "enqueue, 1 job per unary RPC",
+        "enqueue, 1 job per call, client stream",
         "enqueue, 100 jobs per RPC",
         "drain, unary lease + ack",
         "drain, stream lease + ack, credits 100",
-        "pipeline at 10000/s, enqueue→receipt",
-        "pipeline at max, enqueue→receipt",
+        "pipeline at 5000/s, unary enqueue→receipt",
+        "pipeline at 5000/s, stream enqueue→receipt",
+        "pipeline at 10000/s, stream enqueue→receipt",
+        "pipeline at max, stream enqueue→receipt",
     ] {
         let found = stdout
             .lines()
@@ -32,4 +36,10 @@ async fn load_generator_runs_every_measurement() {
             .unwrap_or_else(|| panic!("no {line:?} in:\n{stdout}"));
         assert!(found.contains("/s") && found.contains("p99.9"), "{found}");
     }
+    // The worker runtime's drain has a rate but no per-job latency.
+    let worker = stdout
+        .lines()
+        .find(|l| l.starts_with("drain, worker runtime, 4 handlers"))
+        .unwrap_or_else(|| panic!("no worker drain in:\n{stdout}"));
+    assert!(worker.contains("/s"), "{worker}");
 }

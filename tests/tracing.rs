@@ -83,12 +83,21 @@ async fn the_workers_span_joins_the_producers_trace() {
     let producer = tracing::info_span!("signup");
     let producer_trace = producer.context().span().span_context().trace_id();
     assert_ne!(producer_trace, TraceId::INVALID);
-    client
-        .enqueue("emails", "alice@example.com")
-        .send()
-        .instrument(producer)
-        .await
-        .expect("enqueue");
+    // One job over the client's producer stream, one by unary Enqueue.
+    async {
+        client
+            .enqueue("emails", "alice@example.com")
+            .send()
+            .await
+            .expect("enqueue");
+        client
+            .enqueue("emails", "bob@example.com")
+            .send_unary()
+            .await
+            .expect("enqueue");
+    }
+    .instrument(producer)
+    .await;
 
     let (seen_tx, mut seen) = mpsc::channel::<TraceId>(1);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -118,14 +127,16 @@ async fn the_workers_span_joins_the_producers_trace() {
     worker.await.expect("join");
 
     // The spans reach the collector over OTLP: the worker's, and jobq's own
-    // Enqueue span, in the producer's trace.
+    // StreamEnqueue and Enqueue spans, in the producer's trace.
     let flushing = provider.clone();
     tokio::task::spawn_blocking(move || flushing.force_flush())
         .await
         .expect("join")
         .expect("flushed");
     eventually("the collector has the worker's span", || {
-        collector.has("process", producer_trace) && collector.has("Enqueue", producer_trace)
+        collector.has("process", producer_trace)
+            && collector.has("StreamEnqueue", producer_trace)
+            && collector.has("Enqueue", producer_trace)
     })
     .await;
 }

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use jobq::client::{Bearer, ClientOptions};
 use jobq::config::Config;
 use jobq::grpc::pb::{self, admin_client::AdminClient, job_queue_client::JobQueueClient};
 use serde_json::json;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use output::{Output, job_json, job_row, queue_json, queue_rows};
@@ -165,9 +167,21 @@ pub enum DlqCommand {
 /// Where the server is and how to print answers.
 #[derive(Debug, Args)]
 pub struct Remote {
-    /// The server's address.
+    /// The server's address (`https://` for TLS).
     #[arg(long, env = "JOBQ_SERVER", default_value = "http://127.0.0.1:50051")]
     server: String,
+    /// Bearer token to send (an admin token for the operator commands).
+    #[arg(long, env = "JOBQ_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM CA certificates to trust the server's TLS certificate with.
+    #[arg(long, env = "JOBQ_CLIENT_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate, for a server that requires one.
+    #[arg(long, env = "JOBQ_CLIENT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM key of --tls-cert.
+    #[arg(long, env = "JOBQ_CLIENT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Human-readable tables, or JSON for scripts.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -198,13 +212,44 @@ impl From<State> for pb::JobState {
 }
 
 impl Remote {
-    async fn connect(&self) -> anyhow::Result<Channel> {
-        tonic::transport::Endpoint::from_shared(self.server.clone())
-            .with_context(|| format!("--server {:?} is not a valid address", self.server))?
+    fn options(&self) -> anyhow::Result<ClientOptions> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let mut options = ClientOptions::new();
+        if let Some(ca) = &self.tls_ca {
+            options = options.tls_ca_pem(read(ca)?);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            options = options.tls_identity_pem(read(cert)?, read(key)?);
+        }
+        if let Some(token) = &self.token {
+            options = options.token(token)?;
+        }
+        Ok(options)
+    }
+
+    async fn connect(&self) -> anyhow::Result<(Channel, Bearer)> {
+        let options = self.options()?;
+        let channel = options
+            .endpoint(&self.server)?
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await
-            .with_context(|| format!("cannot reach jobq at {}", self.server))
+            .with_context(|| format!("cannot reach jobq at {}", self.server))?;
+        Ok((channel, options.bearer()))
+    }
+
+    async fn admin(&self) -> anyhow::Result<AdminClient<InterceptedService<Channel, Bearer>>> {
+        let (channel, bearer) = self.connect().await?;
+        Ok(AdminClient::with_interceptor(channel, bearer))
+    }
+
+    async fn job_queue(
+        &self,
+    ) -> anyhow::Result<JobQueueClient<InterceptedService<Channel, Bearer>>> {
+        let (channel, bearer) = self.connect().await?;
+        Ok(JobQueueClient::with_interceptor(channel, bearer))
     }
 }
 
@@ -240,7 +285,9 @@ pub async fn run(command: RemoteCommand) -> anyhow::Result<()> {
                 max_attempts,
                 idempotency_key: idempotency_key.unwrap_or_default(),
             };
-            let reply = JobQueueClient::new(remote.connect().await?)
+            let reply = remote
+                .job_queue()
+                .await?
                 .enqueue(pb::EnqueueRequest {
                     queue,
                     job: Some(job),
@@ -257,7 +304,7 @@ pub async fn run(command: RemoteCommand) -> anyhow::Result<()> {
             );
         }
         RemoteCommand::Queues { remote } => {
-            let mut admin = AdminClient::new(remote.connect().await?);
+            let mut admin = remote.admin().await?;
             let mut queues = Vec::new();
             let mut page_token = String::new();
             loop {
@@ -280,7 +327,9 @@ pub async fn run(command: RemoteCommand) -> anyhow::Result<()> {
             );
         }
         RemoteCommand::Stats { remote, queue } => {
-            let info = AdminClient::new(remote.connect().await?)
+            let info = remote
+                .admin()
+                .await?
                 .get_queue(pb::GetQueueRequest { queue })
                 .await?
                 .into_inner()
@@ -296,7 +345,7 @@ pub async fn run(command: RemoteCommand) -> anyhow::Result<()> {
             state,
             limit,
         } => {
-            let mut admin = AdminClient::new(remote.connect().await?);
+            let mut admin = remote.admin().await?;
             let mut jobs = Vec::new();
             let mut page_token = String::new();
             while jobs.len() < limit {
@@ -332,7 +381,9 @@ pub async fn run(command: RemoteCommand) -> anyhow::Result<()> {
                 });
         }
         RemoteCommand::Job { remote, id, queue } => {
-            let job = AdminClient::new(remote.connect().await?)
+            let job = remote
+                .admin()
+                .await?
                 .get_job(pb::GetJobRequest {
                     job_id: id,
                     queue: queue.unwrap_or_default(),
@@ -349,7 +400,9 @@ pub async fn run(command: RemoteCommand) -> anyhow::Result<()> {
             command: DlqCommand::Redrive { remote, queue, ids },
         } => {
             let all = ids.is_empty();
-            let reply = AdminClient::new(remote.connect().await?)
+            let reply = remote
+                .admin()
+                .await?
                 .redrive_jobs(pb::RedriveJobsRequest {
                     queue: queue.clone(),
                     job_ids: ids,
@@ -363,7 +416,9 @@ pub async fn run(command: RemoteCommand) -> anyhow::Result<()> {
             });
         }
         RemoteCommand::Pause { remote, queue } => {
-            AdminClient::new(remote.connect().await?)
+            remote
+                .admin()
+                .await?
                 .pause_queue(pb::PauseQueueRequest {
                     queue: queue.clone(),
                 })
@@ -375,7 +430,9 @@ pub async fn run(command: RemoteCommand) -> anyhow::Result<()> {
                 });
         }
         RemoteCommand::Resume { remote, queue } => {
-            AdminClient::new(remote.connect().await?)
+            remote
+                .admin()
+                .await?
                 .resume_queue(pb::ResumeQueueRequest {
                     queue: queue.clone(),
                 })
@@ -396,7 +453,9 @@ pub async fn run(command: RemoteCommand) -> anyhow::Result<()> {
             } else {
                 pb::PurgeTarget::Ready
             };
-            let purged = AdminClient::new(remote.connect().await?)
+            let purged = remote
+                .admin()
+                .await?
                 .purge_queue(pb::PurgeQueueRequest {
                     queue: queue.clone(),
                     target: target.into(),

@@ -22,6 +22,9 @@ pub enum ClientError {
         /// The last failure.
         source: tonic::transport::Error,
     },
+    /// The token holds characters a header cannot carry.
+    #[error("the token must be printable ASCII")]
+    InvalidToken,
     /// The server answered with an error status.
     #[error("jobq answered {}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
@@ -32,7 +35,7 @@ impl ClientError {
     pub fn status(&self) -> Option<&tonic::Status> {
         match self {
             Self::Status(status) => Some(status),
-            Self::InvalidAddress { .. } | Self::Connect { .. } => None,
+            Self::InvalidAddress { .. } | Self::Connect { .. } | Self::InvalidToken => None,
         }
     }
 }

@@ -27,6 +27,7 @@
 //! # }
 //! ```
 
+mod connect;
 mod error;
 mod job;
 mod producer;
@@ -37,8 +38,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
+pub use connect::{Bearer, ClientOptions};
 pub use error::ClientError;
 pub use job::{Disposition, Job, JobError};
 pub use worker::{Worker, WorkerStats};
@@ -56,9 +59,13 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// one producer stream that carries every [`enqueue`](Self::enqueue).
 #[derive(Clone, Debug)]
 pub struct Client {
-    inner: JobQueueClient<Channel>,
+    inner: RawClient,
     producer: Arc<Producer>,
 }
+
+/// The generated client the [`Client`] wraps: a channel, with the bearer
+/// token added to each call.
+pub type RawClient = JobQueueClient<InterceptedService<Channel, Bearer>>;
 
 impl Client {
     /// Connects to `address` (e.g. `http://127.0.0.1:50051`), retrying with
@@ -72,18 +79,23 @@ impl Client {
         address: impl Into<String>,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
+        Self::connect_with(address, ClientOptions::default(), timeout).await
+    }
+
+    /// Connects with TLS or a token (see [`ClientOptions`]), retrying for
+    /// up to `timeout` while the server is not up yet.
+    pub async fn connect_with(
+        address: impl Into<String>,
+        options: ClientOptions,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
         let address = address.into();
-        let endpoint = Endpoint::from_shared(address.clone()).map_err(|source| {
-            ClientError::InvalidAddress {
-                address: address.clone(),
-                source,
-            }
-        })?;
+        let endpoint = options.endpoint(&address)?;
         let start = tokio::time::Instant::now();
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         loop {
             match endpoint.connect().await {
-                Ok(channel) => return Ok(Self::from_channel(channel)),
+                Ok(channel) => return Ok(Self::from_channel_with(channel, &options)),
                 Err(source) if start.elapsed() >= timeout => {
                     return Err(ClientError::Connect {
                         address,
@@ -99,16 +111,22 @@ impl Client {
         }
     }
 
-    /// A client over an existing channel.
+    /// A client over an existing channel, without a token.
     pub fn from_channel(channel: Channel) -> Self {
+        Self::from_channel_with(channel, &ClientOptions::default())
+    }
+
+    /// A client over an existing channel, sending `options`' token (its
+    /// TLS settings belong to the channel).
+    pub fn from_channel_with(channel: Channel, options: &ClientOptions) -> Self {
         Self {
-            inner: JobQueueClient::new(channel),
+            inner: JobQueueClient::with_interceptor(channel, options.bearer()),
             producer: Arc::default(),
         }
     }
 
     /// The generated gRPC client, for calls this wrapper does not cover.
-    pub fn raw(&self) -> JobQueueClient<Channel> {
+    pub fn raw(&self) -> RawClient {
         self.inner.clone()
     }
 

@@ -13,11 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use super::RawClient;
 use crate::grpc::pb;
-use crate::grpc::pb::job_queue_client::JobQueueClient;
 
 /// Jobs queued towards the stream, not yet written. More callers wait for
 /// room, so a burst is slowed rather than buffered without bound.
@@ -37,7 +36,7 @@ impl Producer {
     /// none or the last one broke.
     pub(super) async fn enqueue(
         &self,
-        client: &JobQueueClient<Channel>,
+        client: &RawClient,
         queue: String,
         job: pb::NewJob,
     ) -> Result<pb::StreamEnqueueResponse, Status> {
@@ -63,7 +62,7 @@ impl Producer {
         ))
     }
 
-    fn stream(&self, client: &JobQueueClient<Channel>) -> Arc<Stream> {
+    fn stream(&self, client: &RawClient) -> Arc<Stream> {
         let mut current = lock(&self.current);
         match current.as_ref() {
             Some(stream) if !stream.is_closed() => Arc::clone(stream),
@@ -109,7 +108,7 @@ enum Sent {
 
 impl Stream {
     /// Starts the call and the task that reads its answers.
-    fn open(mut client: JobQueueClient<Channel>) -> Arc<Self> {
+    fn open(mut client: RawClient) -> Arc<Self> {
         let (outbound, rx) = mpsc::channel(OUTBOUND_BUFFER);
         let stream = Arc::new(Self {
             outbound,

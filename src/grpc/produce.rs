@@ -19,6 +19,7 @@ use super::convert::{self, Limits};
 use super::pb;
 use super::status;
 use crate::broker::Broker;
+use crate::telemetry::TRACEPARENT;
 
 /// The answers of one producer stream, in request order.
 pub struct ResponseStream {
@@ -96,6 +97,21 @@ fn store(
     request: pb::StreamEnqueueRequest,
 ) -> pb::StreamEnqueueResponse {
     let request_id = request.request_id;
+    // A job from a traced producer gets its own span in the producer's
+    // trace; untraced jobs cost no span.
+    let span = request
+        .job
+        .as_ref()
+        .filter(|job| job.metadata.contains_key(TRACEPARENT))
+        .map(|job| {
+            super::service::traced_span(
+                "jobq.v1.JobQueue",
+                "StreamEnqueue",
+                &request.queue,
+                &job.metadata,
+            )
+        });
+    let _entered = span.as_ref().map(tracing::Span::enter);
     let outcome = (|| {
         let queue = convert::queue_name(&request.queue)?;
         let job = request
@@ -110,6 +126,12 @@ fn store(
             .copied()
             .ok_or_else(|| Status::internal("enqueue stored no job"))
     })();
+    if let Some(span) = &span {
+        match &outcome {
+            Ok(stored) => span.record("messaging.message.id", stored.id.to_string()),
+            Err(status) => span.record("rpc.grpc.status_code", status.code() as i32),
+        };
+    }
     match outcome {
         Ok(stored) => pb::StreamEnqueueResponse {
             request_id,

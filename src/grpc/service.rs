@@ -71,6 +71,17 @@ pub(super) fn rpc_span(
     queue: &str,
     metadata: &MetadataMap,
 ) -> tracing::Span {
+    traced_span(service, method, queue, &MetadataExtractor(metadata))
+}
+
+/// As [`rpc_span`], joined to the trace context in `carrier` (request
+/// metadata, or a job's own headers).
+pub(super) fn traced_span(
+    service: &'static str,
+    method: &'static str,
+    queue: &str,
+    carrier: &dyn opentelemetry::propagation::Extractor,
+) -> tracing::Span {
     let span = tracing::info_span!(
         "rpc",
         otel.name = method,
@@ -87,7 +98,7 @@ pub(super) fn rpc_span(
         jobq.lease_token = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
-    if let Some(trace_id) = telemetry::continue_trace(&span, &MetadataExtractor(metadata)) {
+    if let Some(trace_id) = telemetry::continue_trace(&span, carrier) {
         span.record("trace_id", trace_id);
     }
     span

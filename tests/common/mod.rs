@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -68,11 +69,11 @@ impl TestServer {
                 let _ = stopped.await;
             },
         ));
+        // Lazy: a server on TLS refuses this plain-text channel, and tests
+        // of it connect their own.
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .expect("uri")
-            .connect()
-            .await
-            .expect("connect");
+            .connect_lazy();
         Self {
             addr,
             metrics_addr,
