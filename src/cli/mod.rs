@@ -38,6 +38,8 @@ impl Cli {
 }
 
 /// What an invocation does.
+// Made once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Action {
     /// Run the server.
     Serve(Config),
@@ -47,6 +49,7 @@ pub enum Action {
 
 /// Every command.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the server (what `jobq` with no command does).
     Serve(Config),
