@@ -119,3 +119,33 @@ async fn the_grafana_dashboard_uses_only_metrics_the_server_exports() {
     }
     assert!(checked >= 10);
 }
+
+#[tokio::test]
+async fn shutdown_reports_the_jobs_it_will_drop() {
+    let mut server = TestServer::start_with(jobq::config::Config {
+        shutdown_grace: std::time::Duration::from_secs(10),
+        ..jobq::config::Config::defaults()
+    })
+    .await;
+    let mut client = server.client();
+    for payload in ["a", "b", "c"] {
+        enqueue(&mut client, "doomed", job(payload)).await;
+    }
+    let before = scrape(&server).await;
+    assert!(
+        before.contains("jobq_shutdown_jobs_in_memory 0\n"),
+        "{before}"
+    );
+    // A call whose body never ends holds the grace period open, so the
+    // metrics endpoint can be read during shutdown.
+    let mut held = common::raw::RawCall::start(server.addr, "/jobq.v1.JobQueue/Enqueue").await;
+    held.send(bytes::Bytes::from_static(&[0, 0, 0, 0, 9]));
+    server.begin_shutdown();
+    common::eventually_async("the gauge counts the 3 jobs", || async {
+        scrape(&server)
+            .await
+            .contains("jobq_shutdown_jobs_in_memory 3\n")
+    })
+    .await;
+    drop(held);
+}

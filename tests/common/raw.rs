@@ -81,6 +81,94 @@ impl RawCall {
     }
 }
 
+/// How a call ended, as the server said.
+#[derive(Debug)]
+pub enum Ending {
+    /// A gRPC status (from trailers, or a trailers-only response).
+    Status(tonic::Code, String),
+    /// The stream or connection was reset or closed without a status.
+    Closed(String),
+}
+
+impl RawCall {
+    /// Ends the request body and reads to the end of the response: its
+    /// gRPC status, or how the stream was cut.
+    pub async fn finish(mut self) -> Ending {
+        let _ = self.body.send_data(Bytes::new(), true);
+        self.ending().await
+    }
+
+    /// Reads to the end of the response without ending the request body.
+    pub async fn ending(&mut self) -> Ending {
+        let read = async {
+            if self.answers.is_none() {
+                let response = self.response.take().expect("response pending");
+                let response = match response.await {
+                    Ok(response) => response,
+                    Err(e) => return Ending::Closed(e.to_string()),
+                };
+                if let Some(ending) = status_of(response.headers()) {
+                    return ending;
+                }
+                self.answers = Some(response.into_body());
+            }
+            let answers = self.answers.as_mut().expect("body");
+            loop {
+                match answers.data().await {
+                    Some(Ok(chunk)) => {
+                        let _ = answers.flow_control().release_capacity(chunk.len());
+                    }
+                    Some(Err(e)) => return Ending::Closed(e.to_string()),
+                    None => break,
+                }
+            }
+            match answers.trailers().await {
+                Ok(Some(trailers)) => status_of(&trailers)
+                    .unwrap_or_else(|| Ending::Closed("trailers without grpc-status".into())),
+                Ok(None) => Ending::Closed("no trailers".into()),
+                Err(e) => Ending::Closed(e.to_string()),
+            }
+        };
+        tokio::time::timeout(PATIENCE, read)
+            .await
+            .expect("the call ended in time")
+    }
+}
+
+fn status_of(headers: &http::HeaderMap) -> Option<Ending> {
+    let code = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
+    let message = headers
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .map(|m| percent_decode(m))
+        .unwrap_or_default();
+    Some(Ending::Status(tonic::Code::from(code), message))
+}
+
+/// grpc-message is percent-encoded.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A gRPC length-prefixed message.
 pub fn grpc_frame(message: &impl Message) -> Bytes {
     let body = message.encode_to_vec();
