@@ -5,18 +5,29 @@
 //! Run a server (`cargo run --release`), then:
 //! `cargo run --example email_worker` (stop it with Ctrl-C or SIGTERM; it
 //! finishes the emails in flight first). The container image carries it as
-//! `jobq-email-worker`, for the Helm chart's example worker.
+//! `jobq-email-worker`, for the Helm chart's example worker. It reads
+//! `JOBQ_SERVER`, `JOBQ_QUEUE`, and for a secured server `JOBQ_TOKEN` and
+//! `JOBQ_CLIENT_TLS_CA`.
 
 use std::time::Duration;
 
-use jobq::client::{Client, ClientError, Job, JobError};
+use jobq::client::{Client, ClientError, ClientOptions, Job, JobError};
 
 #[tokio::main]
 async fn main() -> Result<(), ClientError> {
     let server =
         std::env::var("JOBQ_SERVER").unwrap_or_else(|_| "http://127.0.0.1:50051".to_string());
     let queue = std::env::var("JOBQ_QUEUE").unwrap_or_else(|_| "emails".to_string());
-    let client = Client::connect(server).await?;
+    // A worker token and the CA of a TLS server, when the server asks.
+    let mut options = ClientOptions::new();
+    if let Ok(token) = std::env::var("JOBQ_TOKEN") {
+        options = options.token(&token)?;
+    }
+    if let Ok(ca) = std::env::var("JOBQ_CLIENT_TLS_CA") {
+        let pem = std::fs::read(&ca).unwrap_or_else(|e| panic!("cannot read {ca}: {e}"));
+        options = options.tls_ca_pem(pem);
+    }
+    let client = Client::connect_with(server, options, Duration::from_secs(30)).await?;
     println!("sending emails from queue {queue}; Ctrl-C to stop");
     let stats = client
         .worker(queue)

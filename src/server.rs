@@ -171,6 +171,7 @@ pub async fn serve(
         tokio::spawn(serve_metrics(
             listener,
             Arc::clone(&metrics),
+            broker.clone(),
             metrics_stop.clone(),
         ));
     }
@@ -228,23 +229,44 @@ fn warn_if_exposed(local: std::net::SocketAddr, tokens: Option<&Tokens>, tls: Op
     }
 }
 
-/// Serves `GET /metrics` in the Prometheus text format until `stop`.
-async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, stop: CancellationToken) {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let metrics = Arc::clone(&metrics);
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    metrics.encode(),
-                )
-            }
-        }),
-    );
+/// Serves `GET /metrics` in the Prometheus text format, and `GET /healthz`
+/// (200 while serving, 503 once shutdown begins) for probes that cannot
+/// speak gRPC over TLS, until `stop`.
+async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    broker: Broker,
+    stop: CancellationToken,
+) {
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/healthz",
+            axum::routing::get(move || {
+                let serving = !broker.is_shutting_down();
+                async move {
+                    if serving {
+                        (axum::http::StatusCode::OK, "SERVING\n")
+                    } else {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING\n")
+                    }
+                }
+            }),
+        );
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(stop.cancelled_owned())
         .await;

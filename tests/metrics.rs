@@ -136,6 +136,11 @@ async fn shutdown_reports_the_jobs_it_will_drop() {
         before.contains("jobq_shutdown_jobs_in_memory 0\n"),
         "{before}"
     );
+    let healthy = common::http_get(&server, "/healthz").await;
+    assert!(
+        healthy.contains(" 200 ") && healthy.ends_with("SERVING\n"),
+        "{healthy}"
+    );
     // A call whose body never ends holds the grace period open, so the
     // metrics endpoint can be read during shutdown.
     let mut held = common::raw::RawCall::start(server.addr, "/jobq.v1.JobQueue/Enqueue").await;
@@ -147,5 +152,10 @@ async fn shutdown_reports_the_jobs_it_will_drop() {
             .contains("jobq_shutdown_jobs_in_memory 3\n")
     })
     .await;
+    let stopping = common::http_get(&server, "/healthz").await;
+    assert!(
+        stopping.contains(" 503 ") && stopping.ends_with("NOT_SERVING\n"),
+        "{stopping}"
+    );
     drop(held);
 }

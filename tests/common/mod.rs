@@ -294,13 +294,14 @@ pub fn admin(server: &TestServer) -> pb::admin_client::AdminClient<Channel> {
     pb::admin_client::AdminClient::new(server.channel.clone())
 }
 
-/// Scrapes `/metrics` with a plain HTTP/1.0 request.
-pub async fn scrape(server: &TestServer) -> String {
+/// `GET path` on the metrics port with a plain HTTP/1.0 request: the
+/// whole response, status line and headers included.
+pub async fn http_get(server: &TestServer, path: &str) -> String {
     let mut socket = tokio::net::TcpStream::connect(server.metrics_addr)
         .await
         .expect("metrics port");
     socket
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: jobq\r\n\r\n")
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: jobq\r\n\r\n").as_bytes())
         .await
         .expect("request");
     let mut response = String::new();
@@ -308,6 +309,12 @@ pub async fn scrape(server: &TestServer) -> String {
         .read_to_string(&mut response)
         .await
         .expect("response");
+    response
+}
+
+/// Scrapes `/metrics`.
+pub async fn scrape(server: &TestServer) -> String {
+    let response = http_get(server, "/metrics").await;
     assert!(
         response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
         "{response}"

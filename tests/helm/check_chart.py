@@ -200,6 +200,57 @@ class ServerObjects(unittest.TestCase):
             self.assertIn(flag, env, f"config.{key}")
 
 
+class Secured(unittest.TestCase):
+    def test_tls_and_tokens_come_from_secrets(self) -> None:
+        objects = render(ALL_ON)
+        server = one(objects, "Deployment", "server")
+        pod = server["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = env_of(container)
+        self.assertEqual(env["JOBQ_TLS_CERT"], "/etc/jobq/tls/tls.crt")
+        self.assertEqual(env["JOBQ_TLS_KEY"], "/etc/jobq/tls/tls.key")
+        self.assertEqual(env["JOBQ_TLS_CLIENT_CA"], "/etc/jobq/tls/ca.crt")
+        self.assertEqual(env["JOBQ_AUTH_TOKENS_FILE"], "/etc/jobq/auth/tokens")
+        volumes = {v["name"]: v["secret"] for v in pod["volumes"]}
+        self.assertEqual(volumes["tls"], {"secretName": "jobq-tls"})
+        self.assertEqual(volumes["auth"], {"secretName": "jobq-tokens"})
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        for name in ("tls", "auth"):
+            self.assertTrue(mounts[name]["readOnly"])
+            self.assertNotIn("subPath", mounts[name], "subPath mounts never see Secret updates")
+        # gRPC probes cannot speak TLS: /healthz on the metrics port instead.
+        for probe in ("livenessProbe", "readinessProbe"):
+            self.assertEqual(container[probe]["httpGet"], {"path": "/healthz", "port": "metrics"})
+            self.assertNotIn("grpc", container[probe])
+
+        worker = one(objects, "Deployment", "worker")
+        (wc,) = worker["spec"]["template"]["spec"]["containers"]
+        wenv = {e["name"]: e for e in wc["env"]}
+        self.assertEqual(wenv["JOBQ_SERVER"]["value"], f"https://jobq.{NAMESPACE}.svc:50051")
+        self.assertEqual(
+            wenv["JOBQ_TOKEN"]["valueFrom"]["secretKeyRef"], {"name": "jobq-worker-token", "key": "token"}
+        )
+        self.assertEqual(wenv["JOBQ_CLIENT_TLS_CA"]["value"], "/etc/jobq/tls/ca.crt")
+        (wvolume,) = worker["spec"]["template"]["spec"]["volumes"]
+        self.assertEqual(wvolume["secret"]["items"], [{"key": "ca.crt", "path": "ca.crt"}])
+
+    def test_notes_show_how_to_call_a_secured_server(self) -> None:
+        text = notes(ALL_ON)
+        self.assertIn("-cacert ca.crt", text)
+        self.assertIn("authorization: Bearer", text)
+        self.assertNotIn("-plaintext", text)
+
+    def test_secrets_are_required_when_switched_on(self) -> None:
+        for values, expected in [
+            ({"tls": {"enabled": True}}, "secretName"),
+            ({"auth": {"enabled": True}}, "secretName"),
+        ]:
+            with self.subTest(values=values):
+                with self.assertRaises(helm_python.HelmError) as caught:
+                    render(values)
+                self.assertIn(expected, str(caught.exception))
+
+
 class OptionalObjects(unittest.TestCase):
     def test_pod_disruption_budget_and_service_monitor(self) -> None:
         objects = render(ALL_ON)
@@ -223,7 +274,7 @@ class OptionalObjects(unittest.TestCase):
         worker = one(objects, "Deployment", "worker")
         (container,) = worker["spec"]["template"]["spec"]["containers"]
         env = env_of(container)
-        self.assertEqual(env["JOBQ_SERVER"], f"http://jobq.{NAMESPACE}.svc:50051")
+        self.assertEqual(env["JOBQ_SERVER"], f"https://jobq.{NAMESPACE}.svc:50051")
         self.assertEqual(env["JOBQ_QUEUE"], "emails")
         self.assertEqual(container["command"], ["/usr/local/bin/jobq-email-worker"])
         self.assertNotIn("replicas", worker["spec"], "the autoscaler owns the replica count")

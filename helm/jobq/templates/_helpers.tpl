@@ -66,5 +66,6 @@ app.kubernetes.io/component: worker
 
 {{/* The gRPC address workers and producers in the cluster use. */}}
 {{- define "jobq.serverUrl" -}}
-{{- printf "http://%s.%s.svc:%d" (include "jobq.fullname" .) .Release.Namespace (int .Values.ports.grpc) }}
+{{- $scheme := ternary "https" "http" .Values.tls.enabled }}
+{{- printf "%s://%s.%s.svc:%d" $scheme (include "jobq.fullname" .) .Release.Namespace (int .Values.ports.grpc) }}
 {{- end }}
