@@ -13,11 +13,23 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// Starts the binary on free ports and returns it with its gRPC address and
 /// its log lines.
 async fn start(extra_env: &[(&str, &str)]) -> (Child, String, tokio::sync::mpsc::Receiver<String>) {
+    start_on("127.0.0.1:0", extra_env).await.0
+}
+
+/// As [`start`], listening on `listen`; also returns the lines logged
+/// before "jobq serving".
+async fn start_on(
+    listen: &str,
+    extra_env: &[(&str, &str)],
+) -> (
+    (Child, String, tokio::sync::mpsc::Receiver<String>),
+    Vec<String>,
+) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_jobq"));
     command
         .args([
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--metrics-listen",
             "127.0.0.1:0",
             "--log-format",
@@ -41,6 +53,7 @@ async fn start(extra_env: &[(&str, &str)]) -> (Child, String, tokio::sync::mpsc:
         }
     });
     let mut lines = lines;
+    let mut before = Vec::new();
     let addr = loop {
         let line = tokio::time::timeout(PATIENCE, lines.recv())
             .await
@@ -50,8 +63,43 @@ async fn start(extra_env: &[(&str, &str)]) -> (Child, String, tokio::sync::mpsc:
         if json["fields"]["message"] == "jobq serving" {
             break json["fields"]["addr"].as_str().expect("addr").to_string();
         }
+        before.push(line);
     };
-    (child, addr, lines)
+    ((child, addr, lines), before)
+}
+
+#[tokio::test]
+async fn warns_loudly_when_reachable_from_other_machines_without_auth() {
+    let ((child, _, _), before) = start_on("0.0.0.0:0", &[]).await;
+    let warning = before
+        .iter()
+        .find(|l| l.contains("AUTHENTICATION IS OFF"))
+        .unwrap_or_else(|| panic!("no warning in {before:#?}"));
+    assert!(warning.contains("\"level\":\"WARN\""), "{warning}");
+    drop(child);
+
+    // With tokens and no TLS, the warning is about clear text instead.
+    let ((child, _, _), before) = start_on(
+        "0.0.0.0:0",
+        &[("JOBQ_AUTH_TOKENS", "admin:0123456789abcdef")],
+    )
+    .await;
+    assert!(!before.iter().any(|l| l.contains("AUTHENTICATION IS OFF")));
+    assert!(
+        before.iter().any(|l| l.contains("clear text")),
+        "{before:#?}"
+    );
+    // The token itself is never logged.
+    assert!(!before.iter().any(|l| l.contains("0123456789abcdef")));
+    drop(child);
+
+    // On loopback, no warning.
+    let ((child, _, _), before) = start_on("127.0.0.1:0", &[]).await;
+    assert!(
+        !before.iter().any(|l| l.contains("AUTHENTICATION")),
+        "{before:#?}"
+    );
+    drop(child);
 }
 
 fn sigterm(child: &Child) {
