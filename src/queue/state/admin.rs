@@ -47,7 +47,7 @@ impl Queue {
         loop {
             let jobs = &self.jobs;
             let Some(id) = self.ready.pop(|seq, id| {
-                matches!(jobs.get(&id).map(|e| e.place), Some(Place::Ready(s)) if s == seq)
+                matches!(jobs.get(&id).map(|e| &e.place), Some(Place::Ready(s)) if *s == seq)
             }) else {
                 break;
             };
@@ -163,7 +163,7 @@ impl Queue {
         let jobs = &self.jobs;
         self.ready
             .fronts(|seq, id| {
-                matches!(jobs.get(&id).map(|e| e.place), Some(Place::Ready(s)) if s == seq)
+                matches!(jobs.get(&id).map(|e| &e.place), Some(Place::Ready(s)) if *s == seq)
             })
             .filter_map(|id| jobs.get(&id).map(|e| e.job.enqueued_at))
             .min()

@@ -32,13 +32,27 @@ type TimerKey = (Instant, u64);
 
 /// Where a stored job is. Each variant records its key in the index that
 /// holds it, so leaving that index is one O(log n) removal.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Place {
     /// The sequence number the job got when it became ready.
     Ready(u64),
-    Scheduled(TimerKey),
-    Leased(LiveLease),
+    /// Boxed like a lease: the entry of a ready job, the common case,
+    /// stays two words.
+    Scheduled(Box<TimerKey>),
+    /// Boxed: few jobs are leased at once, and the entry of every other
+    /// job stays small.
+    Leased(Box<LiveLease>),
     Dead,
+}
+
+impl Place {
+    /// The lease, if the job is leased.
+    fn lease(&self) -> Option<LiveLease> {
+        match self {
+            Self::Leased(lease) => Some(**lease),
+            Self::Ready(_) | Self::Scheduled(_) | Self::Dead => None,
+        }
+    }
 }
 
 /// A live lease: which delivery it is, its key in the deadline set, and the
@@ -57,11 +71,19 @@ struct Entry {
     job: Arc<Job>,
     /// Deliveries so far.
     attempts: u32,
-    last_error: Option<String>,
-    /// The latest failed attempts, oldest first, at most
-    /// [`MAX_HISTORY`] of them.
-    history: Vec<Failure>,
+    /// Boxed, and only once an attempt fails: most jobs never fail, and a
+    /// million queued jobs pay for every byte of their entries.
+    failures: Option<Box<Failures>>,
     place: Place,
+}
+
+/// A job's failed attempts.
+#[derive(Debug)]
+struct Failures {
+    last_error: String,
+    /// The latest failed attempts, oldest first, at most [`MAX_HISTORY`]
+    /// of them.
+    history: Vec<Failure>,
 }
 
 /// Failed attempts kept per job.
@@ -241,7 +263,7 @@ impl Queue {
                 enqueued_at,
                 size,
                 payload: new.payload,
-                metadata: new.metadata,
+                metadata: new.metadata.into_boxed_slice(),
             });
             let place = match new.ready_at {
                 Some(at) if at > now => self.schedule(id, at),
@@ -252,8 +274,7 @@ impl Queue {
                 Entry {
                     job,
                     attempts: 0,
-                    last_error: None,
-                    history: Vec::new(),
+                    failures: None,
                     place,
                 },
             );
@@ -305,7 +326,7 @@ impl Queue {
         while out.len() < max {
             let jobs = &self.jobs;
             let Some(id) = self.ready.pop(|seq, id| {
-                matches!(jobs.get(&id).map(|e| e.place), Some(Place::Ready(s)) if s == seq)
+                matches!(jobs.get(&id).map(|e| &e.place), Some(Place::Ready(s)) if *s == seq)
             }) else {
                 break;
             };
@@ -316,12 +337,12 @@ impl Queue {
                 continue;
             };
             entry.attempts += 1;
-            entry.place = Place::Leased(LiveLease {
+            entry.place = Place::Leased(Box::new(LiveLease {
                 delivery,
                 expiry,
                 holder,
                 since: now,
-            });
+            }));
             out.push(Delivery {
                 job: Arc::clone(&entry.job),
                 token: LeaseToken { job: id, delivery },
@@ -356,7 +377,7 @@ impl Queue {
         self.advance(now);
         let ids = self.holdings.remove(&holder).unwrap_or_default();
         for id in &ids {
-            let Some(Place::Leased(lease)) = self.jobs.get(id).map(|e| e.place) else {
+            let Some(lease) = self.jobs.get(id).and_then(|e| e.place.lease()) else {
                 debug_assert!(false, "held job {id} is not leased");
                 continue;
             };
@@ -453,7 +474,10 @@ impl Queue {
         let deadline = now + lease_for;
         let expiry = (deadline, self.seq());
         self.timers.insert(expiry, token.job);
-        self.set_place(token.job, Place::Leased(LiveLease { expiry, ..old }));
+        self.set_place(
+            token.job,
+            Place::Leased(Box::new(LiveLease { expiry, ..old })),
+        );
         Ok(deadline)
     }
 
@@ -470,20 +494,21 @@ impl Queue {
                 debug_assert!(false, "timer for unknown job {id}");
                 continue;
             };
-            match entry.place {
+            match &entry.place {
                 Place::Scheduled(_) => {
                     let priority = entry.job.priority;
                     let place = self.make_ready(id, priority);
                     self.set_place(id, place);
                 }
                 Place::Leased(lease) => {
+                    let holder = lease.holder;
                     let error = format!(
                         "lease expired before attempt {} was acked or nacked",
                         entry.attempts
                     );
                     // The timer entry is already gone; end the rest.
                     self.leased -= 1;
-                    self.forget_holding(id, lease.holder);
+                    self.forget_holding(id, holder);
                     self.stats.expired += 1;
                     self.fail_attempt(now, id, error);
                 }
@@ -505,12 +530,12 @@ impl Queue {
                     job: *id,
                 });
             }
-            Some(entry) => entry.place,
+            Some(entry) => entry.place.clone(),
         };
         match place {
             Place::Ready(_) => self.ready.forget(),
             Place::Scheduled(key) => {
-                self.timers.remove(&key);
+                self.timers.remove(&*key);
             }
             Place::Dead => {
                 self.dead.remove(id);
@@ -566,7 +591,7 @@ impl Queue {
             job,
             outcome,
             attempts: entry.attempts,
-            last_error: entry.last_error,
+            last_error: entry.failures.map(|f| f.last_error),
             at: now,
         });
     }
@@ -586,7 +611,7 @@ impl Queue {
     fn schedule(&mut self, id: JobId, at: Instant) -> Place {
         let key = (at, self.seq());
         self.timers.insert(key, id);
-        Place::Scheduled(key)
+        Place::Scheduled(Box::new(key))
     }
 
     fn dead_letter(&mut self, id: JobId) {
@@ -603,8 +628,8 @@ impl Queue {
 
     /// The live lease `token` names.
     fn live_lease(&self, token: &LeaseToken) -> Result<LiveLease, QueueError> {
-        match self.jobs.get(&token.job).map(|e| e.place) {
-            Some(Place::Leased(lease)) if lease.delivery == token.delivery => Ok(lease),
+        match self.jobs.get(&token.job).and_then(|e| e.place.lease()) {
+            Some(lease) if lease.delivery == token.delivery => Ok(lease),
             _ => Err(self.lease_not_found(token)),
         }
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{Entry, Failure, MAX_HISTORY, Place};
+use super::{Entry, Failure, Failures, MAX_HISTORY, Place};
 use crate::queue::{Job, JobId};
 
 /// Where a job is in its life.
@@ -54,27 +54,38 @@ pub struct Enqueued {
 pub(super) fn status_of(entry: &Entry) -> JobStatus {
     JobStatus {
         job: Arc::clone(&entry.job),
-        state: match entry.place {
+        state: match &entry.place {
             Place::Ready(_) => JobState::Ready,
             Place::Scheduled(_) => JobState::Scheduled,
             Place::Leased(_) => JobState::Leased,
             Place::Dead => JobState::Dead,
         },
         attempts: entry.attempts,
-        last_error: entry.last_error.clone(),
-        history: entry.history.clone(),
+        last_error: entry.failures.as_ref().map(|f| f.last_error.clone()),
+        history: entry
+            .failures
+            .as_ref()
+            .map(|f| f.history.clone())
+            .unwrap_or_default(),
         finished_at: None,
     }
 }
 
 pub(super) fn record_failure(entry: &mut Entry, now: Instant, error: String) {
-    if entry.history.len() >= MAX_HISTORY {
-        entry.history.remove(0);
-    }
-    entry.history.push(Failure {
+    let failure = Failure {
         attempt: entry.attempts,
         error: error.clone(),
         at: now,
+    };
+    let failures = entry.failures.get_or_insert_with(|| {
+        Box::new(Failures {
+            last_error: String::new(),
+            history: Vec::new(),
+        })
     });
-    entry.last_error = Some(error);
+    if failures.history.len() >= MAX_HISTORY {
+        failures.history.remove(0);
+    }
+    failures.history.push(failure);
+    failures.last_error = error;
 }
