@@ -145,6 +145,16 @@ async fn shutdown_reports_the_jobs_it_will_drop() {
     // metrics endpoint can be read during shutdown.
     let mut held = common::raw::RawCall::start(server.addr, "/jobq.v1.JobQueue/Enqueue").await;
     held.send(bytes::Bytes::from_static(&[0, 0, 0, 0, 9]));
+    // A health check on the same connection, answered: so the server has
+    // the held call too.
+    let mut check = held.sibling("/grpc.health.v1.Health/Check").await;
+    check.send(common::raw::grpc_frame(
+        &tonic_health::pb::HealthCheckRequest::default(),
+    ));
+    assert!(matches!(
+        check.finish().await,
+        common::raw::Ending::Status(tonic::Code::Ok, _)
+    ));
     server.begin_shutdown();
     common::eventually_async("the gauge counts the 3 jobs", || async {
         scrape(&server)

@@ -1,8 +1,9 @@
 //! [`FinishedJobs`]: what became of jobs that left the queue, kept for a
 //! while so producers can poll for completion.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -18,10 +19,11 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// A job that left the queue. Its payload is not kept.
+/// A job that left the queue. Its payload is not kept, and the record is
+/// held by value: finishing a job allocates nothing for it.
 #[derive(Clone, Debug)]
 pub(super) struct Finished {
-    pub(super) job: Arc<Job>,
+    pub(super) job: Job,
     pub(super) outcome: Outcome,
     pub(super) attempts: u32,
     pub(super) last_error: Option<String>,
@@ -35,7 +37,8 @@ pub(super) struct Finished {
 pub(super) struct FinishedJobs {
     retention: Duration,
     max: usize,
-    by_id: HashMap<JobId, Finished>,
+    // Job ids are the server's own, never a client's: a fast hash is safe.
+    by_id: FxHashMap<JobId, Finished>,
     order: VecDeque<JobId>,
 }
 
@@ -44,7 +47,7 @@ impl FinishedJobs {
         Self {
             retention,
             max,
-            by_id: HashMap::new(),
+            by_id: FxHashMap::default(),
             order: VecDeque::new(),
         }
     }

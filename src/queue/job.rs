@@ -79,7 +79,7 @@ impl NewJob {
 
 /// A stored job. Shared (behind an `Arc`) between the queue and every
 /// delivery, so handing it to a worker never copies the payload.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Job {
     /// The job's id.
     pub id: JobId,

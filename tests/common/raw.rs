@@ -10,6 +10,8 @@ use super::PATIENCE;
 
 /// A gRPC call on its own HTTP/2 connection.
 pub struct RawCall {
+    addr: SocketAddr,
+    connection: h2::client::SendRequest<Bytes>,
     pub body: h2::SendStream<Bytes>,
     response: Option<h2::client::ResponseFuture>,
     answers: Option<h2::RecvStream>,
@@ -26,7 +28,18 @@ impl RawCall {
         let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let (h2, connection) = h2::client::handshake(tcp).await.expect("handshake");
         tokio::spawn(connection);
-        let mut h2 = h2.ready().await.expect("ready");
+        Self::on(addr, h2, path).await
+    }
+
+    /// Another call on this call's connection. The server reads a
+    /// connection's frames in order, so once this call is answered the
+    /// server has seen the earlier call begin.
+    pub async fn sibling(&self, path: &str) -> Self {
+        Self::on(self.addr, self.connection.clone(), path).await
+    }
+
+    async fn on(addr: SocketAddr, connection: h2::client::SendRequest<Bytes>, path: &str) -> Self {
+        let mut h2 = connection.ready().await.expect("ready");
         let request = http::Request::builder()
             .method("POST")
             .uri(format!("http://{addr}{path}"))
@@ -36,6 +49,8 @@ impl RawCall {
             .expect("request");
         let (response, body) = h2.send_request(request, false).expect("send");
         Self {
+            addr,
+            connection: h2,
             body,
             response: Some(response),
             answers: None,

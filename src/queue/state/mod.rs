@@ -10,7 +10,9 @@ pub use counts::{Acked, QueueCounts, QueueStats};
 pub use status::{Enqueued, JobState, JobStatus};
 use status::{record_failure, status_of};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -130,7 +132,7 @@ pub struct Queue {
     readied: usize,
     /// Jobs leased by each holder (a worker stream), so a closing stream
     /// gives back exactly its own.
-    holdings: HashMap<HolderId, HashSet<JobId>>,
+    holdings: FxHashMap<HolderId, FxHashSet<JobId>>,
     /// Holders that lost a lease since the last
     /// [`take_released`](Self::take_released).
     released: Vec<HolderId>,
@@ -154,7 +156,7 @@ impl Queue {
             next_seq: 0,
             stats: QueueStats::default(),
             readied: 0,
-            holdings: HashMap::new(),
+            holdings: FxHashMap::default(),
             released: Vec::new(),
             rng: SmallRng::from_rng(&mut rand::rng()),
             config,
@@ -361,7 +363,7 @@ impl Queue {
 
     /// Live leases held by `holder`.
     pub fn held_by(&self, holder: HolderId) -> usize {
-        self.holdings.get(&holder).map_or(0, HashSet::len)
+        self.holdings.get(&holder).map_or(0, FxHashSet::len)
     }
 
     /// Holders that lost a lease (acked, nacked, expired, by any path) since
@@ -568,7 +570,7 @@ impl Queue {
             return Some(status_of(entry));
         }
         self.finished.get(now, id).map(|f| JobStatus {
-            job: Arc::clone(&f.job),
+            job: Arc::new(f.job.clone()),
             state: match f.outcome {
                 Outcome::Acked => JobState::Acked,
                 Outcome::Cancelled => JobState::Cancelled,
@@ -582,11 +584,11 @@ impl Queue {
 
     /// Keeps a record of a job that left the queue, without its payload.
     fn finish(&mut self, now: Instant, entry: Entry, outcome: Outcome) {
-        let job = Arc::new(Job {
+        let job = Job {
             payload: bytes::Bytes::new(),
             metadata: entry.job.metadata.clone(),
             ..*entry.job
-        });
+        };
         self.finished.record(Finished {
             job,
             outcome,
