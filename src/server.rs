@@ -140,7 +140,7 @@ pub async fn serve(
         .add_optional_service(reflection_v1alpha)
         .add_service(jobq)
         .add_service(admin);
-    let serve: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+    let mut serve: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
         match &tls {
             None => Box::pin(router.serve_with_incoming_shutdown(
                 // No Nagle delay: small gRPC frames go out at once.
@@ -155,7 +155,6 @@ pub async fn serve(
                 ))
             }
         };
-    let mut serve = serve;
     tracing::info!(
         addr = %local,
         tls = tls.is_some(),
