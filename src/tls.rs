@@ -84,7 +84,7 @@ impl Tls {
     }
 
     /// Reads the files again and uses them for new connections; on failure
-    /// keeps the current ones. Returns whether it reloaded.
+    /// keeps the current ones.
     pub fn reload(&self) -> Result<(), TlsError> {
         let config = build(&self.files)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
