@@ -150,39 +150,11 @@ impl RawCall {
     }
 }
 
+/// The gRPC status in `headers`, decoded by tonic's own reader
+/// (`grpc-status`, and `grpc-message` percent-decoded).
 fn status_of(headers: &http::HeaderMap) -> Option<Ending> {
-    let code = headers
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .parse::<i32>()
-        .ok()?;
-    let message = headers
-        .get("grpc-message")
-        .and_then(|m| m.to_str().ok())
-        .map(percent_decode)
-        .unwrap_or_default();
-    Some(Ending::Status(tonic::Code::from(code), message))
-}
-
-/// grpc-message is percent-encoded.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let status = tonic::Status::from_header_map(headers)?;
+    Some(Ending::Status(status.code(), status.message().to_string()))
 }
 
 /// A gRPC length-prefixed message.
