@@ -8,12 +8,12 @@
 //! compared in constant time and never logged.
 
 use std::fmt;
-use std::future::Future;
+use std::future::{Ready, ready};
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::future::Either;
 use subtle::ConstantTimeEq;
 use tonic::Status;
 use tower_layer::Layer;
@@ -245,12 +245,11 @@ pub struct Authenticated<S> {
 impl<S, B> Service<http::Request<B>> for Authenticated<S>
 where
     S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    /// The service's own future, or the refusal: no allocation either way.
+    type Future = Either<S::Future, Ready<Result<S::Response, S::Error>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -258,13 +257,13 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let Some(tokens) = &self.tokens else {
-            return Box::pin(self.inner.call(request));
+            return Either::Left(self.inner.call(request));
         };
         match tokens.check(request.uri().path(), request.headers()) {
-            Ok(()) => Box::pin(self.inner.call(request)),
+            Ok(()) => Either::Left(self.inner.call(request)),
             Err(status) => {
                 tracing::debug!(path = request.uri().path(), code = ?status.code(), "request refused by authentication");
-                Box::pin(std::future::ready(Ok(status.into_http())))
+                Either::Right(ready(Ok(status.into_http())))
             }
         }
     }
