@@ -57,6 +57,10 @@ impl Default for BrokerConfig {
     }
 }
 
+/// Jobs ready to store: their queue's slot, the jobs with their ids, and
+/// their bytes.
+type Prepared = (Arc<Slot>, Vec<(JobId, NewJob)>, u64);
+
 /// A handle to every queue of the server.
 #[derive(Clone, Debug)]
 pub struct Broker {
@@ -109,11 +113,7 @@ impl Broker {
         let Some(wait) = wait_for_room else {
             return self.try_enqueue(&queue, jobs);
         };
-        self.refuse_if_shutting_down()?;
-        let slot = self.slot_or_create(&queue)?;
-        let bytes: u64 = jobs.iter().map(NewJob::size).sum();
-        let ids = self.shared.ids.next_n(jobs.len());
-        let mut batch: Vec<_> = ids.iter().copied().zip(jobs).collect();
+        let (slot, mut batch, bytes) = self.prepare(&queue, jobs)?;
         let deadline = Instant::now() + wait;
         loop {
             let room = pin!(slot.room.notified());
@@ -157,12 +157,18 @@ impl Broker {
         queue: &QueueName,
         jobs: Vec<NewJob>,
     ) -> Result<Vec<Enqueued>, BrokerError> {
+        let (slot, mut batch, bytes) = self.prepare(queue, jobs)?;
+        self.try_store(&slot, &mut batch, bytes)
+    }
+
+    /// The queue's slot (made if new), the jobs with their ids, and their
+    /// bytes: what both enqueue paths start from.
+    fn prepare(&self, queue: &QueueName, jobs: Vec<NewJob>) -> Result<Prepared, BrokerError> {
         self.refuse_if_shutting_down()?;
         let slot = self.slot_or_create(queue)?;
         let bytes: u64 = jobs.iter().map(NewJob::size).sum();
         let ids = self.shared.ids.next_n(jobs.len());
-        let mut batch: Vec<_> = ids.iter().copied().zip(jobs).collect();
-        self.try_store(&slot, &mut batch, bytes)
+        Ok((slot, ids.iter().copied().zip(jobs).collect(), bytes))
     }
 
     fn try_store(
