@@ -55,6 +55,35 @@ async fn long_poll_wakes_when_a_job_arrives() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_cancelled_long_poll_takes_nothing_and_passes_its_wake_up_on() {
+    let b = broker();
+    // Two waiters; the first is cancelled (its client went away) while
+    // waiting, as a dropped RPC future is.
+    let cancelled = {
+        let b = b.clone();
+        tokio::spawn(async move { b.lease(name("q"), 1, None, 30 * SEC).await })
+    };
+    let other = {
+        let b = b.clone();
+        tokio::spawn(async move { b.lease(name("q"), 1, None, 30 * SEC).await })
+    };
+    tokio::task::yield_now().await;
+    cancelled.abort();
+    assert!(cancelled.await.expect_err("aborted").is_cancelled());
+    b.enqueue(name("q"), vec![job("once")], None)
+        .await
+        .expect("enqueue");
+    let got = other.await.expect("join").expect("lease");
+    assert_eq!(got.len(), 1, "the job went to the waiter still there");
+    assert_eq!(
+        got[0].attempt, 1,
+        "and was never taken by the cancelled one"
+    );
+    let counts = b.queue_info(&name("q")).expect("queue").counts;
+    assert_eq!((counts.ready, counts.leased), (0, 1));
+}
+
+#[tokio::test(start_paused = true)]
 async fn long_poll_returns_empty_when_the_wait_runs_out() {
     let b = broker();
     let start = Instant::now();
