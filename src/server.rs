@@ -35,17 +35,21 @@ pub const SERVICE_NAME: &str = "jobq.v1.JobQueue";
 /// The name health checks use for the Admin service.
 pub const ADMIN_SERVICE_NAME: &str = "jobq.v1.Admin";
 
-/// Serves `jobq.v1.JobQueue`, `jobq.v1.Admin`, health and reflection on
-/// `listeners.grpc`, and `/metrics` on `listeners.metrics`, until `shutdown`
-/// completes, then shuts down gracefully:
-/// 1. health turns NOT_SERVING (for the server and for both services);
-/// 2. the broker refuses new enqueues and leases, and open long-polls return
-///    at once with what they have (nothing);
+/// Serves `jobq.v1.JobQueue`, `jobq.v1.Admin`, health and (unless switched
+/// off) reflection on `listeners.grpc`, over TLS and behind token checks
+/// when configured, and `/metrics` and `/healthz` on `listeners.metrics`,
+/// until `shutdown` completes, then shuts down gracefully:
+/// 1. health (and `/healthz`) turns NOT_SERVING, for the server and for
+///    both services;
+/// 2. the broker refuses new enqueues and leases, open long-polls return
+///    at once with what they have (nothing), and worker and producer
+///    streams end with UNAVAILABLE;
 /// 3. the listener closes and in-flight RPCs (acks, nacks) get up to
 ///    `shutdown_grace` to finish; what is still running then is cut off.
 ///
 /// Jobs live only in this process's memory: whatever is still queued or
-/// leased at exit is lost, and the count is logged.
+/// leased at exit is lost; the count is logged, and is in the gauge
+/// `jobq_shutdown_jobs_in_memory` from the start of shutdown.
 pub async fn run(
     config: Config,
     listeners: Listeners,
