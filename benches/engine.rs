@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use jobq::broker::{Broker, BrokerConfig};
+use jobq::engine::{EngineConfig, MemoryEngine};
 use jobq::queue::{JobId, NewJob, Queue, QueueConfig, QueueName};
 use tokio::time::Instant;
 
@@ -72,7 +72,7 @@ fn broker(c: &mut Criterion) {
     for size in SIZES {
         let name = QueueName::new("bench").expect("name");
         let broker = rt.block_on(async {
-            let broker = Broker::new(BrokerConfig {
+            let broker = MemoryEngine::new(EngineConfig {
                 queue_defaults: config(),
                 memory_budget: 1 << 34,
                 max_queues: 10,

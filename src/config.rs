@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 
-use crate::broker::BrokerConfig;
+use crate::engine::EngineConfig;
 use crate::grpc::Limits;
 use crate::queue::{QueueConfig, RetryPolicy};
+pub use crate::telemetry::LogFormat;
+use crate::telemetry::TelemetrySettings;
 
 /// A job queue served over gRPC.
 #[derive(Clone, Debug, Parser)]
@@ -184,15 +186,6 @@ pub struct Config {
     pub reflection: bool,
 }
 
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Pretty,
-    /// One JSON object per line, with the span's fields (trace id included).
-    Json,
-}
-
 /// A setting that cannot work, with the reason.
 #[derive(Debug, thiserror::Error)]
 #[error("--{flag}: {problem}")]
@@ -320,9 +313,9 @@ impl Config {
         Ok(())
     }
 
-    /// The broker's part of the settings.
-    pub fn broker(&self) -> BrokerConfig {
-        BrokerConfig {
+    /// The engine's part of the settings.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
             queue_defaults: QueueConfig {
                 capacity: self.queue_capacity,
                 lease_duration: self.lease_duration,
@@ -339,6 +332,14 @@ impl Config {
             },
             memory_budget: self.memory_budget_bytes,
             max_queues: self.max_queues,
+        }
+    }
+
+    /// What logging and trace export need.
+    pub fn telemetry(&self) -> TelemetrySettings {
+        TelemetrySettings {
+            log_format: self.log_format,
+            otlp_endpoint: self.otlp_endpoint.clone(),
         }
     }
 

@@ -3,9 +3,11 @@
 //! Layout, from the inside out (each layer only uses the ones before it):
 //! - [`queue`]: the pure queue core. One queue's jobs and every state change,
 //!   with time passed in. No tasks, no locks, no network.
-//! - [`broker`]: the shared, concurrent engine. Holds every queue behind its
-//!   own lock, runs one deadline timer per queue, wakes long-polling workers,
-//!   enforces the server-wide memory budget, and handles shutdown.
+//! - [`engine`]: the seam every service stands on: async, fallible traits
+//!   for producing, consuming and operating queues, and
+//!   [`MemoryEngine`](engine::MemoryEngine), the in-memory implementation
+//!   (every queue behind its own lock, one deadline timer per queue,
+//!   long-poll wake-ups, the server-wide memory budget).
 //! - [`grpc`]: the `jobq.v1.JobQueue` service. Validates requests, converts
 //!   protobuf to core types and back, and maps errors to gRPC statuses.
 //! - [`server`]: binds it all together with health and reflection services
@@ -16,9 +18,9 @@
 //! - [`telemetry`]: logs, OTLP trace export and trace-context propagation.
 
 pub mod auth;
-pub mod broker;
 pub mod client;
 pub mod config;
+pub mod engine;
 pub mod grpc;
 pub mod metrics;
 pub mod queue;

@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     // Kept until exit: dropping it flushes buffered traces.
-    let _telemetry = jobq::telemetry::init(&config)?;
+    let _telemetry = jobq::telemetry::init(&config.telemetry())?;
     config.validate()?;
     let grpc = TcpListener::bind(config.listen)
         .await

@@ -1,12 +1,14 @@
 //! Prometheus metrics, served as text on their own HTTP port at `/metrics`.
 //!
-//! Per-queue job counters and gauges are read from the queues themselves
-//! at scrape time (the queue core already counts every event), so they are
-//! exact and cost nothing between scrapes. Timings and RPC figures are
+//! Per-queue job counters and gauges are read from the engine at scrape
+//! time (one [`Operate::list_queues`] call: the engine keeps its counts as
+//! jobs move, so a scrape never walks jobs), so they are exact and cost
+//! nothing between scrapes. Job timings reach the metrics through the
+//! engine's [`JobObserver`] seam. Timings and RPC figures are
 //! recorded as they happen. Labels are queue names and RPC methods and codes
 //! only, never job ids, so their number stays bounded.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
@@ -17,8 +19,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::broker::Broker;
-use crate::queue::{QueueCounts, QueueStats};
+use crate::engine::{JobObserver, Operate, QueueInfo, QueueObserver};
+use crate::queue::{QueueCounts, QueueName, QueueStats};
 
 /// A per-queue metric: name, help, and how to read it from `T`.
 type Described<T, V> = (&'static str, &'static str, fn(&T) -> V);
@@ -55,9 +57,9 @@ fn rpc_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.00005, 2.3, 16))
 }
 
-/// How long jobs wait and run, recorded by the broker.
+/// How long jobs wait and run, as the engine reports it.
 #[derive(Debug)]
-pub struct JobTimings {
+struct JobTimings {
     until_first_lease: HistogramFamily<QueueLabel>,
     lease_to_ack: HistogramFamily<QueueLabel>,
 }
@@ -71,35 +73,37 @@ impl Default for JobTimings {
     }
 }
 
-impl JobTimings {
+impl JobObserver for JobTimings {
     /// The histograms of one queue, looked up once so that recording a
     /// job's times needs no label lookup or allocation.
-    pub fn for_queue(&self, queue: &str) -> QueueTimings {
-        let label = QueueLabel {
-            queue: queue.to_string(),
-        };
-        QueueTimings {
+    fn queue_created(&self, queue: &QueueName) -> Arc<dyn QueueObserver> {
+        let label = queue_label(queue);
+        Arc::new(QueueTimings {
             until_first_lease: self.until_first_lease.get_or_create(&label).clone(),
             lease_to_ack: self.lease_to_ack.get_or_create(&label).clone(),
-        }
+        })
+    }
+
+    fn queue_deleted(&self, queue: &QueueName) {
+        let label = queue_label(queue);
+        self.until_first_lease.remove(&label);
+        self.lease_to_ack.remove(&label);
     }
 }
 
 /// One queue's job-time histograms (handles into [`JobTimings`]).
 #[derive(Debug, Clone)]
-pub struct QueueTimings {
+struct QueueTimings {
     until_first_lease: Histogram,
     lease_to_ack: Histogram,
 }
 
-impl QueueTimings {
-    /// A job was delivered for the first time, `waited` after its enqueue.
-    pub fn first_lease(&self, waited: Duration) {
+impl QueueObserver for QueueTimings {
+    fn first_lease(&self, waited: Duration) {
         self.until_first_lease.observe(waited.as_secs_f64());
     }
 
-    /// A job was acked `held` after it was leased.
-    pub fn acked(&self, held: Duration) {
+    fn acked(&self, held: Duration) {
         self.lease_to_ack.observe(held.as_secs_f64());
     }
 }
@@ -149,15 +153,25 @@ impl RpcMetrics {
 pub struct Metrics {
     registry: Registry,
     rpc: Arc<RpcMetrics>,
+    timings: Arc<JobTimings>,
+    queues: Arc<Mutex<Vec<QueueInfo>>>,
     shutdown_jobs: Gauge,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
-    /// Metrics over `broker`'s queues.
-    pub fn new(broker: &Broker) -> Self {
+    /// Every metric, empty. The engine reports job timings to
+    /// [`job_observer`](Self::job_observer); queue figures come with each
+    /// [`scrape`](Self::scrape).
+    pub fn new() -> Self {
         let mut registry = Registry::with_prefix("jobq");
         let rpc = Arc::new(RpcMetrics::default());
-        let timings = broker.timings();
+        let timings = Arc::new(JobTimings::default());
         registry.register_with_unit(
             "job_wait",
             "Time from enqueue to a job's first delivery",
@@ -181,8 +195,9 @@ impl Metrics {
             Unit::Seconds,
             rpc.duration.clone(),
         );
+        let queues = Arc::new(Mutex::new(Vec::new()));
         registry.register_collector(Box::new(QueueCollector {
-            broker: broker.clone(),
+            queues: Arc::clone(&queues),
         }));
         let shutdown_jobs = Gauge::default();
         registry.register(
@@ -193,8 +208,15 @@ impl Metrics {
         Self {
             registry,
             rpc,
+            timings,
+            queues,
             shutdown_jobs,
         }
+    }
+
+    /// What the engine tells how long jobs wait and run.
+    pub fn job_observer(&self) -> Arc<dyn JobObserver> {
+        Arc::clone(&self.timings) as Arc<dyn JobObserver>
     }
 
     /// Records how many jobs are still in memory during shutdown: all of
@@ -209,7 +231,23 @@ impl Metrics {
         Arc::clone(&self.rpc)
     }
 
-    /// The metrics in the Prometheus text format.
+    /// Reads every queue's figures from `engine`, then encodes all metrics
+    /// in the Prometheus text format. A failing engine leaves the queue
+    /// figures out of this scrape (and says so in the log); the rest is
+    /// still served.
+    pub async fn scrape(&self, engine: &dyn Operate) -> String {
+        match engine.list_queues(None, usize::MAX).await {
+            Ok(queues) => *self.lock_queues() = queues,
+            Err(error) => {
+                tracing::warn!(%error, "metrics scrape could not read the queues");
+                self.lock_queues().clear();
+            }
+        }
+        self.encode()
+    }
+
+    /// The metrics in the Prometheus text format, with the queue figures of
+    /// the last [`scrape`](Self::scrape).
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing to a String cannot fail.
@@ -218,24 +256,28 @@ impl Metrics {
     }
 }
 
-/// Reads each queue's counts and totals at scrape time.
+impl Metrics {
+    fn lock_queues(&self) -> std::sync::MutexGuard<'_, Vec<QueueInfo>> {
+        lock(&self.queues)
+    }
+}
+
+// A std mutex: held only to swap or read one scrape's figures, never across
+// an `.await`. A panic while it was held leaves figures that are at worst
+// one scrape old.
+fn lock(queues: &Mutex<Vec<QueueInfo>>) -> std::sync::MutexGuard<'_, Vec<QueueInfo>> {
+    queues.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Encodes each queue's counts and totals as the scrape read them.
 #[derive(Debug)]
 struct QueueCollector {
-    broker: Broker,
+    queues: Arc<Mutex<Vec<QueueInfo>>>,
 }
 
 impl Collector for QueueCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let queues: Vec<_> = self
-            .broker
-            .queue_names()
-            .into_iter()
-            .filter_map(|name| {
-                let info = self.broker.queue_info(&name).ok()?;
-                let streams = self.broker.open_streams(&name);
-                Some((info, streams))
-            })
-            .collect();
+        let queues = lock(&self.queues);
         let counters: [Described<QueueStats, u64>; 6] = [
             ("jobs_enqueued", "Jobs accepted", |s| s.enqueued),
             ("jobs_leased", "Deliveries made", |s| s.leased),
@@ -259,7 +301,7 @@ impl Collector for QueueCollector {
                 None,
                 prometheus_client::metrics::MetricType::Counter,
             )?;
-            for (info, _) in &queues {
+            for info in queues.iter() {
                 ConstCounter::new(value(&info.stats))
                     .encode(family.encode_family(&label(info))?)?;
             }
@@ -281,7 +323,7 @@ impl Collector for QueueCollector {
                 None,
                 prometheus_client::metrics::MetricType::Gauge,
             )?;
-            for (info, _) in &queues {
+            for info in queues.iter() {
                 ConstGauge::new(value(&info.counts) as i64)
                     .encode(family.encode_family(&label(info))?)?;
             }
@@ -292,16 +334,20 @@ impl Collector for QueueCollector {
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?;
-        for (info, streams) in &queues {
-            ConstGauge::new(*streams as i64).encode(family.encode_family(&label(info))?)?;
+        for info in queues.iter() {
+            ConstGauge::new(info.workers as i64).encode(family.encode_family(&label(info))?)?;
         }
         Ok(())
     }
 }
 
-fn label(info: &crate::broker::QueueInfo) -> QueueLabel {
+fn label(info: &QueueInfo) -> QueueLabel {
+    queue_label(&info.name)
+}
+
+fn queue_label(queue: &QueueName) -> QueueLabel {
     QueueLabel {
-        queue: info.name.to_string(),
+        queue: queue.to_string(),
     }
 }
 

@@ -13,8 +13,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::auth::{AuthLayer, Tokens};
-use crate::broker::Broker;
 use crate::config::Config;
+use crate::engine::{Engine, MemoryEngine, SharedEngine};
 use crate::grpc::pb::{self, admin_server::AdminServer, job_queue_server::JobQueueServer};
 use crate::grpc::{AdminService, JobQueueService};
 use crate::metrics::Metrics;
@@ -41,7 +41,7 @@ pub const ADMIN_SERVICE_NAME: &str = "jobq.v1.Admin";
 /// until `shutdown` completes, then shuts down gracefully:
 /// 1. health (and `/healthz`) turns NOT_SERVING, for the server and for
 ///    both services;
-/// 2. the broker refuses new enqueues and leases, open long-polls return
+/// 2. the engine refuses new enqueues and leases, open long-polls return
 ///    at once with what they have (nothing), and worker and producer
 ///    streams end with UNAVAILABLE;
 /// 3. the listener closes and in-flight RPCs (acks, nacks) get up to
@@ -56,14 +56,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let broker = Broker::new(config.broker());
-    serve(broker, config, listeners, shutdown).await
+    let metrics = Arc::new(Metrics::new());
+    let engine = memory_engine(&config, &metrics);
+    serve(Arc::new(engine), metrics, config, listeners, shutdown).await
 }
 
-/// As [`run`], over a broker the caller made (and may keep a handle to, to
-/// look inside in tests). The broker should be made from `config.broker()`.
+/// The in-memory engine `config` asks for, reporting job timings to
+/// `metrics`.
+pub fn memory_engine(config: &Config, metrics: &Metrics) -> MemoryEngine {
+    MemoryEngine::with_observer(config.engine(), metrics.job_observer())
+}
+
+/// As [`run`], over an engine the caller made (and may keep a handle to,
+/// to look inside in tests), with the metrics it reports to.
 pub async fn serve(
-    broker: Broker,
+    engine: SharedEngine,
+    metrics: Arc<Metrics>,
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
@@ -85,10 +93,9 @@ pub async fn serve(
     };
     warn_if_exposed(local, tokens.as_ref(), tls.as_deref());
 
-    let metrics = Arc::new(Metrics::new(&broker));
-    let service = JobQueueService::new(broker.clone(), config.limits(), metrics.rpc());
+    let service = JobQueueService::new(Arc::clone(&engine), config.limits(), metrics.rpc());
     let admin = AdminServer::new(AdminService::new(
-        broker.clone(),
+        Arc::clone(&engine),
         config.limits(),
         metrics.rpc(),
     ))
@@ -174,7 +181,7 @@ pub async fn serve(
         tokio::spawn(serve_metrics(
             listener,
             Arc::clone(&metrics),
-            broker.clone(),
+            Arc::clone(&engine),
             metrics_stop.clone(),
         ));
     }
@@ -194,8 +201,11 @@ pub async fn serve(
     health
         .set_service_status("", ServingStatus::NotServing)
         .await;
-    broker.shutdown();
-    metrics.set_shutdown_jobs_in_memory(broker.jobs_held());
+    engine.shutdown();
+    let in_memory = engine.store_kind() == "memory";
+    if in_memory {
+        metrics.set_shutdown_jobs_in_memory(jobs_held(engine.as_ref()).await);
+    }
     stop.cancel();
     match tokio::time::timeout(config.shutdown_grace, &mut serve).await {
         Ok(result) => result?,
@@ -204,13 +214,20 @@ pub async fn serve(
             "grace period ran out; RPCs still in flight were cut off"
         ),
     }
-    let held = broker.jobs_held();
-    metrics.set_shutdown_jobs_in_memory(held);
-    if held > 0 {
-        tracing::warn!(jobs = held, "in-memory jobs dropped at exit");
+    if in_memory {
+        let held = jobs_held(engine.as_ref()).await;
+        metrics.set_shutdown_jobs_in_memory(held);
+        if held > 0 {
+            tracing::warn!(jobs = held, "in-memory jobs dropped at exit");
+        }
     }
     tracing::info!("jobq stopped");
     Ok(())
+}
+
+/// Jobs the engine holds, or 0 when it cannot say.
+async fn jobs_held(engine: &dyn Engine) -> usize {
+    engine.stats().await.map_or(0, |stats| stats.jobs_held)
 }
 
 /// Warns, loudly, when the gRPC port is reachable from other machines
@@ -238,21 +255,23 @@ fn warn_if_exposed(local: std::net::SocketAddr, tokens: Option<&Tokens>, tls: Op
 async fn serve_metrics(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    broker: Broker,
+    engine: SharedEngine,
     stop: CancellationToken,
 ) {
+    let health = Arc::clone(&engine);
     let app = axum::Router::new()
         .route(
             "/metrics",
             axum::routing::get(move || {
                 let metrics = Arc::clone(&metrics);
+                let engine = Arc::clone(&engine);
                 async move {
                     (
                         [(
                             axum::http::header::CONTENT_TYPE,
                             "text/plain; version=0.0.4; charset=utf-8",
                         )],
-                        metrics.encode(),
+                        metrics.scrape(engine.as_ref()).await,
                     )
                 }
             }),
@@ -260,7 +279,7 @@ async fn serve_metrics(
         .route(
             "/healthz",
             axum::routing::get(move || {
-                let serving = !broker.is_shutting_down();
+                let serving = !health.is_shutting_down();
                 async move {
                     if serving {
                         (axum::http::StatusCode::OK, "SERVING\n")

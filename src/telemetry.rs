@@ -16,12 +16,30 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{Config, LogFormat};
-
 /// The W3C trace-context header and job-metadata key.
 pub const TRACEPARENT: &str = "traceparent";
 /// The W3C vendor trace-state header and job-metadata key.
 pub const TRACESTATE: &str = "tracestate";
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, with the span's fields (trace id included).
+    Json,
+}
+
+/// What [`init`] needs to know: the server's configuration hands these over
+/// (see `Config::telemetry`), so telemetry depends on no layer above it.
+#[derive(Clone, Debug)]
+pub struct TelemetrySettings {
+    /// How log lines are written.
+    pub log_format: LogFormat,
+    /// Where to export traces over OTLP; `None` falls back to the standard
+    /// `OTEL_EXPORTER_OTLP_*ENDPOINT` variables.
+    pub otlp_endpoint: Option<String>,
+}
 
 /// Keeps trace export running; dropping it flushes what is buffered.
 #[derive(Debug)]
@@ -41,7 +59,7 @@ impl Drop for Telemetry {
 
 /// Whether traces are exported: when `--otlp-endpoint` or one of the
 /// standard `OTEL_EXPORTER_OTLP_*ENDPOINT` variables is set.
-fn export_endpoint(config: &Config) -> Option<String> {
+fn export_endpoint(config: &TelemetrySettings) -> Option<String> {
     config.otlp_endpoint.clone().or_else(|| {
         [
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -56,7 +74,7 @@ fn export_endpoint(config: &Config) -> Option<String> {
 /// `--log-format`) and, when an OTLP endpoint is configured, trace export.
 /// Must run inside a Tokio runtime. An unreachable collector does not stop
 /// the server: export errors are logged and spans dropped.
-pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
+pub fn init(config: &TelemetrySettings) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let provider = match export_endpoint(config) {
         Some(endpoint) => Some(tracer_provider(&endpoint)?),

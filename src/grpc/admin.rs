@@ -7,9 +7,10 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, Limits, MAX_ATTEMPTS_LIMIT, MAX_DELAY};
+use super::observe;
 use super::pb::{self, admin_server::Admin};
 use super::status;
-use crate::broker::{Broker, PurgeTarget, QueueInfo, QueueUpdate};
+use crate::engine::{PurgeTarget, QueueInfo, QueueUpdate, SharedEngine};
 use crate::metrics::RpcMetrics;
 use crate::queue::{JobId, JobState, JobStatus, QueueName};
 
@@ -20,19 +21,19 @@ const DEFAULT_PAGE: u32 = 100;
 /// Largest queue capacity an operator may set.
 const MAX_CAPACITY: u32 = 100_000_000;
 
-/// Serves `jobq.v1.Admin` from a [`Broker`].
+/// Serves `jobq.v1.Admin` from an engine.
 #[derive(Clone, Debug)]
 pub struct AdminService {
-    broker: Broker,
+    engine: SharedEngine,
     limits: Limits,
     rpc: Arc<RpcMetrics>,
 }
 
 impl AdminService {
-    /// An admin service over `broker`, recording its calls in `rpc`.
-    pub fn new(broker: Broker, limits: Limits, rpc: Arc<RpcMetrics>) -> Self {
+    /// An admin service over `engine`, recording its calls in `rpc`.
+    pub fn new(engine: SharedEngine, limits: Limits, rpc: Arc<RpcMetrics>) -> Self {
         Self {
-            broker,
+            engine,
             limits,
             rpc,
         }
@@ -45,7 +46,7 @@ impl AdminService {
         span: tracing::Span,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        super::service::observed(&self.rpc, method, span, call).await
+        observe::observed(&self.rpc, method, span, call).await
     }
 }
 
@@ -63,19 +64,13 @@ impl Admin for AdminService {
                 "" => None,
                 token => Some(QueueName::new(token).map_err(|_| bad_page_token(token))?),
             };
-            let names = self.broker.queue_names();
-            let mut page: Vec<_> = names
-                .into_iter()
-                .filter(|name| after.as_ref().is_none_or(|after| name > after))
-                .take(size + 1)
-                .collect();
-            let next_page_token = next_token(&mut page, size, ToString::to_string);
-            let queues = page
-                .iter()
-                // A queue deleted meanwhile is left out.
-                .filter_map(|name| self.broker.queue_info(name).ok())
-                .map(queue_info)
-                .collect();
+            let mut page = self
+                .engine
+                .list_queues(after.as_ref(), size + 1)
+                .await
+                .map_err(status::from_engine)?;
+            let next_page_token = next_token(&mut page, size, |info| info.name.to_string());
+            let queues = page.into_iter().map(queue_info).collect();
             Ok(Response::new(pb::ListQueuesResponse {
                 queues,
                 next_page_token,
@@ -92,9 +87,10 @@ impl Admin for AdminService {
         self.observed("GetQueue", span, async move {
             let queue = convert::queue_name(&request.into_inner().queue)?;
             let info = self
-                .broker
+                .engine
                 .queue_info(&queue)
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             Ok(Response::new(pb::GetQueueResponse {
                 queue: Some(queue_info(info)),
             }))
@@ -111,21 +107,11 @@ impl Admin for AdminService {
             let request = request.into_inner();
             let queue = convert::queue_name(&request.queue)?;
             let update = self.queue_update(&request)?;
-            // The backoff must stay ordered once merged with what is set now.
-            let current = self.broker.queue_info(&queue).ok();
-            let defaults = self.broker.queue_defaults().retry;
-            let retry = current.as_ref().map_or(defaults, |info| info.config.retry);
-            let base = update.backoff_base.unwrap_or(retry.base);
-            let cap = update.backoff_cap.unwrap_or(retry.cap);
-            if base > cap {
-                return Err(Status::invalid_argument(format!(
-                    "backoff_base: {base:?} would exceed backoff_cap ({cap:?})"
-                )));
-            }
             let info = self
-                .broker
+                .engine
                 .update_queue(&queue, update, request.allow_missing)
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             Ok(Response::new(pb::UpdateQueueResponse {
                 queue: Some(queue_info(info)),
             }))
@@ -142,9 +128,10 @@ impl Admin for AdminService {
             let request = request.into_inner();
             let queue = convert::queue_name(&request.queue)?;
             let deleted = self
-                .broker
+                .engine
                 .delete_queue(&queue, request.force)
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             Ok(Response::new(pb::DeleteQueueResponse {
                 deleted_job_count: deleted as u64,
             }))
@@ -159,9 +146,10 @@ impl Admin for AdminService {
         let span = admin_span("PauseQueue", &request.get_ref().queue, request.metadata());
         self.observed("PauseQueue", span, async move {
             let queue = convert::queue_name(&request.into_inner().queue)?;
-            self.broker
+            self.engine
                 .set_paused(&queue, true)
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             Ok(Response::new(pb::PauseQueueResponse {}))
         })
         .await
@@ -174,9 +162,10 @@ impl Admin for AdminService {
         let span = admin_span("ResumeQueue", &request.get_ref().queue, request.metadata());
         self.observed("ResumeQueue", span, async move {
             let queue = convert::queue_name(&request.into_inner().queue)?;
-            self.broker
+            self.engine
                 .set_paused(&queue, false)
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             Ok(Response::new(pb::ResumeQueueResponse {}))
         })
         .await
@@ -200,9 +189,10 @@ impl Admin for AdminService {
                 }
             };
             let purged = self
-                .broker
+                .engine
                 .purge(&queue, target)
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             Ok(Response::new(pb::PurgeQueueResponse {
                 purged_job_count: purged as u64,
             }))
@@ -232,13 +222,14 @@ impl Admin for AdminService {
                 "" => None,
                 token => Some(token.parse::<JobId>().map_err(|_| bad_page_token(token))?),
             };
-            let (jobs, next) = self
-                .broker
+            let page = self
+                .engine
                 .list_jobs(&queue, state, after, size)
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             Ok(Response::new(pb::ListJobsResponse {
-                jobs: jobs.into_iter().map(|j| job_info(&queue, j)).collect(),
-                next_page_token: next.map(|id| id.to_string()).unwrap_or_default(),
+                jobs: page.jobs.into_iter().map(|j| job_info(&queue, j)).collect(),
+                next_page_token: page.next.map(|id| id.to_string()).unwrap_or_default(),
             }))
         })
         .await
@@ -253,9 +244,10 @@ impl Admin for AdminService {
             let request = request.into_inner();
             let (queue, id) = job_ref(&request.queue, &request.job_id)?;
             let (queue, status) = self
-                .broker
+                .engine
                 .find_job(queue.as_ref(), &id)
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             Ok(Response::new(pb::GetJobResponse {
                 job: Some(job_info(&queue, status)),
             }))
@@ -271,9 +263,10 @@ impl Admin for AdminService {
         self.observed("CancelJob", span, async move {
             let request = request.into_inner();
             let (queue, id) = job_ref(&request.queue, &request.job_id)?;
-            self.broker
+            self.engine
                 .cancel_job(queue.as_ref(), &id)
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             Ok(Response::new(pb::CancelJobResponse {}))
         })
         .await
@@ -315,9 +308,10 @@ impl Admin for AdminService {
                 }
             };
             let moved = self
-                .broker
+                .engine
                 .redrive(&queue, ids.as_deref())
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             Ok(Response::new(pb::RedriveJobsResponse {
                 redriven_job_count: moved as u64,
             }))
@@ -372,9 +366,9 @@ impl AdminService {
     }
 }
 
-/// The span an Admin RPC runs in (see [`rpc_span`](super::service::rpc_span)).
+/// The span an Admin RPC runs in (see [`observe::rpc_span`]).
 fn admin_span(method: &'static str, queue: &str, metadata: &MetadataMap) -> tracing::Span {
-    super::service::rpc_span("jobq.v1.Admin", method, queue, metadata)
+    observe::rpc_span("jobq.v1.Admin", method, queue, metadata)
 }
 
 fn page_size(size: u32) -> Result<usize, Status> {

@@ -258,37 +258,42 @@ pub fn max_jobs(n: u32) -> Result<usize, InvalidField> {
     }
 }
 
-/// Checks a nack's delay, flag and reason.
-pub fn nack(request: &pb::NackRequest) -> Result<crate::queue::NackRequest, InvalidField> {
-    let retry_delay = match request.retry_delay {
+/// A nack's fields, checked: the unary `Nack` passes `prefix` `""`, the
+/// lease stream `"nack."`, so each error names the field as the caller
+/// sent it.
+pub fn nack_request(
+    prefix: &str,
+    retry_delay: Option<prost_types::Duration>,
+    dead_letter: bool,
+    reason: String,
+) -> Result<crate::queue::NackRequest, InvalidField> {
+    let field = |name: &str| format!("{prefix}{name}");
+    let retry_delay = match retry_delay {
         None => None,
-        Some(_) if request.dead_letter => {
+        Some(_) if dead_letter => {
             return Err(invalid(
-                "retry_delay",
+                field("retry_delay"),
                 "must be unset when dead_letter is true",
             ));
         }
         Some(d) => {
-            let d = duration("retry_delay", d)?;
+            let d = duration(&field("retry_delay"), d)?;
             if d > MAX_DELAY {
-                return Err(invalid("retry_delay", "is more than 365 days"));
+                return Err(invalid(field("retry_delay"), "is more than 365 days"));
             }
             Some(d)
         }
     };
-    if request.reason.len() > MAX_TEXT_BYTES {
+    if reason.len() > MAX_TEXT_BYTES {
         return Err(invalid(
-            "reason",
-            format!(
-                "is {} bytes; the limit is {MAX_TEXT_BYTES}",
-                request.reason.len()
-            ),
+            field("reason"),
+            format!("is {} bytes; the limit is {MAX_TEXT_BYTES}", reason.len()),
         ));
     }
     Ok(crate::queue::NackRequest {
         retry_delay,
-        dead_letter: request.dead_letter,
-        reason: request.reason.clone(),
+        dead_letter,
+        reason,
     })
 }
 
@@ -491,14 +496,18 @@ mod tests {
 
     #[test]
     fn dead_letter_with_a_delay_is_contradictory() {
-        let request = pb::NackRequest {
-            dead_letter: true,
-            retry_delay: Some(prost_types::Duration::default()),
-            ..pb::NackRequest::default()
-        };
+        let delay = Some(prost_types::Duration::default());
         assert_eq!(
-            nack(&request).expect_err("both").field,
-            "retry_delay".to_string()
+            nack_request("", delay, true, String::new())
+                .expect_err("both")
+                .field,
+            "retry_delay"
+        );
+        assert_eq!(
+            nack_request("nack.", delay, true, String::new())
+                .expect_err("both on the stream")
+                .field,
+            "nack.retry_delay"
         );
     }
 }
@@ -683,7 +692,7 @@ mod fuzz {
             }
             if let Ok(r) = pb::NackRequest::decode(bytes.as_slice()) {
                 let _ = lease_token("lease_token", &r.lease_token);
-                let _ = nack(&r);
+                let _ = nack_request("", r.retry_delay, r.dead_letter, r.reason);
             }
             if let Ok(r) = pb::LeaseRequest::decode(bytes.as_slice()) {
                 let _ = max_jobs(r.max_jobs);

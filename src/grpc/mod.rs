@@ -1,11 +1,13 @@
-//! The gRPC face of the broker: the `jobq.v1.JobQueue` service.
+//! The gRPC face of the engine: the `jobq.v1.JobQueue` and `jobq.v1.Admin`
+//! services.
 //!
 //! Each RPC is a few lines: validate and convert the request
-//! ([`convert`]), call the [`Broker`](crate::broker::Broker), convert the
+//! ([`convert`]), call the [`Engine`](crate::engine::Engine), convert the
 //! answer, and map refusals to statuses in one place ([`status`]).
 
 mod admin;
 mod convert;
+mod observe;
 pub mod pb;
 mod produce;
 mod service;

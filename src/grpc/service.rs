@@ -2,35 +2,33 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::Instrument;
 
 use super::convert::{self, Limits};
 use super::pb::{self, job_queue_server::JobQueue};
 use super::status;
-use super::{produce, stream};
-use crate::broker::Broker;
+use super::{observe, produce, stream};
+use crate::engine::SharedEngine;
 use crate::metrics::RpcMetrics;
 use crate::queue::NewJob;
-use crate::telemetry::{self, MetadataExtractor, TRACEPARENT, TRACESTATE};
+use crate::telemetry::{TRACEPARENT, TRACESTATE};
 
-/// Serves `jobq.v1.JobQueue` from a [`Broker`].
+/// Serves `jobq.v1.JobQueue` from an engine.
 #[derive(Clone, Debug)]
 pub struct JobQueueService {
-    broker: Broker,
+    engine: SharedEngine,
     limits: Limits,
     rpc: Arc<RpcMetrics>,
 }
 
 impl JobQueueService {
-    /// A service over `broker` that checks requests against `limits` and
+    /// A service over `engine` that checks requests against `limits` and
     /// records its calls in `rpc`.
-    pub fn new(broker: Broker, limits: Limits, rpc: Arc<RpcMetrics>) -> Self {
+    pub fn new(engine: SharedEngine, limits: Limits, rpc: Arc<RpcMetrics>) -> Self {
         Self {
-            broker,
+            engine,
             limits,
             rpc,
         }
@@ -42,70 +40,12 @@ impl JobQueueService {
         span: tracing::Span,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        observed(&self.rpc, method, span, call).await
+        observe::observed(&self.rpc, method, span, call).await
     }
-}
-
-/// Runs one RPC in `span` and records its count, code and latency.
-pub(super) async fn observed<T>(
-    rpc: &RpcMetrics,
-    method: &'static str,
-    span: tracing::Span,
-    call: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
-    let start = Instant::now();
-    let result = call.instrument(span.clone()).await;
-    if let Err(status) = &result {
-        span.record("rpc.grpc.status_code", status.code() as i32);
-    }
-    rpc.record(method, start, &result);
-    result
-}
-
-/// The span an RPC runs in, following the OpenTelemetry conventions for RPC
-/// and messaging spans, and joined to the caller's trace when the request
-/// carries a `traceparent`.
-pub(super) fn rpc_span(
-    service: &'static str,
-    method: &'static str,
-    queue: &str,
-    metadata: &MetadataMap,
-) -> tracing::Span {
-    traced_span(service, method, queue, &MetadataExtractor(metadata))
-}
-
-/// As [`rpc_span`], joined to the trace context in `carrier` (request
-/// metadata, or a job's own headers).
-pub(super) fn traced_span(
-    service: &'static str,
-    method: &'static str,
-    queue: &str,
-    carrier: &dyn opentelemetry::propagation::Extractor,
-) -> tracing::Span {
-    let span = tracing::info_span!(
-        "rpc",
-        otel.name = method,
-        otel.kind = "server",
-        rpc.system = "grpc",
-        rpc.service = service,
-        rpc.method = method,
-        rpc.grpc.status_code = tracing::field::Empty,
-        messaging.system = "jobq",
-        messaging.destination.name = %queue,
-        messaging.message.id = tracing::field::Empty,
-        messaging.batch.message_count = tracing::field::Empty,
-        jobq.attempt = tracing::field::Empty,
-        jobq.lease_token = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-    );
-    if let Some(trace_id) = telemetry::continue_trace(&span, carrier) {
-        span.record("trace_id", trace_id);
-    }
-    span
 }
 
 fn job_queue_span(method: &'static str, queue: &str, metadata: &MetadataMap) -> tracing::Span {
-    rpc_span("jobq.v1.JobQueue", method, queue, metadata)
+    observe::rpc_span("jobq.v1.JobQueue", method, queue, metadata)
 }
 
 /// The W3C trace-context headers of a request, to store with its jobs.
@@ -143,11 +83,11 @@ impl JobQueue for JobQueueService {
     ) -> Result<Response<Self::StreamEnqueueStream>, Status> {
         let span = job_queue_span("StreamEnqueue", "", request.metadata());
         let call = async {
-            self.broker
+            self.engine
                 .refuse_if_shutting_down()
-                .map_err(status::from_broker)?;
+                .map_err(status::from_engine)?;
             Ok(Response::new(produce::ResponseStream::new(
-                &self.broker,
+                &self.engine,
                 &self.limits,
                 request.into_inner(),
             )))
@@ -161,7 +101,7 @@ impl JobQueue for JobQueueService {
     ) -> Result<Response<Self::StreamLeasesStream>, Status> {
         let span = job_queue_span("StreamLeases", "", request.metadata());
         let call = async {
-            stream::open(&self.broker, &self.limits, request.into_inner())
+            stream::open(&self.engine, &self.limits, request.into_inner())
                 .await
                 .map(Response::new)
         };
@@ -185,10 +125,10 @@ impl JobQueue for JobQueueService {
             attach_trace(&mut job, &trace);
             let wait = self.limits.enqueue_wait(request.wait_for_room, deadline);
             let ids = self
-                .broker
+                .engine
                 .enqueue(queue, vec![job], wait)
                 .await
-                .map_err(status::from_broker)?;
+                .map_err(status::from_engine)?;
             let Some(stored) = ids.first() else {
                 return Err(Status::internal("enqueue stored no job"));
             };
@@ -219,10 +159,10 @@ impl JobQueue for JobQueueService {
             }
             let wait = self.limits.enqueue_wait(request.wait_for_room, deadline);
             let ids = self
-                .broker
+                .engine
                 .enqueue(queue, jobs, wait)
                 .await
-                .map_err(status::from_broker)?;
+                .map_err(status::from_engine)?;
             tracing::Span::current().record("messaging.batch.message_count", ids.len());
             tracing::debug!("enqueued batch");
             Ok(Response::new(pb::BatchEnqueueResponse {
@@ -247,10 +187,10 @@ impl JobQueue for JobQueueService {
                 .lease_duration("lease_duration", request.lease_duration)?;
             let wait = self.limits.lease_wait(request.wait_time)?;
             let deliveries = self
-                .broker
+                .engine
                 .lease(queue.clone(), max, lease_for, wait)
                 .await
-                .map_err(status::from_broker)?;
+                .map_err(status::from_engine)?;
             let span = tracing::Span::current();
             span.record("messaging.batch.message_count", deliveries.len());
             if let [only] = deliveries.as_slice() {
@@ -283,9 +223,10 @@ impl JobQueue for JobQueueService {
                 span.record("messaging.message.id", only.job.to_string());
             }
             let acked = self
-                .broker
+                .engine
                 .ack(&queue, &tokens)
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             tracing::debug!(jobs = acked, "acked");
             Ok(Response::new(pb::AckResponse {
                 acked_count: u32::try_from(acked).unwrap_or(u32::MAX),
@@ -306,11 +247,17 @@ impl JobQueue for JobQueueService {
             let span = tracing::Span::current();
             span.record("jobq.lease_token", token.to_string());
             span.record("messaging.message.id", token.job.to_string());
-            let nack = convert::nack(&request)?;
+            let nack = convert::nack_request(
+                "",
+                request.retry_delay,
+                request.dead_letter,
+                request.reason,
+            )?;
             let outcome = self
-                .broker
+                .engine
                 .nack(&queue, &token, nack)
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             tracing::debug!(?outcome, "nacked");
             Ok(Response::new(convert::nack_response(outcome)))
         };
@@ -332,9 +279,10 @@ impl JobQueue for JobQueueService {
                 .lease_duration("lease_duration", request.lease_duration)?
                 .ok_or_else(|| Status::invalid_argument("lease_duration: is required"))?;
             let deadline = self
-                .broker
+                .engine
                 .extend(&queue, &token, lease_for)
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             tracing::debug!("extended");
             Ok(Response::new(pb::ExtendLeaseResponse {
                 lease_deadline: Some(convert::timestamp(deadline)),

@@ -1,7 +1,5 @@
 //! The `StreamLeases` RPC: a worker's long-lived, credit-limited stream.
 
-use std::pin::pin;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -13,7 +11,7 @@ use tracing::Instrument;
 use super::convert::{self, Limits};
 use super::pb::{self, stream_leases_request::Kind as In, stream_leases_response::Kind as Out};
 use super::status;
-use crate::broker::{Broker, LeaseStream};
+use crate::engine::{EngineError, SharedEngine, WorkerAttachment};
 
 /// Most credits one stream may hold.
 pub const MAX_STREAM_CREDITS: u32 = 10_000;
@@ -28,7 +26,7 @@ pub type ResponseStream = ReceiverStream<Result<pb::StreamLeasesResponse, Status
 /// Reads the stream's `open` message, attaches it to its queue and starts
 /// serving it in its own task.
 pub async fn open(
-    broker: &Broker,
+    engine: &SharedEngine,
     limits: &Limits,
     mut inbound: Streaming<pb::StreamLeasesRequest>,
 ) -> Result<ResponseStream, Status> {
@@ -49,14 +47,17 @@ pub async fn open(
         )));
     }
     let lease_for = limits.lease_duration("open.lease_duration", open.lease_duration)?;
-    let stream = broker.open_stream(queue).map_err(status::from_broker)?;
+    let worker = engine
+        .attach_worker(queue)
+        .await
+        .map_err(status::from_engine)?;
     let (tx, rx) = mpsc::channel(SEND_BUFFER);
-    let span = tracing::info_span!("lease_stream", queue = %stream.queue());
+    let span = tracing::info_span!("lease_stream", queue = %worker.queue());
     let session = Session {
-        broker: broker.clone(),
+        engine: std::sync::Arc::clone(engine),
         limits: limits.clone(),
-        stream,
-        credits: AtomicU32::new(open.credits),
+        worker,
+        credits: open.credits,
         lease_for,
         tx,
     };
@@ -75,80 +76,60 @@ enum End {
 }
 
 struct Session {
-    broker: Broker,
+    engine: SharedEngine,
     limits: Limits,
-    stream: LeaseStream,
-    /// The most leases the stream may hold; only this session's task
-    /// changes it (an atomic only so that `&self` can).
-    credits: AtomicU32,
+    worker: Box<dyn WorkerAttachment>,
+    /// The most leases the stream may hold.
+    credits: u32,
     lease_for: Option<Duration>,
     tx: mpsc::Sender<Result<pb::StreamLeasesResponse, Status>>,
 }
 
 impl Session {
     /// Pushes jobs while credits allow and answers the worker's messages,
-    /// sleeping on notifications (jobs ready, a lease ended elsewhere, a
-    /// message, shutdown) when there is nothing to do.
-    async fn run(self, mut inbound: Streaming<pb::StreamLeasesRequest>) {
-        tracing::debug!(credits = self.credits(), "lease stream opened");
+    /// sleeping (on jobs ready, a lease ended elsewhere, a message,
+    /// shutdown) when there is nothing to do.
+    async fn run(mut self, mut inbound: Streaming<pb::StreamLeasesRequest>) {
+        tracing::debug!(credits = self.credits, "lease stream opened");
+        let mut shutdown = std::pin::pin!(self.engine.shutdown_signal());
         let end = 'session: loop {
-            let spare = (self.credits() as usize).saturating_sub(self.stream.held());
-            let mut ready = pin!(self.stream.ready().notified());
-            if spare > 0 {
-                // Only a stream with room joins the queue's waiters, so a
-                // full stream never swallows a wake-up another could use.
-                ready.as_mut().enable();
-            }
-            let mut released = pin!(self.stream.released().notified());
-            released.as_mut().enable();
-
-            if spare > 0 {
-                let leased = self
-                    .stream
-                    .try_lease(spare.min(LEASE_BATCH), self.lease_for);
-                if !leased.is_empty() {
-                    let queue = self.stream.queue().clone();
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break 'session End::Shutdown,
+                leased = self.worker.next_leases(self.credits as usize, LEASE_BATCH, self.lease_for) => {
+                    let leased = match leased {
+                        Ok(leased) => leased,
+                        Err(error) => break 'session self.ended_by(error),
+                    };
+                    let queue = self.worker.queue().clone();
                     for delivery in leased {
                         let lease = Out::Lease(convert::lease(&queue, delivery));
                         if let Some(end) = self.send(lease).await {
                             break 'session end;
                         }
                     }
-                    continue;
                 }
-            }
-
-            tokio::select! {
-                biased;
-                () = self.broker.shutting_down() => break 'session End::Shutdown,
-                () = self.stream.closed() => break 'session End::Refused(Status::not_found(format!(
-                    "queue {} was deleted", self.stream.queue()
-                ))),
                 message = inbound.next() => match message {
-                    Some(Ok(message)) => {
-                        match self.handle(message) {
-                            Ok(Some(result)) => {
-                                if let Some(end) = self.send(Out::Result(result)).await {
-                                    break 'session end;
-                                }
+                    Some(Ok(message)) => match self.handle(message).await {
+                        Ok(Some(result)) => {
+                            if let Some(end) = self.send(Out::Result(result)).await {
+                                break 'session end;
                             }
-                            Ok(None) => {}
-                            Err(status) => break 'session End::Refused(status),
                         }
-                    }
+                        Ok(None) => {}
+                        Err(status) => break 'session End::Refused(status),
+                    },
                     Some(Err(status)) => {
                         tracing::debug!(%status, "lease stream broke");
                         break 'session End::WorkerGone;
                     }
                     None => break 'session End::WorkerGone,
                 },
-                () = &mut ready, if spare > 0 => {}
-                () = &mut released => {}
             }
         };
-        let Session { stream, tx, .. } = self;
+        let Session { worker, tx, .. } = self;
         // Give the stream's leases back before saying goodbye.
-        drop(stream);
+        drop(worker);
         let last = match end {
             End::WorkerGone => return,
             End::Shutdown => Status::unavailable("the server is shutting down; reconnect"),
@@ -157,99 +138,113 @@ impl Session {
         let _ = tx.send(Err(last)).await;
     }
 
+    /// Why the stream ends when the engine stops handing out leases.
+    fn ended_by(&self, error: EngineError) -> End {
+        match error {
+            EngineError::ShuttingDown => End::Shutdown,
+            EngineError::QueueNotFound(queue) => {
+                End::Refused(Status::not_found(format!("queue {queue} was deleted")))
+            }
+            other => End::Refused(status::from_engine(other)),
+        }
+    }
+
     /// Sends one message, unless the worker is gone or the server shuts
     /// down first (a worker that stops reading must not hold shutdown up).
     async fn send(&self, kind: Out) -> Option<End> {
         let message = pb::StreamLeasesResponse { kind: Some(kind) };
         tokio::select! {
             biased;
-            () = self.broker.shutting_down() => Some(End::Shutdown),
+            () = self.engine.shutdown_signal() => Some(End::Shutdown),
             sent = self.tx.send(Ok(message)) => sent.err().map(|_| End::WorkerGone),
         }
     }
 
     /// Applies one message from the worker. Returns the result to send
     /// back, or the status that ends the stream for a protocol error.
-    fn credits(&self) -> u32 {
-        self.credits.load(Ordering::Relaxed)
-    }
-
-    fn handle(&self, message: pb::StreamLeasesRequest) -> Result<Option<pb::StreamResult>, Status> {
+    async fn handle(
+        &mut self,
+        message: pb::StreamLeasesRequest,
+    ) -> Result<Option<pb::StreamResult>, Status> {
         match message.kind {
             None => Err(Status::invalid_argument(
                 "kind: each message on a lease stream must set one of grant, ack, nack, extend or drain",
             )),
             Some(In::Open(_)) => Err(Status::invalid_argument("open: the stream is already open")),
             Some(In::Grant(grant)) => {
-                let total = self.credits().saturating_add(grant.credits);
+                let total = self.credits.saturating_add(grant.credits);
                 if grant.credits == 0 || total > MAX_STREAM_CREDITS {
                     return Err(Status::invalid_argument(format!(
                         "grant.credits: {} would make {total} credits; grant at least 1, up to {MAX_STREAM_CREDITS} in all",
                         grant.credits
                     )));
                 }
-                self.credits.store(total, Ordering::Relaxed);
+                self.credits = total;
                 Ok(None)
             }
             Some(In::Drain(_)) => {
                 tracing::debug!("lease stream draining");
-                self.credits.store(0, Ordering::Relaxed);
+                self.credits = 0;
                 Ok(None)
             }
-            Some(In::Ack(ack)) => Ok(Some(self.ack(ack))),
-            Some(In::Nack(nack)) => Ok(Some(self.nack(nack))),
-            Some(In::Extend(extend)) => Ok(Some(self.extend(extend))),
+            Some(In::Ack(ack)) => Ok(Some(self.ack(ack).await)),
+            Some(In::Nack(nack)) => Ok(Some(self.nack(nack).await)),
+            Some(In::Extend(extend)) => Ok(Some(self.extend(extend).await)),
         }
     }
 
-    fn ack(&self, ack: pb::StreamAck) -> pb::StreamResult {
-        let outcome = convert::lease_token("ack.lease_token", &ack.lease_token)
-            .map_err(Status::from)
-            .and_then(|token| self.stream.ack(&token).map_err(status::from_broker));
-        result(ack.request_id, outcome.map(|_| pb::StreamResult::default()))
+    async fn ack(&self, ack: pb::StreamAck) -> pb::StreamResult {
+        let outcome = match convert::lease_token("ack.lease_token", &ack.lease_token) {
+            Ok(token) => self
+                .worker
+                .ack(&token)
+                .await
+                .map(|_| pb::StreamResult::default())
+                .map_err(status::from_engine),
+            Err(invalid) => Err(invalid.into()),
+        };
+        result(ack.request_id, outcome)
     }
 
-    fn nack(&self, nack: pb::StreamNack) -> pb::StreamResult {
-        let outcome = (|| {
+    async fn nack(&self, nack: pb::StreamNack) -> pb::StreamResult {
+        let request_id = nack.request_id;
+        let outcome = async {
             let token = convert::lease_token("nack.lease_token", &nack.lease_token)?;
-            let request = convert::nack(&pb::NackRequest {
-                queue: String::new(),
-                lease_token: String::new(),
-                retry_delay: nack.retry_delay,
-                dead_letter: nack.dead_letter,
-                reason: nack.reason,
-            })?;
+            let request =
+                convert::nack_request("nack.", nack.retry_delay, nack.dead_letter, nack.reason)?;
             let outcome = self
-                .stream
+                .worker
                 .nack(&token, request)
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             let response = convert::nack_response(outcome);
             Ok(pb::StreamResult {
                 nack_outcome: response.outcome,
                 time: response.retry_time,
                 ..pb::StreamResult::default()
             })
-        })();
-        result(nack.request_id, outcome)
+        };
+        result(request_id, outcome.await)
     }
 
-    fn extend(&self, extend: pb::StreamExtend) -> pb::StreamResult {
-        let outcome = (|| {
+    async fn extend(&self, extend: pb::StreamExtend) -> pb::StreamResult {
+        let outcome = async {
             let token = convert::lease_token("extend.lease_token", &extend.lease_token)?;
             let lease_for = self
                 .limits
                 .lease_duration("extend.lease_duration", extend.lease_duration)?
                 .ok_or_else(|| Status::invalid_argument("extend.lease_duration: is required"))?;
             let deadline = self
-                .stream
+                .worker
                 .extend(&token, lease_for)
-                .map_err(status::from_broker)?;
+                .await
+                .map_err(status::from_engine)?;
             Ok(pb::StreamResult {
                 time: Some(convert::timestamp(deadline)),
                 ..pb::StreamResult::default()
             })
-        })();
-        result(extend.request_id, outcome)
+        };
+        result(extend.request_id, outcome.await)
     }
 }
 

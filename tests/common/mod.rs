@@ -8,8 +8,8 @@ pub mod raw;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use jobq::broker::Broker;
 use jobq::config::Config;
+use jobq::engine::MemoryEngine;
 use jobq::grpc::pb;
 use jobq::grpc::pb::job_queue_client::JobQueueClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,7 +24,7 @@ pub struct TestServer {
     /// Where `/metrics` is served.
     pub metrics_addr: SocketAddr,
     /// The server's broker, to look inside.
-    pub broker: Broker,
+    pub broker: MemoryEngine,
     pub channel: Channel,
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<anyhow::Result<()>>,
@@ -52,7 +52,8 @@ impl TestServer {
     async fn start_listening(config: Config, listener: TcpListener) -> Self {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let broker = Broker::new(config.broker());
+        let server_metrics = std::sync::Arc::new(jobq::metrics::Metrics::new());
+        let broker = jobq::server::memory_engine(&config, &server_metrics);
         let metrics = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind metrics");
@@ -62,7 +63,8 @@ impl TestServer {
             metrics: Some(metrics),
         };
         let handle = tokio::spawn(jobq::server::serve(
-            broker.clone(),
+            std::sync::Arc::new(broker.clone()),
+            server_metrics,
             config,
             listeners,
             async {

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::QueueTimings;
+use crate::engine::QueueObserver;
 use crate::queue::{Delivery, HolderId, Queue};
 
 /// How many waiting workers one change wakes at most; each woken worker that
@@ -31,8 +31,8 @@ pub(super) struct Slot {
     /// Cancelled when the queue is deleted or the server shuts down: ends
     /// the timer task, long-polls and worker streams on it.
     pub(super) closed: CancellationToken,
-    /// The queue's wait and processing histograms.
-    pub(super) timings: QueueTimings,
+    /// Told how long the queue's jobs wait and run.
+    pub(super) observer: Arc<dyn QueueObserver>,
 }
 
 #[derive(Debug)]
@@ -46,7 +46,11 @@ struct SlotState {
 }
 
 impl Slot {
-    pub(super) fn new(queue: Queue, closed: CancellationToken, timings: QueueTimings) -> Self {
+    pub(super) fn new(
+        queue: Queue,
+        closed: CancellationToken,
+        observer: Arc<dyn QueueObserver>,
+    ) -> Self {
         Self {
             state: Mutex::new(SlotState {
                 queue,
@@ -57,7 +61,7 @@ impl Slot {
             room: Notify::new(),
             timer: Notify::new(),
             closed,
-            timings,
+            observer,
         }
     }
 
@@ -100,7 +104,7 @@ impl Slot {
             let waited = now
                 .duration_since(delivery.job.enqueued_at)
                 .unwrap_or_default();
-            self.timings.first_lease(waited);
+            self.observer.first_lease(waited);
         }
     }
 

@@ -1,20 +1,21 @@
-//! The broker: every queue of the server, shared between RPC handlers.
+//! The in-memory engine: every queue of the server in this process's
+//! memory, shared between RPC handlers.
 //!
-//! [`Broker`] is a cheap `Clone` handle. Each queue sits in its own
+//! [`MemoryEngine`] is a cheap `Clone` handle. Each queue sits in its own
 //! [`Slot`](slot::Slot) behind its own lock, so work on one queue never waits
 //! for another. A timer task per queue applies deadlines as they fall due;
 //! long-polling leases and enqueues waiting for room sleep on notifications,
 //! not loops. Locks are only ever held for one synchronous queue operation.
 
 mod admin;
-mod error;
+mod budget;
+mod engine;
 mod ids;
-mod memory;
 mod slot;
-mod stream;
 mod timer;
+mod worker;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -23,39 +24,16 @@ use std::time::{Duration, SystemTime};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-pub use admin::{PurgeTarget, QueueInfo, QueueUpdate};
-pub use error::BrokerError;
+pub use budget::MemoryBudget;
 pub use ids::IdGenerator;
-pub use memory::MemoryBudget;
-pub use stream::LeaseStream;
+pub use worker::MemoryAttachment;
 
-use crate::metrics::JobTimings;
+use super::{EngineConfig, EngineError, JobObserver, NoObserver};
 use crate::queue::{
     Delivery, Enqueued, HolderId, JobId, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob,
-    Queue, QueueConfig, QueueCounts, QueueError, QueueName,
+    Queue, QueueCounts, QueueError, QueueName,
 };
 use slot::Slot;
-
-/// Server-wide settings of the broker.
-#[derive(Clone, Debug)]
-pub struct BrokerConfig {
-    /// Settings for queues created on first use.
-    pub queue_defaults: QueueConfig,
-    /// Bytes of job payloads and metadata held at most, over all queues.
-    pub memory_budget: u64,
-    /// Queues at most.
-    pub max_queues: usize,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        Self {
-            queue_defaults: QueueConfig::default(),
-            memory_budget: 1 << 30,
-            max_queues: 10_000,
-        }
-    }
-}
 
 /// Jobs ready to store: their queue's slot, the jobs with their ids, and
 /// their bytes.
@@ -63,38 +41,43 @@ type Prepared = (Arc<Slot>, Vec<(JobId, NewJob)>, u64);
 
 /// A handle to every queue of the server.
 #[derive(Clone, Debug)]
-pub struct Broker {
+pub struct MemoryEngine {
     shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
 struct Shared {
-    config: BrokerConfig,
+    config: EngineConfig,
     // A std lock: held only to look up or insert a slot, never across an
-    // `.await`.
-    queues: RwLock<HashMap<QueueName, Arc<Slot>>>,
+    // `.await`. Ordered by name, so a page of queues is a range.
+    queues: RwLock<BTreeMap<QueueName, Arc<Slot>>>,
     memory: MemoryBudget,
     ids: IdGenerator,
     /// Cancelled when the server begins to shut down.
     shutdown: CancellationToken,
-    /// Numbers worker streams.
+    /// Numbers worker attachments.
     next_holder: AtomicU64,
-    timings: Arc<JobTimings>,
+    observer: Arc<dyn JobObserver>,
 }
 
-impl Broker {
-    /// A broker with no queues. Must be created inside a Tokio runtime's
-    /// context, since each queue gets a timer task.
-    pub fn new(config: BrokerConfig) -> Self {
+impl MemoryEngine {
+    /// An engine with no queues, observed by no one. Must be created
+    /// inside a Tokio runtime's context, since each queue gets a timer task.
+    pub fn new(config: EngineConfig) -> Self {
+        Self::with_observer(config, Arc::new(NoObserver))
+    }
+
+    /// As [`new`](Self::new), telling `observer` how long jobs wait and run.
+    pub fn with_observer(config: EngineConfig, observer: Arc<dyn JobObserver>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 memory: MemoryBudget::new(config.memory_budget),
                 config,
-                queues: RwLock::new(HashMap::new()),
+                queues: RwLock::new(BTreeMap::new()),
                 ids: IdGenerator::default(),
                 shutdown: CancellationToken::new(),
                 next_holder: AtomicU64::new(1),
-                timings: Arc::default(),
+                observer,
             }),
         }
     }
@@ -109,7 +92,7 @@ impl Broker {
         queue: QueueName,
         jobs: Vec<NewJob>,
         wait_for_room: Option<Duration>,
-    ) -> Result<Vec<Enqueued>, BrokerError> {
+    ) -> Result<Vec<Enqueued>, EngineError> {
         let Some(wait) = wait_for_room else {
             return self.try_enqueue(&queue, jobs);
         };
@@ -130,10 +113,10 @@ impl Broker {
             // spent budget for freed bytes (a refused store gives its own
             // reservation back, which must not wake itself).
             let (queue_full, over_budget) = match &error {
-                BrokerError::Queue(QueueError::Full { capacity, .. }) => {
+                EngineError::Queue(QueueError::Full { capacity, .. }) => {
                     (batch.len() <= *capacity, false)
                 }
-                BrokerError::MemoryExhausted { limit, .. } => (false, bytes <= *limit),
+                EngineError::MemoryExhausted { limit, .. } => (false, bytes <= *limit),
                 _ => (false, false),
             };
             if !(queue_full || over_budget) {
@@ -143,7 +126,7 @@ impl Broker {
                 () = room, if queue_full => {}
                 () = freed, if over_budget => {}
                 () = sleep_until(deadline) => return Err(error),
-                () = self.shared.shutdown.cancelled() => return Err(BrokerError::ShuttingDown),
+                () = self.shared.shutdown.cancelled() => return Err(EngineError::ShuttingDown),
             }
         }
     }
@@ -156,14 +139,14 @@ impl Broker {
         &self,
         queue: &QueueName,
         jobs: Vec<NewJob>,
-    ) -> Result<Vec<Enqueued>, BrokerError> {
+    ) -> Result<Vec<Enqueued>, EngineError> {
         let (slot, mut batch, bytes) = self.prepare(queue, jobs)?;
         self.try_store(&slot, &mut batch, bytes)
     }
 
     /// The queue's slot (made if new), the jobs with their ids, and their
     /// bytes: what both enqueue paths start from.
-    fn prepare(&self, queue: &QueueName, jobs: Vec<NewJob>) -> Result<Prepared, BrokerError> {
+    fn prepare(&self, queue: &QueueName, jobs: Vec<NewJob>) -> Result<Prepared, EngineError> {
         self.refuse_if_shutting_down()?;
         let slot = self.slot_or_create(queue)?;
         let bytes: u64 = jobs.iter().map(NewJob::size).sum();
@@ -176,11 +159,11 @@ impl Broker {
         slot: &Slot,
         batch: &mut Vec<(JobId, NewJob)>,
         bytes: u64,
-    ) -> Result<Vec<Enqueued>, BrokerError> {
+    ) -> Result<Vec<Enqueued>, EngineError> {
         let memory = &self.shared.memory;
         memory
             .try_reserve(bytes)
-            .map_err(|over| BrokerError::MemoryExhausted {
+            .map_err(|over| EngineError::MemoryExhausted {
                 limit: over.limit,
                 used: over.used,
                 offered: bytes,
@@ -214,7 +197,7 @@ impl Broker {
         max: usize,
         lease_for: Option<Duration>,
         wait: Duration,
-    ) -> Result<Vec<Delivery>, BrokerError> {
+    ) -> Result<Vec<Delivery>, EngineError> {
         self.refuse_if_shutting_down()?;
         let slot = self.slot_or_create(&queue)?;
         let deadline = Instant::now() + wait;
@@ -248,37 +231,21 @@ impl Broker {
         }
     }
 
-    /// Attaches a worker stream to `queue`, creating the queue if new.
-    pub fn open_stream(&self, queue: QueueName) -> Result<LeaseStream, BrokerError> {
+    /// Attaches a worker to `queue`, creating the queue if new.
+    pub fn attach(&self, queue: QueueName) -> Result<MemoryAttachment, EngineError> {
         self.refuse_if_shutting_down()?;
         let slot = self.slot_or_create(&queue)?;
         let holder = HolderId(self.shared.next_holder.fetch_add(1, Ordering::Relaxed));
-        Ok(LeaseStream::new(self.clone(), slot, queue, holder))
+        Ok(MemoryAttachment::new(self.clone(), slot, queue, holder))
     }
 
-    /// How long jobs wait and run, for the metrics.
-    pub fn timings(&self) -> Arc<JobTimings> {
-        Arc::clone(&self.shared.timings)
-    }
-
-    /// Worker streams open on `queue`.
-    pub fn open_streams(&self, queue: &QueueName) -> usize {
+    /// Worker attachments open on `queue`.
+    pub fn workers(&self, queue: &QueueName) -> usize {
         self.slot(queue).map_or(0, |slot| slot.holders())
     }
 
-    /// Completes when the server begins to shut down.
-    pub async fn shutting_down(&self) {
-        self.shared.shutdown.cancelled().await;
-    }
-
-    /// As [`shutting_down`](Self::shutting_down), as an owned future that
-    /// can be stored in a stream.
-    pub fn shutdown_signal(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
-        self.shared.shutdown.clone().cancelled_owned()
-    }
-
     /// Acks leases in `queue`, all or none.
-    pub fn ack(&self, queue: &QueueName, tokens: &[LeaseToken]) -> Result<usize, BrokerError> {
+    pub fn ack(&self, queue: &QueueName, tokens: &[LeaseToken]) -> Result<usize, EngineError> {
         let Some(first) = tokens.first() else {
             return Ok(0);
         };
@@ -286,7 +253,7 @@ impl Broker {
         let acked = slot.with(|q| q.ack(Instant::now(), tokens))?;
         self.shared.memory.release(acked.bytes);
         for held in &acked.held {
-            slot.timings.acked(*held);
+            slot.observer.acked(*held);
         }
         Ok(acked.jobs)
     }
@@ -297,7 +264,7 @@ impl Broker {
         queue: &QueueName,
         token: &LeaseToken,
         request: NackRequest,
-    ) -> Result<NackOutcome, BrokerError> {
+    ) -> Result<NackOutcome, EngineError> {
         let slot = self.slot_for_lease(queue, token)?;
         Ok(slot.with(|q| q.nack(Instant::now(), token, request))?)
     }
@@ -308,7 +275,7 @@ impl Broker {
         queue: &QueueName,
         token: &LeaseToken,
         lease_for: Duration,
-    ) -> Result<Instant, BrokerError> {
+    ) -> Result<Instant, EngineError> {
         let slot = self.slot_for_lease(queue, token)?;
         Ok(slot.with(|q| q.extend(Instant::now(), token, lease_for))?)
     }
@@ -323,14 +290,14 @@ impl Broker {
         Some(self.slot(queue)?.with(|q| q.counts()))
     }
 
-    /// The settings a new queue gets.
-    pub fn queue_defaults(&self) -> &QueueConfig {
-        &self.shared.config.queue_defaults
-    }
-
     /// Bytes of jobs held, over all queues.
     pub fn memory_used(&self) -> u64 {
         self.shared.memory.used()
+    }
+
+    /// The memory budget, in bytes.
+    pub fn memory_budget(&self) -> u64 {
+        self.shared.memory.limit()
     }
 
     /// Jobs held in memory, over all queues.
@@ -351,10 +318,9 @@ impl Broker {
         self.shared.shutdown.is_cancelled()
     }
 
-    /// Fails with [`BrokerError::ShuttingDown`] once shutdown has begun.
-    pub fn refuse_if_shutting_down(&self) -> Result<(), BrokerError> {
+    fn refuse_if_shutting_down(&self) -> Result<(), EngineError> {
         if self.is_shutting_down() {
-            return Err(BrokerError::ShuttingDown);
+            return Err(EngineError::ShuttingDown);
         }
         Ok(())
     }
@@ -369,7 +335,7 @@ impl Broker {
         &self,
         queue: &QueueName,
         token: &LeaseToken,
-    ) -> Result<Arc<Slot>, BrokerError> {
+    ) -> Result<Arc<Slot>, EngineError> {
         self.slot(queue).ok_or_else(|| {
             QueueError::LeaseNotFound {
                 queue: queue.clone(),
@@ -379,7 +345,7 @@ impl Broker {
         })
     }
 
-    fn slot_or_create(&self, queue: &QueueName) -> Result<Arc<Slot>, BrokerError> {
+    fn slot_or_create(&self, queue: &QueueName) -> Result<Arc<Slot>, EngineError> {
         if let Some(slot) = self.slot(queue) {
             return Ok(slot);
         }
@@ -393,18 +359,18 @@ impl Broker {
         }
         let limit = self.shared.config.max_queues;
         if queues.len() >= limit {
-            return Err(BrokerError::TooManyQueues {
+            return Err(EngineError::TooManyQueues {
                 queue: queue.clone(),
                 limit,
             });
         }
         let config = self.shared.config.queue_defaults.clone();
         let closed = self.shared.shutdown.child_token();
-        let timings = self.shared.timings.for_queue(queue.as_str());
+        let observer = self.shared.observer.queue_created(queue);
         let slot = Arc::new(Slot::new(
             Queue::new(queue.clone(), config),
             closed,
-            timings,
+            observer,
         ));
         queues.insert(queue.clone(), Arc::clone(&slot));
         tokio::spawn(timer::run(Arc::clone(&slot)));
@@ -412,7 +378,7 @@ impl Broker {
         Ok(slot)
     }
 
-    fn read_queues(&self) -> std::sync::RwLockReadGuard<'_, HashMap<QueueName, Arc<Slot>>> {
+    fn read_queues(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<QueueName, Arc<Slot>>> {
         self.shared.queues.read().unwrap_or_else(|e| e.into_inner())
     }
 }

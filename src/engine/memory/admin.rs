@@ -1,82 +1,50 @@
 //! Operator actions over the broker's queues.
 
+use std::ops::Bound;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
 use super::slot::Slot;
-use super::{Broker, BrokerError};
-use crate::queue::{
-    JobId, JobState, JobStatus, Purged, QueueConfig, QueueCounts, QueueName, QueueStats,
-};
+use super::{EngineError, MemoryEngine};
+use crate::engine::{JobPage, PurgeTarget, QueueInfo, QueueUpdate};
+use crate::queue::{JobId, JobState, JobStatus, Purged, QueueName};
 
-/// A queue's settings, counts and totals.
-#[derive(Clone, Debug)]
-pub struct QueueInfo {
-    /// Its name.
-    pub name: QueueName,
-    /// Its settings.
-    pub config: QueueConfig,
-    /// Whether leasing is paused.
-    pub paused: bool,
-    /// Jobs per state now.
-    pub counts: QueueCounts,
-    /// Totals since it was created.
-    pub stats: QueueStats,
-    /// When the longest-waiting ready job was enqueued.
-    pub oldest_ready: Option<SystemTime>,
-}
-
-/// Settings to change; `None` leaves one as it is.
-#[derive(Clone, Debug, Default)]
-pub struct QueueUpdate {
-    /// Jobs held at most.
-    pub capacity: Option<usize>,
-    /// Default lease.
-    pub lease_duration: Option<Duration>,
-    /// Default deliveries before dead-lettering.
-    pub max_attempts: Option<u32>,
-    /// Backoff after the first failure.
-    pub backoff_base: Option<Duration>,
-    /// Longest backoff.
-    pub backoff_cap: Option<Duration>,
-    /// Pause or resume leasing.
-    pub paused: Option<bool>,
-}
-
-/// Which jobs a purge removes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PurgeTarget {
-    /// Ready jobs.
-    Ready,
-    /// Dead-lettered jobs.
-    Dead,
-}
-
-impl Broker {
+impl MemoryEngine {
     /// Every queue's name, sorted.
     pub fn queue_names(&self) -> Vec<QueueName> {
-        let mut names: Vec<_> = self.read_queues().keys().cloned().collect();
-        names.sort();
-        names
+        self.read_queues().keys().cloned().collect()
+    }
+
+    /// The queues whose names sort after `after`, at most `limit`, with
+    /// their settings, counts and totals.
+    pub fn queue_page(&self, after: Option<&QueueName>, limit: usize) -> Vec<QueueInfo> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let slots: Vec<(QueueName, Arc<Slot>)> = self
+            .read_queues()
+            .range::<QueueName, _>((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(name, slot)| (name.clone(), Arc::clone(slot)))
+            .collect();
+        // Each queue's own lock is taken after the registry's is released.
+        slots.iter().map(|(name, slot)| info(name, slot)).collect()
     }
 
     /// One queue's settings, counts and totals.
-    pub fn queue_info(&self, queue: &QueueName) -> Result<QueueInfo, BrokerError> {
+    pub fn queue_info(&self, queue: &QueueName) -> Result<QueueInfo, EngineError> {
         let slot = self.existing(queue)?;
         Ok(info(queue, &slot))
     }
 
     /// Changes a queue's settings, creating the queue first if `create`.
-    /// The caller has checked each value; `backoff_base` above `backoff_cap`
-    /// after the change is the caller's to refuse.
+    /// The caller has checked each value; a backoff base above the cap once
+    /// merged with the current settings is refused, changing nothing.
     pub fn update_queue(
         &self,
         queue: &QueueName,
         update: QueueUpdate,
         create: bool,
-    ) -> Result<QueueInfo, BrokerError> {
+    ) -> Result<QueueInfo, EngineError> {
         let slot = if create {
             self.slot_or_create(queue)?
         } else {
@@ -84,6 +52,11 @@ impl Broker {
         };
         slot.with(|q| {
             let mut config = q.config().clone();
+            let base = update.backoff_base.unwrap_or(config.retry.base);
+            let cap = update.backoff_cap.unwrap_or(config.retry.cap);
+            if base > cap {
+                return Err(EngineError::BackoffOutOfOrder { base, cap });
+            }
             if let Some(capacity) = update.capacity {
                 config.capacity = capacity;
             }
@@ -103,7 +76,8 @@ impl Broker {
             if let Some(paused) = update.paused {
                 q.set_paused(paused);
             }
-        });
+            Ok(())
+        })?;
         tracing::info!(queue = %queue, "queue settings changed");
         Ok(info(queue, &slot))
     }
@@ -111,7 +85,7 @@ impl Broker {
     /// Deletes a queue and every job in it. Refused while workers hold
     /// leases, unless `force`. Long-polls and worker streams on it end.
     /// Returns how many jobs were dropped.
-    pub fn delete_queue(&self, queue: &QueueName, force: bool) -> Result<usize, BrokerError> {
+    pub fn delete_queue(&self, queue: &QueueName, force: bool) -> Result<usize, EngineError> {
         let mut queues = self
             .shared
             .queues
@@ -120,10 +94,10 @@ impl Broker {
         let slot = queues
             .get(queue)
             .cloned()
-            .ok_or_else(|| BrokerError::QueueNotFound(queue.clone()))?;
+            .ok_or_else(|| EngineError::QueueNotFound(queue.clone()))?;
         let (leased, jobs, bytes) = slot.with(|q| (q.counts().leased, q.len(), q.bytes()));
         if leased > 0 && !force {
-            return Err(BrokerError::QueueBusy {
+            return Err(EngineError::QueueBusy {
                 queue: queue.clone(),
                 leased,
             });
@@ -132,19 +106,20 @@ impl Broker {
         drop(queues);
         slot.closed.cancel();
         self.shared.memory.release(bytes);
+        self.shared.observer.queue_deleted(queue);
         tracing::info!(queue = %queue, jobs, "queue deleted");
         Ok(jobs)
     }
 
     /// Pauses or resumes leasing from a queue.
-    pub fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<(), BrokerError> {
+    pub fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<(), EngineError> {
         self.existing(queue)?.with(|q| q.set_paused(paused));
         tracing::info!(queue = %queue, paused, "queue pause changed");
         Ok(())
     }
 
     /// Removes a queue's ready or dead jobs.
-    pub fn purge(&self, queue: &QueueName, target: PurgeTarget) -> Result<usize, BrokerError> {
+    pub fn purge(&self, queue: &QueueName, target: PurgeTarget) -> Result<usize, EngineError> {
         let purged: Purged = self.existing(queue)?.with(|q| match target {
             PurgeTarget::Ready => q.purge_ready(Instant::now()),
             PurgeTarget::Dead => q.purge_dead(),
@@ -161,10 +136,11 @@ impl Broker {
         state: Option<JobState>,
         after: Option<JobId>,
         limit: usize,
-    ) -> Result<(Vec<JobStatus>, Option<JobId>), BrokerError> {
-        Ok(self
+    ) -> Result<JobPage, EngineError> {
+        let (jobs, next) = self
             .existing(queue)?
-            .with(|q| q.list_jobs(Instant::now(), state, after, limit)))
+            .with(|q| q.list_jobs(Instant::now(), state, after, limit));
+        Ok(JobPage { jobs, next })
     }
 
     /// Finds a job by id: in `queue` if given, else in every queue.
@@ -172,7 +148,7 @@ impl Broker {
         &self,
         queue: Option<&QueueName>,
         id: &JobId,
-    ) -> Result<(QueueName, JobStatus), BrokerError> {
+    ) -> Result<(QueueName, JobStatus), EngineError> {
         let slots: Vec<(QueueName, Arc<Slot>)> = match queue {
             Some(queue) => vec![(queue.clone(), self.existing(queue)?)],
             None => self
@@ -191,7 +167,7 @@ impl Broker {
     }
 
     /// Cancels a job no worker holds.
-    pub fn cancel_job(&self, queue: Option<&QueueName>, id: &JobId) -> Result<(), BrokerError> {
+    pub fn cancel_job(&self, queue: Option<&QueueName>, id: &JobId) -> Result<(), EngineError> {
         let (name, _) = self.find_job(queue, id)?;
         let job = self
             .existing(&name)?
@@ -203,7 +179,7 @@ impl Broker {
 
     /// Moves dead jobs back to ready with attempts reset: those named, or
     /// all when `ids` is `None`.
-    pub fn redrive(&self, queue: &QueueName, ids: Option<&[JobId]>) -> Result<usize, BrokerError> {
+    pub fn redrive(&self, queue: &QueueName, ids: Option<&[JobId]>) -> Result<usize, EngineError> {
         let moved = self
             .existing(queue)?
             .with(|q| q.redrive(Instant::now(), ids))?;
@@ -211,13 +187,14 @@ impl Broker {
         Ok(moved)
     }
 
-    fn existing(&self, queue: &QueueName) -> Result<Arc<Slot>, BrokerError> {
+    fn existing(&self, queue: &QueueName) -> Result<Arc<Slot>, EngineError> {
         self.slot(queue)
-            .ok_or_else(|| BrokerError::QueueNotFound(queue.clone()))
+            .ok_or_else(|| EngineError::QueueNotFound(queue.clone()))
     }
 }
 
 fn info(name: &QueueName, slot: &Slot) -> QueueInfo {
+    let workers = slot.holders();
     slot.with(|q| QueueInfo {
         name: name.clone(),
         config: q.config().clone(),
@@ -225,16 +202,17 @@ fn info(name: &QueueName, slot: &Slot) -> QueueInfo {
         counts: q.counts(),
         stats: q.stats(),
         oldest_ready: q.oldest_ready_enqueue(),
+        workers,
     })
 }
 
-fn job_not_found(queue: Option<&QueueName>, id: &JobId) -> BrokerError {
+fn job_not_found(queue: Option<&QueueName>, id: &JobId) -> EngineError {
     match queue {
         Some(queue) => crate::queue::QueueError::JobNotFound {
             queue: queue.clone(),
             job: *id,
         }
         .into(),
-        None => BrokerError::JobNotFound(*id),
+        None => EngineError::JobNotFound(*id),
     }
 }

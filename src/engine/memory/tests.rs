@@ -1,4 +1,4 @@
-//! Broker behaviour: waiting, waking and limits, with Tokio's clock paused so
+//! MemoryEngine behaviour: waiting, waking and limits, with Tokio's clock paused so
 //! time only moves when every task is idle.
 
 use std::time::Duration;
@@ -7,6 +7,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::*;
+use crate::queue::QueueConfig;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -21,8 +22,8 @@ fn job(payload: &'static str) -> NewJob {
     }
 }
 
-fn broker_with(capacity: usize, memory_budget: u64) -> Broker {
-    Broker::new(BrokerConfig {
+fn broker_with(capacity: usize, memory_budget: u64) -> MemoryEngine {
+    MemoryEngine::new(EngineConfig {
         queue_defaults: QueueConfig {
             capacity,
             ..QueueConfig::default()
@@ -32,7 +33,7 @@ fn broker_with(capacity: usize, memory_budget: u64) -> Broker {
     })
 }
 
-fn broker() -> Broker {
+fn broker() -> MemoryEngine {
     broker_with(100, 1 << 20)
 }
 
@@ -161,7 +162,7 @@ async fn memory_budget_refuses_at_once_and_names_the_limit() {
         .expect_err("over budget");
     assert_eq!(
         err,
-        BrokerError::MemoryExhausted {
+        EngineError::MemoryExhausted {
             limit: 10,
             used: 8,
             offered: 3
@@ -195,7 +196,7 @@ async fn full_queue_refusal_stores_nothing_and_keeps_no_memory() {
         .enqueue(name("q"), vec![job("b"), job("c")], None)
         .await
         .expect_err("full");
-    assert!(matches!(err, BrokerError::Queue(QueueError::Full { .. })));
+    assert!(matches!(err, EngineError::Queue(QueueError::Full { .. })));
     assert_eq!(b.memory_used(), 1);
     assert_eq!(b.counts(&name("q")).expect("exists").ready, 1);
 }
@@ -233,7 +234,7 @@ async fn waiting_enqueue_gives_up_at_its_deadline() {
         .enqueue(name("q"), vec![job("b")], Some(2 * SEC))
         .await
         .expect_err("still full");
-    assert!(matches!(err, BrokerError::Queue(QueueError::Full { .. })));
+    assert!(matches!(err, EngineError::Queue(QueueError::Full { .. })));
     assert_eq!(Instant::now() - start, 2 * SEC);
 }
 
@@ -245,7 +246,7 @@ async fn batch_larger_than_capacity_does_not_wait() {
         .enqueue(name("q"), vec![job("a"), job("b")], Some(60 * SEC))
         .await
         .expect_err("can never fit");
-    assert!(matches!(err, BrokerError::Queue(QueueError::Full { .. })));
+    assert!(matches!(err, EngineError::Queue(QueueError::Full { .. })));
     assert_eq!(Instant::now(), start);
 }
 
@@ -259,7 +260,7 @@ async fn queue_count_is_limited() {
         .enqueue(name("e"), vec![job("x")], None)
         .await
         .expect_err("fifth queue");
-    assert!(matches!(err, BrokerError::TooManyQueues { limit: 4, .. }));
+    assert!(matches!(err, EngineError::TooManyQueues { limit: 4, .. }));
 }
 
 #[tokio::test(start_paused = true)]
@@ -277,11 +278,11 @@ async fn shutdown_ends_long_polls_early_and_refuses_new_work() {
     assert_eq!(Instant::now(), start);
     assert_eq!(
         b.enqueue(name("q"), vec![job("x")], None).await,
-        Err(BrokerError::ShuttingDown)
+        Err(EngineError::ShuttingDown)
     );
     assert_eq!(
         b.lease(name("q"), 1, None, SEC).await.map(|v| v.len()),
-        Err(BrokerError::ShuttingDown)
+        Err(EngineError::ShuttingDown)
     );
 }
 
@@ -291,6 +292,6 @@ async fn unknown_queue_holds_no_lease() {
     let token: LeaseToken = "0".repeat(48).parse().expect("well-formed");
     assert!(matches!(
         b.ack(&name("nope"), &[token]),
-        Err(BrokerError::Queue(QueueError::LeaseNotFound { .. }))
+        Err(EngineError::Queue(QueueError::LeaseNotFound { .. }))
     ));
 }

@@ -1,11 +1,11 @@
-//! What the broker refuses.
+//! What an engine refuses, and how its store can fail.
 
 use crate::queue::{JobId, QueueError, QueueName};
 
-/// Why a broker operation was refused.
+/// Why an engine operation was refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum BrokerError {
+pub enum EngineError {
     /// The queue refused the operation.
     #[error(transparent)]
     Queue(#[from] QueueError),
@@ -48,4 +48,30 @@ pub enum BrokerError {
     /// The server is shutting down and takes no new work.
     #[error("the server is shutting down; retry once it is back")]
     ShuttingDown,
+    /// A queue update would leave the backoff base above its cap.
+    #[error("backoff_base: {base:?} would exceed backoff_cap ({cap:?})")]
+    BackoffOutOfOrder {
+        /// The base after the update.
+        base: std::time::Duration,
+        /// The cap after the update.
+        cap: std::time::Duration,
+    },
+    /// The store cannot be reached now (a database that is down, a
+    /// connection lost); the call may succeed if tried again later.
+    #[error("the {store} store is unavailable: {reason}; retry later")]
+    StoreUnavailable {
+        /// Which store: `journal`, `postgres`.
+        store: &'static str,
+        /// What failed, as the store said it.
+        reason: String,
+    },
+    /// The store broke in a way a retry does not mend (corrupt data, a
+    /// failed write); an operator must look.
+    #[error("the {store} store failed: {reason}")]
+    StoreFailed {
+        /// Which store: `journal`, `postgres`.
+        store: &'static str,
+        /// What failed, as the store said it.
+        reason: String,
+    },
 }

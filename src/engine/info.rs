@@ -1,0 +1,92 @@
+//! The values that cross the engine seam besides jobs themselves: settings,
+//! what operators read and what they change.
+
+use std::time::{Duration, SystemTime};
+
+use crate::queue::{JobId, JobStatus, QueueConfig, QueueCounts, QueueName, QueueStats};
+
+/// Server-wide settings of an engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Settings for queues created on first use.
+    pub queue_defaults: QueueConfig,
+    /// Bytes of job payloads and metadata held at most, over all queues.
+    pub memory_budget: u64,
+    /// Queues at most.
+    pub max_queues: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            queue_defaults: QueueConfig::default(),
+            memory_budget: 1 << 30,
+            max_queues: 10_000,
+        }
+    }
+}
+
+/// A queue's settings, counts and totals.
+#[derive(Clone, Debug)]
+pub struct QueueInfo {
+    /// Its name.
+    pub name: QueueName,
+    /// Its settings.
+    pub config: QueueConfig,
+    /// Whether leasing is paused.
+    pub paused: bool,
+    /// Jobs per state now.
+    pub counts: QueueCounts,
+    /// Totals since it was created.
+    pub stats: QueueStats,
+    /// When the longest-waiting ready job was enqueued.
+    pub oldest_ready: Option<SystemTime>,
+    /// Worker attachments open on it.
+    pub workers: usize,
+}
+
+/// Settings to change; `None` leaves one as it is.
+#[derive(Clone, Debug, Default)]
+pub struct QueueUpdate {
+    /// Jobs held at most.
+    pub capacity: Option<usize>,
+    /// Default lease.
+    pub lease_duration: Option<Duration>,
+    /// Default deliveries before dead-lettering.
+    pub max_attempts: Option<u32>,
+    /// Backoff after the first failure.
+    pub backoff_base: Option<Duration>,
+    /// Longest backoff.
+    pub backoff_cap: Option<Duration>,
+    /// Pause or resume leasing.
+    pub paused: Option<bool>,
+}
+
+/// Which jobs a purge removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PurgeTarget {
+    /// Ready jobs.
+    Ready,
+    /// Dead-lettered jobs.
+    Dead,
+}
+
+/// One page of a queue's jobs.
+#[derive(Clone, Debug, Default)]
+pub struct JobPage {
+    /// The jobs, in id order.
+    pub jobs: Vec<JobStatus>,
+    /// Where the next page starts, if more jobs may follow.
+    pub next: Option<JobId>,
+}
+
+/// Server-wide figures of an engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Jobs held in every state, over all queues.
+    pub jobs_held: usize,
+    /// Bytes of jobs counted against the memory budget.
+    pub memory_used: u64,
+    /// The memory budget.
+    pub memory_budget: u64,
+}

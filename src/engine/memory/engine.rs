@@ -1,0 +1,204 @@
+//! The engine traits over [`MemoryEngine`]: every call is answered at once
+//! by its synchronous counterpart, which never fails for its store.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::{MemoryAttachment, MemoryEngine};
+use crate::engine::{
+    Consume, Engine, EngineError, EngineStats, JobPage, Operate, Produce, PurgeTarget, QueueInfo,
+    QueueUpdate, WorkerAttachment,
+};
+use crate::queue::{
+    Delivery, Enqueued, JobId, JobState, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob,
+    QueueConfig, QueueName,
+};
+
+#[async_trait]
+impl Produce for MemoryEngine {
+    async fn enqueue(
+        &self,
+        queue: QueueName,
+        jobs: Vec<NewJob>,
+        wait_for_room: Option<Duration>,
+    ) -> Result<Vec<Enqueued>, EngineError> {
+        MemoryEngine::enqueue(self, queue, jobs, wait_for_room).await
+    }
+}
+
+#[async_trait]
+impl Consume for MemoryEngine {
+    async fn lease(
+        &self,
+        queue: QueueName,
+        max: usize,
+        lease_for: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, EngineError> {
+        MemoryEngine::lease(self, queue, max, lease_for, wait).await
+    }
+
+    async fn attach_worker(
+        &self,
+        queue: QueueName,
+    ) -> Result<Box<dyn WorkerAttachment>, EngineError> {
+        Ok(Box::new(self.attach(queue)?))
+    }
+
+    async fn ack(&self, queue: &QueueName, tokens: &[LeaseToken]) -> Result<usize, EngineError> {
+        MemoryEngine::ack(self, queue, tokens)
+    }
+
+    async fn nack(
+        &self,
+        queue: &QueueName,
+        token: &LeaseToken,
+        request: NackRequest,
+    ) -> Result<NackOutcome, EngineError> {
+        MemoryEngine::nack(self, queue, token, request)
+    }
+
+    async fn extend(
+        &self,
+        queue: &QueueName,
+        token: &LeaseToken,
+        lease_for: Duration,
+    ) -> Result<Instant, EngineError> {
+        MemoryEngine::extend(self, queue, token, lease_for)
+    }
+}
+
+#[async_trait]
+impl WorkerAttachment for MemoryAttachment {
+    fn queue(&self) -> &QueueName {
+        MemoryAttachment::queue(self)
+    }
+
+    async fn next_leases(
+        &self,
+        credits: usize,
+        max: usize,
+        lease_for: Option<Duration>,
+    ) -> Result<Vec<Delivery>, EngineError> {
+        MemoryAttachment::next_leases(self, credits, max, lease_for).await
+    }
+
+    async fn ack(&self, token: &LeaseToken) -> Result<usize, EngineError> {
+        MemoryAttachment::ack(self, token)
+    }
+
+    async fn nack(
+        &self,
+        token: &LeaseToken,
+        request: NackRequest,
+    ) -> Result<NackOutcome, EngineError> {
+        MemoryAttachment::nack(self, token, request)
+    }
+
+    async fn extend(
+        &self,
+        token: &LeaseToken,
+        lease_for: Duration,
+    ) -> Result<Instant, EngineError> {
+        MemoryAttachment::extend(self, token, lease_for)
+    }
+}
+
+#[async_trait]
+impl Operate for MemoryEngine {
+    async fn list_queues(
+        &self,
+        after: Option<&QueueName>,
+        limit: usize,
+    ) -> Result<Vec<QueueInfo>, EngineError> {
+        Ok(self.queue_page(after, limit))
+    }
+
+    async fn queue_info(&self, queue: &QueueName) -> Result<QueueInfo, EngineError> {
+        MemoryEngine::queue_info(self, queue)
+    }
+
+    async fn update_queue(
+        &self,
+        queue: &QueueName,
+        update: QueueUpdate,
+        create: bool,
+    ) -> Result<QueueInfo, EngineError> {
+        MemoryEngine::update_queue(self, queue, update, create)
+    }
+
+    async fn delete_queue(&self, queue: &QueueName, force: bool) -> Result<usize, EngineError> {
+        MemoryEngine::delete_queue(self, queue, force)
+    }
+
+    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<(), EngineError> {
+        MemoryEngine::set_paused(self, queue, paused)
+    }
+
+    async fn purge(&self, queue: &QueueName, target: PurgeTarget) -> Result<usize, EngineError> {
+        MemoryEngine::purge(self, queue, target)
+    }
+
+    async fn list_jobs(
+        &self,
+        queue: &QueueName,
+        state: Option<JobState>,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<JobPage, EngineError> {
+        MemoryEngine::list_jobs(self, queue, state, after, limit)
+    }
+
+    async fn find_job(
+        &self,
+        queue: Option<&QueueName>,
+        id: &JobId,
+    ) -> Result<(QueueName, JobStatus), EngineError> {
+        MemoryEngine::find_job(self, queue, id)
+    }
+
+    async fn cancel_job(&self, queue: Option<&QueueName>, id: &JobId) -> Result<(), EngineError> {
+        MemoryEngine::cancel_job(self, queue, id)
+    }
+
+    async fn redrive(
+        &self,
+        queue: &QueueName,
+        ids: Option<&[JobId]>,
+    ) -> Result<usize, EngineError> {
+        MemoryEngine::redrive(self, queue, ids)
+    }
+
+    async fn stats(&self) -> Result<EngineStats, EngineError> {
+        Ok(EngineStats {
+            jobs_held: self.jobs_held(),
+            memory_used: self.memory_used(),
+            memory_budget: self.memory_budget(),
+        })
+    }
+}
+
+impl Engine for MemoryEngine {
+    fn store_kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn queue_defaults(&self) -> &QueueConfig {
+        &self.shared.config.queue_defaults
+    }
+
+    fn shutdown(&self) {
+        MemoryEngine::shutdown(self);
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        MemoryEngine::is_shutting_down(self)
+    }
+
+    fn shutdown_signal(&self) -> WaitForCancellationFutureOwned {
+        self.shared.shutdown.clone().cancelled_owned()
+    }
+}

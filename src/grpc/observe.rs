@@ -1,0 +1,70 @@
+//! What every RPC of both services shares: the span it runs in, joined to
+//! the caller's trace, and the record of its count, code and latency.
+
+use std::future::Future;
+use std::time::Instant;
+
+use tonic::Status;
+use tonic::metadata::MetadataMap;
+use tracing::Instrument;
+
+use crate::metrics::RpcMetrics;
+use crate::telemetry::{self, MetadataExtractor};
+
+/// Runs one RPC in `span` and records its count, code and latency.
+pub(super) async fn observed<T>(
+    rpc: &RpcMetrics,
+    method: &'static str,
+    span: tracing::Span,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let start = Instant::now();
+    let result = call.instrument(span.clone()).await;
+    if let Err(status) = &result {
+        span.record("rpc.grpc.status_code", status.code() as i32);
+    }
+    rpc.record(method, start, &result);
+    result
+}
+
+/// The span an RPC runs in, following the OpenTelemetry conventions for RPC
+/// and messaging spans, and joined to the caller's trace when the request
+/// carries a `traceparent`.
+pub(super) fn rpc_span(
+    service: &'static str,
+    method: &'static str,
+    queue: &str,
+    metadata: &MetadataMap,
+) -> tracing::Span {
+    traced_span(service, method, queue, &MetadataExtractor(metadata))
+}
+
+/// As [`rpc_span`], joined to the trace context in `carrier` (request
+/// metadata, or a job's own headers).
+pub(super) fn traced_span(
+    service: &'static str,
+    method: &'static str,
+    queue: &str,
+    carrier: &dyn opentelemetry::propagation::Extractor,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = method,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        messaging.system = "jobq",
+        messaging.destination.name = %queue,
+        messaging.message.id = tracing::field::Empty,
+        messaging.batch.message_count = tracing::field::Empty,
+        jobq.attempt = tracing::field::Empty,
+        jobq.lease_token = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(trace_id) = telemetry::continue_trace(&span, carrier) {
+        span.record("trace_id", trace_id);
+    }
+    span
+}
