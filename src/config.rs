@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 
 use crate::engine::EngineConfig;
-use crate::grpc::Limits;
+use crate::grpc::{Limits, MAX_DELAY};
 use crate::queue::{QueueConfig, RetryPolicy};
 pub use crate::telemetry::LogFormat;
 use crate::telemetry::TelemetrySettings;
@@ -237,9 +237,65 @@ impl Config {
         }
     }
 
-    /// Checks the settings against each other.
+    /// Every duration setting with the longest value it accepts. Beyond
+    /// these, a value is a typo (`100000000h`) more likely than a wish, and
+    /// would push deadlines past what the clocks represent.
+    fn duration_ceilings(&self) -> [(&'static str, Duration, Duration); 12] {
+        const DAY: u64 = 24 * 3600;
+        let days = |n: u64| Duration::from_secs(n * DAY);
+        let hours = |n: u64| Duration::from_secs(n * 3600);
+        [
+            ("lease-duration", self.lease_duration, days(7)),
+            ("max-lease-duration", self.max_lease_duration, days(7)),
+            ("backoff-base", self.backoff_base, MAX_DELAY),
+            ("backoff-cap", self.backoff_cap, MAX_DELAY),
+            ("max-lease-wait", self.max_lease_wait, hours(1)),
+            ("max-enqueue-wait", self.max_enqueue_wait, hours(1)),
+            ("idempotency-window", self.idempotency_window, days(30)),
+            ("finished-retention", self.finished_retention, days(30)),
+            ("shutdown-grace", self.shutdown_grace, hours(1)),
+            (
+                "http2-keepalive-interval",
+                self.http2_keepalive_interval,
+                hours(1),
+            ),
+            (
+                "http2-keepalive-timeout",
+                self.http2_keepalive_timeout,
+                hours(1),
+            ),
+            ("tls-reload-interval", self.tls_reload_interval, days(1)),
+        ]
+    }
+
+    /// Checks each setting against its range and the settings against each
+    /// other.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         let fail = |flag, problem: String| Err(InvalidConfig { flag, problem });
+        for (flag, value, ceiling) in self.duration_ceilings() {
+            if value > ceiling {
+                return fail(
+                    flag,
+                    format!(
+                        "{} is longer than the longest accepted, {}",
+                        humantime::format_duration(value),
+                        humantime::format_duration(ceiling)
+                    ),
+                );
+            }
+        }
+        if let Some(age) = self.max_connection_age
+            && (age.is_zero() || age > MAX_DELAY)
+        {
+            return fail(
+                "max-connection-age",
+                format!(
+                    "{} must be above zero and at most {}",
+                    humantime::format_duration(age),
+                    humantime::format_duration(MAX_DELAY)
+                ),
+            );
+        }
         if self.lease_duration.is_zero() || self.lease_duration > self.max_lease_duration {
             return fail(
                 "lease-duration",
@@ -364,6 +420,54 @@ mod tests {
         let defaults = Config::defaults();
         assert_eq!(format!("{parsed:?}"), format!("{defaults:?}"));
         defaults.validate().expect("valid");
+    }
+
+    #[test]
+    fn every_duration_takes_its_ceiling_and_refuses_a_second_more() {
+        let ceilings = Config::defaults().duration_ceilings();
+        for (i, (flag, _, ceiling)) in ceilings.iter().enumerate() {
+            let mut at = Config::defaults();
+            set_duration(&mut at, i, *ceiling);
+            at.validate()
+                .unwrap_or_else(|e| panic!("--{flag} at its ceiling: {e}"));
+            let mut over = at.clone();
+            set_duration(&mut over, i, *ceiling + Duration::from_secs(1));
+            let error = over.validate().expect_err(flag).to_string();
+            assert!(error.starts_with(&format!("--{flag}: ")), "{error}");
+            assert!(error.contains("longest accepted"), "{error}");
+        }
+        let mut age = Config::defaults();
+        age.max_connection_age = Some(MAX_DELAY);
+        age.validate().expect("a year's connection age");
+        age.max_connection_age = Some(MAX_DELAY + Duration::from_secs(1));
+        assert!(age.validate().is_err());
+    }
+
+    /// Sets the `i`th duration of [`Config::duration_ceilings`], keeping the
+    /// settings that must stay ordered (lease within its maximum, base
+    /// within the cap) in order.
+    fn set_duration(config: &mut Config, i: usize, value: Duration) {
+        match i {
+            0 => {
+                config.lease_duration = value;
+                config.max_lease_duration = config.max_lease_duration.max(value);
+            }
+            1 => config.max_lease_duration = value,
+            2 => {
+                config.backoff_base = value;
+                config.backoff_cap = config.backoff_cap.max(value);
+            }
+            3 => config.backoff_cap = value,
+            4 => config.max_lease_wait = value,
+            5 => config.max_enqueue_wait = value,
+            6 => config.idempotency_window = value,
+            7 => config.finished_retention = value,
+            8 => config.shutdown_grace = value,
+            9 => config.http2_keepalive_interval = value,
+            10 => config.http2_keepalive_timeout = value,
+            11 => config.tls_reload_interval = value,
+            _ => unreachable!("twelve durations"),
+        }
     }
 
     #[test]

@@ -169,3 +169,31 @@ async fn shutdown_reports_the_jobs_it_will_drop() {
     );
     drop(held);
 }
+
+#[tokio::test]
+async fn a_deleted_queue_leaves_no_series_behind() {
+    let server = TestServer::start().await;
+    let mut client = server.client();
+    enqueue(&mut client, "gone", job("x")).await;
+    let leased = lease(&mut client, "gone", 1, 0).await;
+    ack(&mut client, "gone", vec![leased[0].lease_token.clone()])
+        .await
+        .expect("ack");
+    let before = scrape(&server).await;
+    assert!(before.contains(r#"jobq_job_wait_seconds_count{queue="gone"}"#));
+    assert!(before.contains(r#"jobq_job_processing_seconds_count{queue="gone"}"#));
+
+    common::admin(&server)
+        .delete_queue(pb::DeleteQueueRequest {
+            queue: "gone".into(),
+            force: false,
+        })
+        .await
+        .expect("delete");
+    let after = scrape(&server).await;
+    let left: Vec<&str> = after
+        .lines()
+        .filter(|line| line.contains(r#"queue="gone""#))
+        .collect();
+    assert!(left.is_empty(), "series of the deleted queue: {left:#?}");
+}

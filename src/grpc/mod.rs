@@ -15,6 +15,8 @@ mod status;
 mod stream;
 
 pub use admin::AdminService;
-pub use convert::{InvalidField, Limits, MAX_ATTEMPTS_LIMIT, MAX_TEXT_BYTES as MAX_REASON_BYTES};
+pub use convert::{
+    InvalidField, Limits, MAX_ATTEMPTS_LIMIT, MAX_DELAY, MAX_TEXT_BYTES as MAX_REASON_BYTES,
+};
 pub use service::JobQueueService;
 pub use stream::MAX_STREAM_CREDITS;

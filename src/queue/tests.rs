@@ -682,3 +682,85 @@ fn redrive_resets_attempts_and_makes_dead_jobs_leasable() {
     assert_eq!(again.len(), 2);
     assert!(again.iter().all(|d| d.attempt == 1));
 }
+
+#[test]
+fn the_longest_accepted_durations_schedule_where_they_say_without_overflow() {
+    // The ceilings the server accepts: a year of delay or backoff, a week's
+    // lease, a month's idempotency window and retention.
+    let year = 365 * 24 * 3600 * SEC;
+    let week = 7 * 24 * 3600 * SEC;
+    let month = 30 * 24 * 3600 * SEC;
+    let mut q = queue_with(QueueConfig {
+        lease_duration: week,
+        retry: RetryPolicy {
+            base: year,
+            cap: year,
+            jitter: 0.0,
+        },
+        idempotency_window: month,
+        finished_retention: month,
+        ..QueueConfig::default()
+    });
+    let now = Instant::now();
+    let delayed = NewJob {
+        ready_at: Some(now + year),
+        ..job("later")
+    };
+    put(&mut q, now, vec![job("now"), delayed]);
+    let leased = q.lease(now, 1, None);
+    assert_eq!(leased[0].deadline, now + week);
+    let extended = q
+        .extend(now, &leased[0].token, week)
+        .expect("extend by a week");
+    assert_eq!(extended, now + week);
+    let outcome = q
+        .nack(now, &leased[0].token, NackRequest::default())
+        .expect("nack");
+    let NackOutcome::RetryAt(at) = outcome else {
+        panic!("retried, not dead: {outcome:?}");
+    };
+    assert_eq!(at, now + year, "a year's backoff, capped at a year");
+    // Nothing is due a day before the year is out; all of it is after.
+    assert!(q.lease(now + year - 24 * 3600 * SEC, 2, None).is_empty());
+    assert_eq!(q.lease(now + year, 2, None).len(), 2);
+}
+
+#[test]
+fn listing_a_rare_state_walks_a_bounded_stretch_per_page_and_misses_nothing() {
+    let now = Instant::now();
+    let mut q = queue_with(QueueConfig {
+        capacity: 3 * MAX_SCAN,
+        ..QueueConfig::default()
+    });
+    // Two and a half scans' worth of scheduled jobs, then one ready job.
+    let scheduled = MAX_SCAN * 5 / 2;
+    let later: Vec<NewJob> = (0..scheduled)
+        .map(|_| NewJob {
+            ready_at: Some(now + 3600 * SEC),
+            ..job("later")
+        })
+        .collect();
+    put(&mut q, now, later);
+    let ready = put(&mut q, now, vec![job("now")])[0];
+
+    let mut pages = 0;
+    let mut found = Vec::new();
+    let mut after = None;
+    loop {
+        pages += 1;
+        let (page, next) = q.list_jobs(now, Some(JobState::Ready), after, 10);
+        found.extend(page.iter().map(|s| s.job.id));
+        match next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+        assert!(pages <= 4, "the walk must move on each page");
+    }
+    assert_eq!(found, vec![ready]);
+    assert_eq!(pages, 3, "ceil(25 001 / 10 000) pages");
+
+    // An unfiltered listing fills its pages and ends without a token.
+    let (page, next) = q.list_jobs(now, None, None, 1000);
+    assert_eq!(page.len(), 1000);
+    assert!(next.is_some());
+}

@@ -6,8 +6,11 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-use super::{JobState, JobStatus, Place, Queue, status_of};
+use super::{JobState, JobStatus, Place, Queue, state_of, status_of};
 use crate::queue::{JobId, QueueConfig, QueueError};
+
+/// Jobs a filtered listing looks at, at most, in one call.
+pub const MAX_SCAN: usize = 10_000;
 
 /// What a purge removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -78,8 +81,9 @@ impl Queue {
     /// page and the id to continue after, if more may follow.
     ///
     /// Dead jobs come from their own index; other states are filtered out
-    /// of all jobs, so paging a rare state through a large queue reads past
-    /// the jobs in between.
+    /// of all jobs, and at most [`MAX_SCAN`] jobs are looked at per call, so
+    /// no call holds the queue for a walk of the whole queue: a page may
+    /// then be short, or empty, with a next page to read.
     pub fn list_jobs(
         &mut self,
         now: Instant,
@@ -89,29 +93,53 @@ impl Queue {
     ) -> (Vec<JobStatus>, Option<JobId>) {
         self.advance(now);
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut page: Vec<JobStatus> = match state {
-            Some(JobState::Dead) => self
-                .dead
-                .range((start, Bound::Unbounded))
-                .filter_map(|id| self.jobs.get(id))
-                .take(limit + 1)
-                .map(status_of)
-                .collect(),
-            Some(JobState::Acked | JobState::Cancelled) => Vec::new(),
-            _ => self
-                .jobs
-                .range((start, Bound::Unbounded))
-                .map(|(_, entry)| status_of(entry))
-                .filter(|status| state.is_none_or(|s| s == status.state))
-                .take(limit + 1)
-                .collect(),
+        let (mut page, scanned_to) = match state {
+            Some(JobState::Dead) => (
+                self.dead
+                    .range((start, Bound::Unbounded))
+                    .filter_map(|id| self.jobs.get(id))
+                    .take(limit + 1)
+                    .map(status_of)
+                    .collect(),
+                None,
+            ),
+            Some(JobState::Acked | JobState::Cancelled) => (Vec::new(), None),
+            _ => {
+                // Filtering by state walks jobs of other states too: the
+                // walk stops after MAX_SCAN of them, and the page says where
+                // to go on, so no call holds the queue's lock for a walk of
+                // the whole queue.
+                let mut page = Vec::new();
+                let mut last = None;
+                for (visited, (id, entry)) in self.jobs.range((start, Bound::Unbounded)).enumerate()
+                {
+                    if visited == MAX_SCAN {
+                        break;
+                    }
+                    last = Some(*id);
+                    if state.is_none_or(|s| s == state_of(entry)) {
+                        page.push(status_of(entry));
+                        if page.len() > limit {
+                            break;
+                        }
+                    }
+                }
+                let walked_out = page.len() <= limit
+                    && last.is_some_and(|last| {
+                        self.jobs
+                            .range((Bound::Excluded(last), Bound::Unbounded))
+                            .next()
+                            .is_some()
+                    });
+                (page, walked_out.then_some(last).flatten())
+            }
         };
         let more = page.len() > limit;
         page.truncate(limit);
         let next = if more {
             page.last().map(|s| s.job.id)
         } else {
-            None
+            scanned_to
         };
         (page, next)
     }

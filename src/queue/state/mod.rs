@@ -5,10 +5,10 @@ mod admin;
 mod counts;
 mod status;
 
-pub use admin::Purged;
+pub use admin::{MAX_SCAN, Purged};
 pub use counts::{Acked, QueueCounts, QueueStats};
 pub use status::{Enqueued, JobState, JobStatus};
-use status::{record_failure, status_of};
+use status::{record_failure, state_of, status_of};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -16,8 +16,6 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use super::finished::{Finished, FinishedJobs, Outcome};
@@ -25,7 +23,7 @@ use super::idempotency::IdempotencyKeys;
 use super::ready::ReadyQueue;
 use super::{
     Delivery, HolderId, Job, JobId, LeaseToken, NackOutcome, NackRequest, NewJob, QueueConfig,
-    QueueError, QueueName,
+    QueueError, QueueName, RetryPolicy,
 };
 
 /// Order of the deadline set: earliest first; the sequence number breaks ties
@@ -136,7 +134,6 @@ pub struct Queue {
     /// Holders that lost a lease since the last
     /// [`take_released`](Self::take_released).
     released: Vec<HolderId>,
-    rng: SmallRng,
 }
 
 impl Queue {
@@ -158,7 +155,6 @@ impl Queue {
             readied: 0,
             holdings: FxHashMap::default(),
             released: Vec::new(),
-            rng: SmallRng::from_rng(&mut rand::rng()),
             config,
         }
     }
@@ -450,7 +446,10 @@ impl Queue {
         }
         let delay = match request.retry_delay {
             Some(delay) => delay,
-            None => self.config.retry.delay(attempts, self.rng.random()),
+            None => self
+                .config
+                .retry
+                .delay(attempts, RetryPolicy::jitter_unit(id, attempts)),
         };
         let at = now + delay;
         let place = if delay.is_zero() {

@@ -51,15 +51,20 @@ pub struct Enqueued {
     pub duplicate: bool,
 }
 
+/// The state a stored job is in.
+pub(super) fn state_of(entry: &Entry) -> JobState {
+    match &entry.place {
+        Place::Ready(_) => JobState::Ready,
+        Place::Scheduled(_) => JobState::Scheduled,
+        Place::Leased(_) => JobState::Leased,
+        Place::Dead => JobState::Dead,
+    }
+}
+
 pub(super) fn status_of(entry: &Entry) -> JobStatus {
     JobStatus {
         job: Arc::clone(&entry.job),
-        state: match &entry.place {
-            Place::Ready(_) => JobState::Ready,
-            Place::Scheduled(_) => JobState::Scheduled,
-            Place::Leased(_) => JobState::Leased,
-            Place::Dead => JobState::Dead,
-        },
+        state: state_of(entry),
         attempts: entry.attempts,
         last_error: entry.failures.as_ref().map(|f| f.last_error.clone()),
         history: entry
