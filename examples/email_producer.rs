@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use jobq::client::{Client, ClientError};
+use jobq_client::{Client, ClientError};
 
 #[tokio::main]
 async fn main() -> Result<(), ClientError> {

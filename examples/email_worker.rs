@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use jobq::client::{Client, ClientError, ClientOptions, Job, JobError};
+use jobq_client::{Client, ClientError, ClientOptions, Job, JobError};
 
 #[tokio::main]
 async fn main() -> Result<(), ClientError> {

@@ -6,11 +6,11 @@
 
 use std::time::Instant;
 
-use jobq::client::{Client, NewJob};
 use jobq::config::Config;
 use jobq::grpc::pb::{
     self, stream_leases_request::Kind as Out, stream_leases_response::Kind as In,
 };
+use jobq_client::{Client, NewJob};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use jobq::client::Client;
 use jobq::config::Config;
+use jobq_client::Client;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;

@@ -13,12 +13,10 @@
 //! - [`server`]: binds it all together with health and reflection services
 //!   and serves until shut down.
 //! - [`config`]: command-line flags and `JOBQ_*` variables.
-//! - [`client`]: a Rust client and worker runtime for other services.
 //! - [`metrics`]: Prometheus metrics of the queues and RPCs.
 //! - [`telemetry`]: logs, OTLP trace export and trace-context propagation.
 
 pub mod auth;
-pub mod client;
 pub mod config;
 pub mod engine;
 pub mod grpc;

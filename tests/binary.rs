@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use jobq::client::Client;
+use jobq_client::Client;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 

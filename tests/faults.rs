@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use common::TestServer;
-use jobq::client::Client;
 use jobq::config::Config;
 use jobq::grpc::pb;
+use jobq_client::Client;
 use pb::{stream_leases_request::Kind as Out, stream_leases_response::Kind as In};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

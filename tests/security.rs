@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use common::certs::{Ca, temp_dir};
 use common::{PATIENCE, TestServer, job};
-use jobq::client::{Client, ClientOptions};
 use jobq::config::Config;
 use jobq::grpc::pb;
+use jobq_client::{Client, ClientOptions};
 use tonic::Code;
 use tonic::transport::Channel;
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::certs::{Ca, temp_dir};
 use common::{PATIENCE, TestServer};
-use jobq::client::{Client, ClientOptions};
 use jobq::config::Config;
+use jobq_client::{Client, ClientOptions};
 
 #[tokio::test]
 async fn sighup_reloads_the_certificate() {

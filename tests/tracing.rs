@@ -6,7 +6,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::{PATIENCE, TestServer, eventually};
-use jobq::client::{Client, JobError};
+use jobq_client::{Client, JobError};
 use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{PATIENCE, TestServer, eventually};
-use jobq::client::{Client, JobError};
 use jobq::config::Config;
 use jobq::queue::{JobId, JobState, QueueName};
+use jobq_client::{Client, JobError};
 use tokio::sync::{Barrier, mpsc, oneshot};
 
 fn queue(name: &str) -> QueueName {
@@ -330,10 +330,8 @@ async fn client_unary_calls_lease_extend_nack_and_batch() {
         .enqueue_batch(
             "q",
             vec![
-                jobq::client::NewJob::new("a")
-                    .priority(1)
-                    .metadata("k", "v"),
-                jobq::client::NewJob::new("b").max_attempts(1),
+                jobq_client::NewJob::new("a").priority(1).metadata("k", "v"),
+                jobq_client::NewJob::new("b").max_attempts(1),
             ],
         )
         .await

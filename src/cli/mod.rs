@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use jobq::client::{Bearer, ClientOptions};
 use jobq::config::Config;
 use jobq::grpc::pb::{self, admin_client::AdminClient, job_queue_client::JobQueueClient};
+use jobq_client::{Bearer, ClientOptions};
 use serde_json::json;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;

@@ -1,14 +1,15 @@
-//! The generated `jobq.v1` protobuf types and gRPC service.
+//! The `jobq.v1` protocol as the server sees it: the messages and limits
+//! from `jobq-proto`, and the service traits generated for the server.
 
-#![allow(missing_docs)]
+pub use jobq_proto::v1::*;
 
-tonic::include_proto!("jobq.v1");
+/// The generated `JobQueue` and `Admin` service traits and servers.
+#[allow(missing_docs, unreachable_pub, missing_debug_implementations)]
+mod services {
+    tonic::include_proto!("jobq.v1");
+}
+
+pub use services::{admin_server, job_queue_server};
 
 /// The encoded descriptors of `jobq.v1`, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("jobq_descriptor");
-
-/// The load generator's echo baseline (`jobq.bench.v1`); not served by jobq.
-pub mod bench {
-    #![allow(missing_docs)]
-    tonic::include_proto!("jobq.bench.v1");
-}

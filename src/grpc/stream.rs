@@ -9,12 +9,13 @@ use tonic::{Status, Streaming};
 use tracing::Instrument;
 
 use super::convert::{self, Limits};
-use super::pb::{self, stream_leases_request::Kind as In, stream_leases_response::Kind as Out};
+use super::pb::{
+    self, stream_leases_request::Kind as RequestKind, stream_leases_response::Kind as ResponseKind,
+};
 use super::status;
 use crate::engine::{EngineError, SharedEngine, WorkerAttachment};
 
-/// Most credits one stream may hold.
-pub const MAX_STREAM_CREDITS: u32 = 10_000;
+pub use jobq_proto::limits::MAX_STREAM_CREDITS;
 /// Most jobs leased in one step before the stream lets other streams in.
 const LEASE_BATCH: usize = 32;
 /// Responses buffered towards a worker that reads slowly.
@@ -34,7 +35,7 @@ pub async fn open(
         .message()
         .await?
         .ok_or_else(|| Status::invalid_argument("open: the stream ended before it was opened"))?;
-    let Some(In::Open(open)) = first.kind else {
+    let Some(RequestKind::Open(open)) = first.kind else {
         return Err(Status::invalid_argument(
             "open: the first message on a lease stream must be `open`",
         ));
@@ -103,7 +104,7 @@ impl Session {
                     };
                     let queue = self.worker.queue().clone();
                     for delivery in leased {
-                        let lease = Out::Lease(convert::lease(&queue, delivery));
+                        let lease = ResponseKind::Lease(convert::lease(&queue, delivery));
                         if let Some(end) = self.send(lease).await {
                             break 'session end;
                         }
@@ -112,7 +113,7 @@ impl Session {
                 message = inbound.next() => match message {
                     Some(Ok(message)) => match self.handle(message).await {
                         Ok(Some(result)) => {
-                            if let Some(end) = self.send(Out::Result(result)).await {
+                            if let Some(end) = self.send(ResponseKind::Result(result)).await {
                                 break 'session end;
                             }
                         }
@@ -151,7 +152,7 @@ impl Session {
 
     /// Sends one message, unless the worker is gone or the server shuts
     /// down first (a worker that stops reading must not hold shutdown up).
-    async fn send(&self, kind: Out) -> Option<End> {
+    async fn send(&self, kind: ResponseKind) -> Option<End> {
         let message = pb::StreamLeasesResponse { kind: Some(kind) };
         tokio::select! {
             biased;
@@ -170,8 +171,10 @@ impl Session {
             None => Err(Status::invalid_argument(
                 "kind: each message on a lease stream must set one of grant, ack, nack, extend or drain",
             )),
-            Some(In::Open(_)) => Err(Status::invalid_argument("open: the stream is already open")),
-            Some(In::Grant(grant)) => {
+            Some(RequestKind::Open(_)) => {
+                Err(Status::invalid_argument("open: the stream is already open"))
+            }
+            Some(RequestKind::Grant(grant)) => {
                 let total = self.credits.saturating_add(grant.credits);
                 if grant.credits == 0 || total > MAX_STREAM_CREDITS {
                     return Err(Status::invalid_argument(format!(
@@ -182,14 +185,14 @@ impl Session {
                 self.credits = total;
                 Ok(None)
             }
-            Some(In::Drain(_)) => {
+            Some(RequestKind::Drain(_)) => {
                 tracing::debug!("lease stream draining");
                 self.credits = 0;
                 Ok(None)
             }
-            Some(In::Ack(ack)) => Ok(Some(self.ack(ack).await)),
-            Some(In::Nack(nack)) => Ok(Some(self.nack(nack).await)),
-            Some(In::Extend(extend)) => Ok(Some(self.extend(extend).await)),
+            Some(RequestKind::Ack(ack)) => Ok(Some(self.ack(ack).await)),
+            Some(RequestKind::Nack(nack)) => Ok(Some(self.nack(nack).await)),
+            Some(RequestKind::Extend(extend)) => Ok(Some(self.extend(extend).await)),
         }
     }
 

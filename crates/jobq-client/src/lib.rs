@@ -1,8 +1,8 @@
 //! A Rust client for jobq, and a worker runtime on top of it.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), jobq::client::ClientError> {
-//! use jobq::client::{Client, JobError};
+//! # async fn demo() -> Result<(), jobq_client::ClientError> {
+//! use jobq_client::{Client, JobError};
 //!
 //! let client = Client::connect("http://127.0.0.1:50051").await?;
 //! let id = client
@@ -31,7 +31,12 @@ mod connect;
 mod error;
 mod job;
 mod producer;
+pub mod trace;
 mod worker;
+
+/// The protocol crate, re-exported: the generated messages and clients, and
+/// the limits every request must keep.
+pub use jobq_proto as proto;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,8 +53,8 @@ pub use worker::{Worker, WorkerStats};
 
 use producer::Producer;
 
-use crate::grpc::pb;
-use crate::grpc::pb::job_queue_client::JobQueueClient;
+use jobq_proto::v1 as pb;
+use jobq_proto::v1::job_queue_client::JobQueueClient;
 
 /// How long [`Client::connect`] keeps trying by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -211,7 +216,7 @@ impl Client {
             lease_token: lease_token.into(),
             retry_delay,
             dead_letter,
-            reason: worker::truncate(error.message(), crate::grpc::MAX_REASON_BYTES),
+            reason: worker::truncate(error.message(), jobq_proto::limits::MAX_REASON_BYTES),
         };
         Ok(self.inner.clone().nack(request).await?.into_inner())
     }
@@ -381,7 +386,7 @@ impl EnqueueBuilder {
         let mut job = self.job.into_proto();
         // The stream carries no per-job headers: the trace context goes
         // with the job, as the server would store it.
-        crate::telemetry::inject_current_into(&mut job.metadata);
+        crate::trace::inject_current_into(&mut job.metadata);
         let answer = self
             .client
             .producer
@@ -416,7 +421,7 @@ impl EnqueueBuilder {
 /// continues this trace.
 fn traced<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    crate::telemetry::inject_current(request.metadata_mut());
+    crate::trace::inject_current(request.metadata_mut());
     request
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use crate::grpc::pb;
+use jobq_proto::v1 as pb;
 
 /// One delivery of a job to a worker.
 #[derive(Clone, Debug)]

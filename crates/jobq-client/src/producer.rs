@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status};
 
 use super::RawClient;
-use crate::grpc::pb;
+use jobq_proto::v1 as pb;
 
 /// Jobs queued towards the stream, not yet written. More callers wait for
 /// room, so a burst is slowed rather than buffered without bound.

@@ -2,7 +2,7 @@
 //! latency percentiles, beside a plain tonic echo service measured in the
 //! same run, so each figure reads as a share of the transport's ceiling.
 //!
-//! `cargo run --release --bin jobq-bench -- --embedded all`
+//! `cargo run --release -p jobq-bench -- --embedded all`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,20 +11,27 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
+use echo::echo_client::EchoClient;
+use echo::echo_server::{Echo, EchoServer};
+use echo::{EchoRequest, EchoResponse, EchoStreamRequest, EchoStreamResponse};
 use hdrhistogram::Histogram;
-use jobq::client::{Client, NewJob};
-use jobq::grpc::pb::bench::echo_client::EchoClient;
-use jobq::grpc::pb::bench::echo_server::{Echo, EchoServer};
-use jobq::grpc::pb::bench::{EchoRequest, EchoResponse, EchoStreamRequest, EchoStreamResponse};
-use jobq::grpc::pb::{
-    self, stream_leases_request::Kind as Out, stream_leases_response::Kind as In,
+use jobq_client::proto::v1::{
+    self as pb, stream_leases_request::Kind as RequestKind,
+    stream_leases_response::Kind as ResponseKind,
 };
+use jobq_client::{Client, NewJob};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+
+/// The echo baseline's generated code (`jobq.bench.v1`).
+#[allow(missing_docs, unreachable_pub, missing_debug_implementations)]
+mod echo {
+    tonic::include_proto!("jobq.bench.v1");
+}
 
 /// Load generator for jobq.
 #[derive(Debug, Parser)]
@@ -481,7 +488,7 @@ async fn open_stream(
 )> {
     let (tx, rx) = mpsc::channel(credits as usize * 2 + 16);
     tx.send(pb::StreamLeasesRequest {
-        kind: Some(Out::Open(pb::StreamOpen {
+        kind: Some(RequestKind::Open(pb::StreamOpen {
             queue,
             credits,
             lease_duration: None,
@@ -515,18 +522,18 @@ async fn drain_stream(
             break;
         };
         match kind {
-            In::Lease(lease) => {
+            ResponseKind::Lease(lease) => {
                 next += 1;
                 sent.insert(next, Instant::now());
                 tx.send(pb::StreamLeasesRequest {
-                    kind: Some(Out::Ack(pb::StreamAck {
+                    kind: Some(RequestKind::Ack(pb::StreamAck {
                         request_id: next,
                         lease_token: lease.lease_token,
                     })),
                 })
                 .await?;
             }
-            In::Result(result) => {
+            ResponseKind::Result(result) => {
                 anyhow::ensure!(result.code == 0, "ack refused: {}", result.message);
                 if let Some(at) = sent.remove(&result.request_id) {
                     record(&mut h, at.elapsed());
@@ -570,7 +577,7 @@ async fn pipeline(
                 let Ok(Some(message)) = message else {
                     break;
                 };
-                if let Some(In::Lease(lease)) = message.kind {
+                if let Some(ResponseKind::Lease(lease)) = message.kind {
                     let payload = lease.job.map(|j| j.payload).unwrap_or_default();
                     let mut sent = [0u8; 8];
                     sent.copy_from_slice(&payload[..8]);
@@ -578,7 +585,7 @@ async fn pipeline(
                     let _ = lat_tx.send(epoch.elapsed().saturating_sub(sent));
                     finish.claim();
                     id += 1;
-                    let ack = Out::Ack(pb::StreamAck {
+                    let ack = RequestKind::Ack(pb::StreamAck {
                         request_id: id,
                         lease_token: lease.lease_token,
                     });

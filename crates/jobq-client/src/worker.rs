@@ -15,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{Backoff, Client, Disposition, Job, JobError, nack_fields, proto_duration};
-use crate::grpc::pb::{
-    self, stream_leases_request::Kind as Out, stream_leases_response::Kind as In,
+use crate::trace as telemetry;
+use jobq_proto::v1::{
+    self as pb, stream_leases_request::Kind as RequestKind,
+    stream_leases_response::Kind as ResponseKind,
 };
-use crate::telemetry;
 
 /// Runs a handler over one queue through a lease stream:
 /// - at most `concurrency` jobs run at once (the stream's credits);
@@ -109,7 +110,7 @@ impl Worker {
 
     /// Jobs run at once, 1 to 10 000. Default 4.
     pub fn concurrency(mut self, jobs: u32) -> Self {
-        self.concurrency = jobs.clamp(1, crate::grpc::MAX_STREAM_CREDITS);
+        self.concurrency = jobs.clamp(1, jobq_proto::limits::MAX_STREAM_CREDITS);
         self
     }
 
@@ -193,7 +194,7 @@ impl Worker {
         F: Future<Output = Result<(), JobError>> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(self.concurrency as usize + 16);
-        let open = Out::Open(pb::StreamOpen {
+        let open = RequestKind::Open(pb::StreamOpen {
             queue: self.queue.clone(),
             credits: self.concurrency,
             lease_duration: Some(proto_duration(self.lease_duration)),
@@ -242,8 +243,8 @@ impl Worker {
                 () = stop.cancelled() => break None,
                 message = inbound.message() => match message {
                     Ok(Some(message)) => match message.kind {
-                        Some(In::Lease(lease)) => spawn(&mut tasks, Job::from(lease)),
-                        Some(In::Result(result)) => log_result(&result),
+                        Some(ResponseKind::Lease(lease)) => spawn(&mut tasks, Job::from(lease)),
+                        Some(ResponseKind::Result(result)) => log_result(&result),
                         None => {}
                     },
                     Ok(None) => break Some("the server closed the stream".to_string()),
@@ -262,7 +263,9 @@ impl Worker {
         }
 
         // Draining: take nothing new, let running handlers finish.
-        let _ = tx.send(request(Out::Drain(pb::StreamDrain {}))).await;
+        let _ = tx
+            .send(request(RequestKind::Drain(pb::StreamDrain {})))
+            .await;
         let grace_over = Instant::now() + self.shutdown_grace;
         let mut reading = true;
         loop {
@@ -272,12 +275,12 @@ impl Worker {
                     Ok(Some(message)) => match message.kind {
                         // Sent before the server saw the drain: give it
                         // straight back for another worker.
-                        Some(In::Lease(lease)) => {
+                        Some(ResponseKind::Lease(lease)) => {
                             counters.abandoned.fetch_add(1, Ordering::Relaxed);
                             let job = Job::from(lease);
                             let _ = tx.send(nack(&counters.next_request, &job.lease_token, &abandon_error())).await;
                         }
-                        Some(In::Result(result)) => log_result(&result),
+                        Some(ResponseKind::Result(result)) => log_result(&result),
                         None => {}
                     },
                     Ok(None) | Err(_) => reading = false,
@@ -294,7 +297,7 @@ impl Worker {
         while reading {
             match inbound.message().await {
                 Ok(Some(message)) => {
-                    if let Some(In::Result(result)) = message.kind {
+                    if let Some(ResponseKind::Result(result)) = message.kind {
                         log_result(&result);
                     }
                 }
@@ -357,7 +360,7 @@ async fn process<H, F>(
             },
             () = sleep_until(next_extend) => {
                 let request_id = counters.next_request.fetch_add(1, Ordering::Relaxed);
-                let extend = Out::Extend(pb::StreamExtend {
+                let extend = RequestKind::Extend(pb::StreamExtend {
                     request_id,
                     lease_token: token.clone(),
                     lease_duration: Some(proto_duration(lease_duration)),
@@ -381,7 +384,7 @@ async fn process<H, F>(
         Ok(()) => {
             counters.succeeded.fetch_add(1, Ordering::Relaxed);
             let request_id = counters.next_request.fetch_add(1, Ordering::Relaxed);
-            request(Out::Ack(pb::StreamAck {
+            request(RequestKind::Ack(pb::StreamAck {
                 request_id,
                 lease_token: token,
             }))
@@ -413,12 +416,12 @@ fn abandon_error() -> JobError {
 
 fn nack(next_request: &AtomicU64, token: &str, error: &JobError) -> pb::StreamLeasesRequest {
     let (retry_delay, dead_letter) = nack_fields(error.disposition());
-    request(Out::Nack(pb::StreamNack {
+    request(RequestKind::Nack(pb::StreamNack {
         request_id: next_request.fetch_add(1, Ordering::Relaxed),
         lease_token: token.to_string(),
         retry_delay,
         dead_letter,
-        reason: truncate(error.message(), crate::grpc::MAX_REASON_BYTES),
+        reason: truncate(error.message(), jobq_proto::limits::MAX_REASON_BYTES),
     }))
 }
 
@@ -431,7 +434,7 @@ pub(super) fn truncate(text: &str, max: usize) -> String {
     text[..end].to_string()
 }
 
-fn request(kind: Out) -> pb::StreamLeasesRequest {
+fn request(kind: RequestKind) -> pb::StreamLeasesRequest {
     pb::StreamLeasesRequest { kind: Some(kind) }
 }
 
