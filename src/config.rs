@@ -181,6 +181,11 @@ pub struct Config {
     #[arg(long, env = "JOBQ_AUTH_TOKENS_FILE")]
     pub auth_tokens_file: Option<PathBuf>,
 
+    /// Connections open at once on the gRPC port, at most; one past it is
+    /// closed at once and a warning naming this flag is logged.
+    #[arg(long, env = "JOBQ_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
     /// Serve gRPC reflection (for grpcurl and similar tools).
     #[arg(long, env = "JOBQ_REFLECTION", default_value_t = true, action = ArgAction::Set)]
     pub reflection: bool,
@@ -233,6 +238,7 @@ impl Config {
             tls_client_ca: None,
             tls_reload_interval: Duration::from_secs(10),
             auth_tokens_file: None,
+            max_connections: 10_000,
             reflection: true,
         }
     }
@@ -344,6 +350,9 @@ impl Config {
                     self.max_payload_bytes, self.memory_budget_bytes
                 ),
             );
+        }
+        if self.max_connections == 0 {
+            return fail("max-connections", "must be at least 1".into());
         }
         if self.http2_max_concurrent_streams == 0 {
             return fail("http2-max-concurrent-streams", "must be at least 1".into());

@@ -1,6 +1,7 @@
 //! SIGHUP reloads the TLS certificate at once. In its own test binary:
 //! the signal goes to the whole process.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! A job's trace, from producer to worker, exported over OTLP to a
 //! collector running in this test process.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -201,6 +201,7 @@ pub trait Operate: Send + Sync {
 
 /// A whole engine: producing, consuming and operating, and the shutdown
 /// every engine takes part in.
+#[async_trait]
 pub trait Engine: Produce + Consume + Operate + std::fmt::Debug {
     /// What stores the jobs, for logs and status pages: `"memory"`.
     fn store_kind(&self) -> &'static str;
@@ -215,6 +216,10 @@ pub trait Engine: Produce + Consume + Operate + std::fmt::Debug {
 
     /// Whether [`shutdown`](Self::shutdown) was called.
     fn is_shutting_down(&self) -> bool;
+
+    /// Completes once every task the engine runs (timers, store writers)
+    /// has ended, after [`shutdown`](Self::shutdown).
+    async fn stopped(&self);
 
     /// Completes when the server begins to shut down, as an owned future
     /// that can be stored in a stream.

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio_util::task::TaskTracker;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -21,16 +22,25 @@ pub struct JobQueueService {
     engine: SharedEngine,
     limits: Limits,
     rpc: Arc<RpcMetrics>,
+    /// Owns the worker streams' tasks, so shutdown can wait for them.
+    tasks: TaskTracker,
 }
 
 impl JobQueueService {
-    /// A service over `engine` that checks requests against `limits` and
-    /// records its calls in `rpc`.
-    pub fn new(engine: SharedEngine, limits: Limits, rpc: Arc<RpcMetrics>) -> Self {
+    /// A service over `engine` that checks requests against `limits`,
+    /// records its calls in `rpc` and runs each worker stream as a task of
+    /// `tasks`.
+    pub fn new(
+        engine: SharedEngine,
+        limits: Limits,
+        rpc: Arc<RpcMetrics>,
+        tasks: TaskTracker,
+    ) -> Self {
         Self {
             engine,
             limits,
             rpc,
+            tasks,
         }
     }
 
@@ -101,9 +111,14 @@ impl JobQueue for JobQueueService {
     ) -> Result<Response<Self::StreamLeasesStream>, Status> {
         let span = job_queue_span("StreamLeases", "", request.metadata());
         let call = async {
-            stream::open(&self.engine, &self.limits, request.into_inner())
-                .await
-                .map(Response::new)
+            stream::open(
+                &self.engine,
+                &self.limits,
+                &self.tasks,
+                request.into_inner(),
+            )
+            .await
+            .map(Response::new)
         };
         self.observed("StreamLeases", span, call).await
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::task::TaskTracker;
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
@@ -29,6 +30,7 @@ pub type ResponseStream = ReceiverStream<Result<pb::StreamLeasesResponse, Status
 pub async fn open(
     engine: &SharedEngine,
     limits: &Limits,
+    tasks: &TaskTracker,
     mut inbound: Streaming<pb::StreamLeasesRequest>,
 ) -> Result<ResponseStream, Status> {
     let first = inbound
@@ -62,7 +64,7 @@ pub async fn open(
         lease_for,
         tx,
     };
-    tokio::spawn(session.run(inbound).instrument(span));
+    tasks.spawn(session.run(inbound).instrument(span));
     Ok(ReceiverStream::new(rx))
 }
 

@@ -181,6 +181,7 @@ impl Operate for MemoryEngine {
     }
 }
 
+#[async_trait]
 impl Engine for MemoryEngine {
     fn store_kind(&self) -> &'static str {
         "memory"
@@ -196,6 +197,12 @@ impl Engine for MemoryEngine {
 
     fn is_shutting_down(&self) -> bool {
         MemoryEngine::is_shutting_down(self)
+    }
+
+    async fn stopped(&self) {
+        let tasks = &self.shared.tasks;
+        tasks.close();
+        tasks.wait().await;
     }
 
     fn shutdown_signal(&self) -> WaitForCancellationFutureOwned {

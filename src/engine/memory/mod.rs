@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use budget::MemoryBudget;
 pub use ids::IdGenerator;
@@ -58,6 +59,8 @@ struct Shared {
     /// Numbers worker attachments.
     next_holder: AtomicU64,
     observer: Arc<dyn JobObserver>,
+    /// The queues' timer tasks.
+    tasks: TaskTracker,
 }
 
 impl MemoryEngine {
@@ -78,6 +81,7 @@ impl MemoryEngine {
                 shutdown: CancellationToken::new(),
                 next_holder: AtomicU64::new(1),
                 observer,
+                tasks: TaskTracker::new(),
             }),
         }
     }
@@ -201,6 +205,8 @@ impl MemoryEngine {
         self.refuse_if_shutting_down()?;
         let slot = self.slot_or_create(&queue)?;
         let deadline = Instant::now() + wait;
+        // Counted while it waits, however it ends (a dropped call included).
+        let _polling = slot.long_poll();
         loop {
             let mut notified = pin!(slot.ready.notified());
             notified.as_mut().enable();
@@ -237,6 +243,11 @@ impl MemoryEngine {
         let slot = self.slot_or_create(&queue)?;
         let holder = HolderId(self.shared.next_holder.fetch_add(1, Ordering::Relaxed));
         Ok(MemoryAttachment::new(self.clone(), slot, queue, holder))
+    }
+
+    /// Unary leases waiting on `queue` for a job (long-polls).
+    pub fn long_polls(&self, queue: &QueueName) -> usize {
+        self.slot(queue).map_or(0, |slot| slot.long_polls())
     }
 
     /// Worker attachments open on `queue`.
@@ -373,7 +384,7 @@ impl MemoryEngine {
             observer,
         ));
         queues.insert(queue.clone(), Arc::clone(&slot));
-        tokio::spawn(timer::run(Arc::clone(&slot)));
+        self.shared.tasks.spawn(timer::run(Arc::clone(&slot)));
         tracing::info!(queue = %queue, "queue created");
         Ok(slot)
     }

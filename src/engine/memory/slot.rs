@@ -2,6 +2,7 @@
 //! tasks waiting on it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -33,6 +34,18 @@ pub(super) struct Slot {
     pub(super) closed: CancellationToken,
     /// Told how long the queue's jobs wait and run.
     pub(super) observer: Arc<dyn QueueObserver>,
+    /// Unary leases waiting for a job now.
+    polling: AtomicUsize,
+}
+
+/// Counts one long-poll while it lives (see [`Slot::long_poll`]).
+#[derive(Debug)]
+pub(super) struct LongPoll<'a>(&'a AtomicUsize);
+
+impl Drop for LongPoll<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug)]
@@ -62,7 +75,19 @@ impl Slot {
             timer: Notify::new(),
             closed,
             observer,
+            polling: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts a long-poll until the returned guard is dropped.
+    pub(super) fn long_poll(&self) -> LongPoll<'_> {
+        self.polling.fetch_add(1, Ordering::Relaxed);
+        LongPoll(&self.polling)
+    }
+
+    /// Long-polls waiting now.
+    pub(super) fn long_polls(&self) -> usize {
+        self.polling.load(Ordering::Relaxed)
     }
 
     /// Runs one operation on the queue, then wakes whoever it concerns:

@@ -2,11 +2,9 @@
 //! leave in a few HTTP/2 DATA frames, not one frame (and one write) each.
 //! Counted on raw HTTP/2, since the generated client hides frames.
 
-mod common;
-
+use crate::common::TestServer;
+use crate::common::raw::{RawCall, grpc_frame};
 use bytes::{BufMut, BytesMut};
-use common::TestServer;
-use common::raw::{RawCall, grpc_frame};
 use jobq::grpc::pb;
 use prost::Message;
 
@@ -20,7 +18,7 @@ const MOST_FRAMES: usize = 10;
 async fn a_lease_stream_pushes_ready_jobs_together() {
     let server = TestServer::start().await;
     let jobs = (0..BURST)
-        .map(|i| common::job(&format!("job {i}")))
+        .map(|i| crate::common::job(&format!("job {i}")))
         .collect();
     server
         .client()
@@ -65,7 +63,7 @@ async fn a_producer_streams_answers_leave_together() {
         burst.put(grpc_frame(&pb::StreamEnqueueRequest {
             request_id: i as u64,
             queue: "burst".into(),
-            job: Some(common::job("x")),
+            job: Some(crate::common::job("x")),
         }));
     }
     call.send(burst.freeze());

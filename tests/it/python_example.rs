@@ -1,12 +1,10 @@
 //! The Python producer and worker in `examples/python/` (grpcio only, code
 //! generated from `proto/` at run time) against a real server.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{TestServer, eventually};
+use crate::common::{TestServer, eventually};
 use jobq::queue::QueueName;
 use tokio::process::Command;
 

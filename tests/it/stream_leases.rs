@@ -1,8 +1,8 @@
 //! The StreamLeases RPC against a real server.
 
-mod common;
-
-use common::{TestServer, ack, enqueue, eventually, job, lease, open_stream, try_open_stream};
+use crate::common::{
+    TestServer, ack, enqueue, eventually, job, lease, open_stream, try_open_stream,
+};
 use jobq::grpc::pb;
 use jobq::grpc::pb::stream_leases_request::Kind;
 use jobq::queue::{JobId, JobState, QueueName};
@@ -158,7 +158,7 @@ async fn nack_and_extend_on_the_stream_answer_with_their_results() {
         .send(Kind::Extend(pb::StreamExtend {
             request_id: 7,
             lease_token: leased.lease_token.clone(),
-            lease_duration: common::secs(120),
+            lease_duration: crate::common::secs(120),
         }))
         .await;
     let extended = stream.next_result().await;
@@ -169,7 +169,7 @@ async fn nack_and_extend_on_the_stream_answer_with_their_results() {
         .send(Kind::Nack(pb::StreamNack {
             request_id: 8,
             lease_token: leased.lease_token.clone(),
-            retry_delay: common::millis(0),
+            retry_delay: crate::common::millis(0),
             dead_letter: false,
             reason: "try again".into(),
         }))

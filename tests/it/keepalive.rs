@@ -2,13 +2,11 @@
 //! the server's keepalive pings within seconds, and its lease goes back,
 //! long before the lease itself would run out.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{TestServer, eventually, job};
+use crate::common::{TestServer, eventually, job};
 use jobq::config::Config;
 use jobq::grpc::pb;
 use jobq::queue::QueueName;
@@ -62,7 +60,7 @@ async fn a_vanished_workers_lease_comes_back_after_missed_pings() {
         ..Config::defaults()
     })
     .await;
-    common::enqueue(&mut server.client(), "pings", job("x")).await;
+    crate::common::enqueue(&mut server.client(), "pings", job("x")).await;
 
     let frozen = Arc::new(AtomicBool::new(false));
     let via = proxy(server.addr, Arc::clone(&frozen)).await;

@@ -2,13 +2,11 @@
 //! with a gRPC status or closes the stream, never panics, and keeps
 //! serving well-behaved clients, including during a flood of resets.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::raw::{Ending, RawCall, grpc_frame};
+use crate::common::{PATIENCE, TestServer, enqueue, job};
 use bytes::{BufMut, Bytes, BytesMut};
-use common::raw::{Ending, RawCall, grpc_frame};
-use common::{PATIENCE, TestServer, enqueue, job};
 use jobq::grpc::pb;
 use tonic::Code;
 
@@ -144,7 +142,10 @@ async fn a_stream_that_never_reads_holds_up_no_one_not_even_shutdown() {
             lease_duration: None,
         })),
     }));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    crate::common::eventually("the stuck stream is attached", || {
+        server.broker.workers(&crate::common::queue("stuck")) == 1
+    })
+    .await;
     for _ in 0..20 {
         still_serving(&server).await;
     }

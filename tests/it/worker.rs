@@ -1,12 +1,10 @@
 //! The Rust worker runtime against a real server.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{PATIENCE, TestServer, eventually};
+use crate::common::{PATIENCE, TestServer, eventually};
 use jobq::config::Config;
 use jobq::queue::{JobId, JobState, QueueName};
 use jobq_client::{Client, JobError};
@@ -92,13 +90,14 @@ async fn a_job_longer_than_its_lease_is_extended_not_redelivered() {
         tokio::spawn(
             c.worker("q")
                 .concurrency(2)
-                .lease_duration(Duration::from_millis(300))
+                .lease_duration(Duration::from_secs(3))
                 .run(
                     move |_job| {
                         deliveries.fetch_add(1, Ordering::SeqCst);
                         async move {
-                            // Four leases long.
-                            tokio::time::sleep(Duration::from_millis(1200)).await;
+                            // More than two leases long; the runtime extends
+                            // at two thirds of each, a second before it ends.
+                            tokio::time::sleep(Duration::from_secs(7)).await;
                             Ok::<(), JobError>(())
                         }
                     },

@@ -2,15 +2,20 @@
 //! and the metrics endpoint, from already-bound listeners until a shutdown
 //! signal.
 
+mod connections;
+mod http;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+
+pub use connections::{ConnectionLimit, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES};
 
 use crate::auth::{AuthLayer, Tokens};
 use crate::config::Config;
@@ -93,7 +98,14 @@ pub async fn serve(
     };
     warn_if_exposed(local, tokens.as_ref(), tls.as_deref());
 
-    let service = JobQueueService::new(Arc::clone(&engine), config.limits(), metrics.rpc());
+    // Every task the server spawns, so shutdown can wait for them all.
+    let tasks = TaskTracker::new();
+    let service = JobQueueService::new(
+        Arc::clone(&engine),
+        config.limits(),
+        metrics.rpc(),
+        tasks.clone(),
+    );
     let admin = AdminServer::new(AdminService::new(
         Arc::clone(&engine),
         config.limits(),
@@ -151,17 +163,17 @@ pub async fn serve(
         .add_optional_service(reflection_v1alpha)
         .add_service(jobq)
         .add_service(admin);
+    let limit = Arc::new(ConnectionLimit::new(config.max_connections));
     let mut serve: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
         match &tls {
             None => Box::pin(router.serve_with_incoming_shutdown(
-                // No Nagle delay: small gRPC frames go out at once.
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                connections::plain(listener, limit, stop.clone(), &tasks),
                 stop.clone().cancelled_owned(),
             )),
             Some(tls) => {
-                tokio::spawn(Arc::clone(tls).watch(config.tls_reload_interval, stop.clone()));
+                tasks.spawn(Arc::clone(tls).watch(config.tls_reload_interval, stop.clone()));
                 Box::pin(router.serve_with_incoming_shutdown(
-                    Arc::clone(tls).incoming(listener, stop.clone()),
+                    connections::tls(listener, limit, Arc::clone(tls), stop.clone(), &tasks),
                     stop.clone().cancelled_owned(),
                 ))
             }
@@ -178,14 +190,14 @@ pub async fn serve(
     let metrics_stop = CancellationToken::new();
     if let Some(listener) = listeners.metrics {
         tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
-        tokio::spawn(serve_metrics(
+        tasks.spawn(http::serve_metrics(
             listener,
             Arc::clone(&metrics),
             Arc::clone(&engine),
             metrics_stop.clone(),
         ));
     }
-    let _metrics_stop = metrics_stop.drop_guard();
+    let metrics_stop_guard = metrics_stop.drop_guard();
 
     tokio::select! {
         result = &mut serve => return Ok(result?),
@@ -207,12 +219,28 @@ pub async fn serve(
         metrics.set_shutdown_jobs_in_memory(jobs_held(engine.as_ref()).await);
     }
     stop.cancel();
-    match tokio::time::timeout(config.shutdown_grace, &mut serve).await {
+    let grace_ends = tokio::time::Instant::now() + config.shutdown_grace;
+    match tokio::time::timeout_at(grace_ends, &mut serve).await {
         Ok(result) => result?,
         Err(_) => tracing::warn!(
             grace = ?config.shutdown_grace,
             "grace period ran out; RPCs still in flight were cut off"
         ),
+    }
+    // The metrics endpoint stops with the rest, then every task the server
+    // and the engine spawned is waited for, within what is left of the
+    // grace period.
+    drop(metrics_stop_guard);
+    tasks.close();
+    let stopped = async {
+        tasks.wait().await;
+        engine.stopped().await;
+    };
+    if tokio::time::timeout_at(grace_ends, stopped).await.is_err() {
+        tracing::warn!(
+            tasks = tasks.len(),
+            "grace period ran out with server tasks still running; they end with the process"
+        );
     }
     if in_memory {
         let held = jobs_held(engine.as_ref()).await;
@@ -246,53 +274,5 @@ fn warn_if_exposed(local: std::net::SocketAddr, tokens: Option<&Tokens>, tls: Op
             "bearer tokens are on but TLS is off: tokens cross the network in clear text. Set --tls-cert and --tls-key."
         ),
         (Some(_), Some(_)) => {}
-    }
-}
-
-/// Serves `GET /metrics` in the Prometheus text format, and `GET /healthz`
-/// (200 while serving, 503 once shutdown begins) for probes that cannot
-/// speak gRPC over TLS, until `stop`.
-async fn serve_metrics(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    engine: SharedEngine,
-    stop: CancellationToken,
-) {
-    let health = Arc::clone(&engine);
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let metrics = Arc::clone(&metrics);
-                let engine = Arc::clone(&engine);
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        metrics.scrape(engine.as_ref()).await,
-                    )
-                }
-            }),
-        )
-        .route(
-            "/healthz",
-            axum::routing::get(move || {
-                let serving = !health.is_shutting_down();
-                async move {
-                    if serving {
-                        (axum::http::StatusCode::OK, "SERVING\n")
-                    } else {
-                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING\n")
-                    }
-                }
-            }),
-        );
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await;
-    if let Err(error) = served {
-        tracing::error!(%error, "metrics endpoint failed");
     }
 }

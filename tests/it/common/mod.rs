@@ -105,6 +105,11 @@ impl TestServer {
     }
 }
 
+/// A queue name the tests know to be valid.
+pub fn queue(name: &str) -> jobq::queue::QueueName {
+    jobq::queue::QueueName::new(name).expect("a valid queue name")
+}
+
 /// A job with this payload and nothing else set.
 pub fn job(payload: &str) -> pb::NewJob {
     pb::NewJob {

@@ -1,8 +1,6 @@
 //! `/metrics` after a known sequence of operations.
 
-mod common;
-
-use common::{TestServer, ack, enqueue, job, lease, open_stream, scrape};
+use crate::common::{TestServer, ack, enqueue, job, lease, open_stream, scrape};
 use jobq::grpc::pb;
 
 fn value(metrics: &str, series: &str) -> f64 {
@@ -87,7 +85,7 @@ async fn counters_and_gauges_match_what_happened() {
 #[tokio::test]
 async fn the_grafana_dashboard_uses_only_metrics_the_server_exports() {
     let dashboard: serde_json::Value =
-        serde_json::from_str(include_str!("../deploy/grafana/jobq-dashboard.json"))
+        serde_json::from_str(include_str!("../../deploy/grafana/jobq-dashboard.json"))
             .expect("valid JSON");
     let server = TestServer::start().await;
     let mut client = server.client();
@@ -136,33 +134,34 @@ async fn shutdown_reports_the_jobs_it_will_drop() {
         before.contains("jobq_shutdown_jobs_in_memory 0\n"),
         "{before}"
     );
-    let healthy = common::http_get(&server, "/healthz").await;
+    let healthy = crate::common::http_get(&server, "/healthz").await;
     assert!(
         healthy.contains(" 200 ") && healthy.ends_with("SERVING\n"),
         "{healthy}"
     );
     // A call whose body never ends holds the grace period open, so the
     // metrics endpoint can be read during shutdown.
-    let mut held = common::raw::RawCall::start(server.addr, "/jobq.v1.JobQueue/Enqueue").await;
+    let mut held =
+        crate::common::raw::RawCall::start(server.addr, "/jobq.v1.JobQueue/Enqueue").await;
     held.send(bytes::Bytes::from_static(&[0, 0, 0, 0, 9]));
     // A health check on the same connection, answered: so the server has
     // the held call too.
     let mut check = held.sibling("/grpc.health.v1.Health/Check").await;
-    check.send(common::raw::grpc_frame(
+    check.send(crate::common::raw::grpc_frame(
         &tonic_health::pb::HealthCheckRequest::default(),
     ));
     assert!(matches!(
         check.finish().await,
-        common::raw::Ending::Status(tonic::Code::Ok, _)
+        crate::common::raw::Ending::Status(tonic::Code::Ok, _)
     ));
     server.begin_shutdown();
-    common::eventually_async("the gauge counts the 3 jobs", || async {
+    crate::common::eventually_async("the gauge counts the 3 jobs", || async {
         scrape(&server)
             .await
             .contains("jobq_shutdown_jobs_in_memory 3\n")
     })
     .await;
-    let stopping = common::http_get(&server, "/healthz").await;
+    let stopping = crate::common::http_get(&server, "/healthz").await;
     assert!(
         stopping.contains(" 503 ") && stopping.ends_with("NOT_SERVING\n"),
         "{stopping}"
@@ -183,7 +182,7 @@ async fn a_deleted_queue_leaves_no_series_behind() {
     assert!(before.contains(r#"jobq_job_wait_seconds_count{queue="gone"}"#));
     assert!(before.contains(r#"jobq_job_processing_seconds_count{queue="gone"}"#));
 
-    common::admin(&server)
+    crate::common::admin(&server)
         .delete_queue(pb::DeleteQueueRequest {
             queue: "gone".into(),
             force: false,

@@ -1,11 +1,9 @@
 //! Every refusal gets the right gRPC code and a message naming what was
 //! wrong.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestServer, ack, enqueue, job, lease, secs};
+use crate::common::{TestServer, ack, enqueue, job, lease, secs};
 use jobq::config::Config;
 use jobq::grpc::pb;
 use tonic::Code;

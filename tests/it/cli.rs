@@ -1,8 +1,6 @@
 //! The `jobq` binary's operator commands against a real server.
 
-mod common;
-
-use common::{TestServer, enqueue, job, lease};
+use crate::common::{TestServer, enqueue, job, lease};
 use jobq::grpc::pb;
 use serde_json::Value;
 use tokio::process::Command;

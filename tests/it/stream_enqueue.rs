@@ -2,14 +2,12 @@
 //! leave the stream open, whole-or-nothing storage when a stream is cut,
 //! and the Rust client multiplexing many tasks over one stream.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use crate::common::raw::{RawCall, grpc_frame};
+use crate::common::{PATIENCE, TestServer, job, lease, scrape};
 use bytes::{BufMut, Bytes, BytesMut};
-use common::raw::{RawCall, grpc_frame};
-use common::{PATIENCE, TestServer, job, lease, scrape};
 use jobq::config::Config;
 use jobq::grpc::pb;
 use jobq::queue::QueueName;
@@ -177,7 +175,7 @@ async fn a_full_queue_is_refused_per_job_and_the_stream_carries_on() {
     // Room again after a lease and ack: the same stream takes the job.
     let mut client = server.client();
     let leased = lease(&mut client, "small", 1, 1).await;
-    common::ack(&mut client, "small", vec![leased[0].lease_token.clone()])
+    crate::common::ack(&mut client, "small", vec![leased[0].lease_token.clone()])
         .await
         .expect("ack");
     producer.send(5, "small", Some(job("y"))).await;

@@ -1,11 +1,9 @@
 //! The Admin service and idempotent enqueue against a real server.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{TestServer, ack, admin, enqueue, job, lease, secs};
+use crate::common::{TestServer, ack, admin, enqueue, job, lease, secs};
 use jobq::config::Config;
 use jobq::grpc::pb;
 use tonic::Code;
@@ -268,7 +266,7 @@ async fn paused_queue_delivers_nothing_then_resumes() {
         .resume_queue(pb::ResumeQueueRequest { queue: "q".into() })
         .await
         .expect("resume");
-    let got = tokio::time::timeout(common::PATIENCE, poll)
+    let got = tokio::time::timeout(crate::common::PATIENCE, poll)
         .await
         .expect("woken by the resume")
         .expect("join");

@@ -1,12 +1,10 @@
 //! Bearer tokens with roles, TLS and mutual TLS, and reflection switched
 //! off, against a real server.
 
-mod common;
-
 use std::time::Duration;
 
-use common::certs::{Ca, temp_dir};
-use common::{PATIENCE, TestServer, job};
+use crate::common::certs::{Ca, temp_dir};
+use crate::common::{PATIENCE, TestServer, job};
 use jobq::config::Config;
 use jobq::grpc::pb;
 use jobq_client::{Client, ClientOptions};
@@ -70,7 +68,7 @@ async fn lease_code(server: &TestServer, token: Option<&str>) -> Code {
 
 async fn admin_code(server: &TestServer, token: Option<&str>) -> Code {
     let request = pb::ListQueuesRequest::default();
-    match common::admin(server)
+    match crate::common::admin(server)
         .list_queues(with_token(request, token))
         .await
     {

@@ -1,10 +1,8 @@
 //! Each JobQueue RPC against a real server.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
-use common::{TestServer, ack, enqueue, job, lease, millis, secs};
+use crate::common::{TestServer, ack, enqueue, job, lease, millis, secs};
 use jobq::grpc::pb;
 
 #[tokio::test]
@@ -106,7 +104,8 @@ async fn delayed_job_is_held_back_until_its_time() {
     let mut client = server.client();
     let delayed = pb::NewJob {
         schedule: Some(pb::new_job::Schedule::Delay(
-            Duration::from_millis(300).try_into().expect("in range"),
+            // Seconds, so a slow machine still leases before it is due.
+            Duration::from_secs(3).try_into().expect("in range"),
         )),
         ..job("later")
     };
@@ -293,9 +292,10 @@ async fn long_poll_wakes_when_a_job_arrives() {
     let server = TestServer::start().await;
     let mut waiter = server.client();
     let poll = tokio::spawn(async move { lease(&mut waiter, "q", 1, 60).await });
-    // Give the long-poll time to reach the server; if it arrives after the
-    // job, it finds the job at once, so the outcome is the same either way.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    crate::common::eventually("the long-poll waits on the server", || {
+        server.broker.long_polls(&crate::common::queue("q")) == 1
+    })
+    .await;
     let mut producer = server.client();
     let id = enqueue(&mut producer, "q", job("wake up")).await;
     let got = tokio::time::timeout(Duration::from_secs(30), poll)

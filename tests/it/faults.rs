@@ -12,14 +12,12 @@
 //! `JOBQ_FAULT_JOBS` sets the size (20 000 by default); the full run is
 //! `JOBQ_FAULT_JOBS=1000000 cargo test --release --test faults -- --nocapture`.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use common::TestServer;
+use crate::common::TestServer;
 use jobq::config::Config;
 use jobq::grpc::pb;
 use jobq_client::Client;
@@ -204,7 +202,7 @@ async fn no_job_is_lost_duplicated_or_acked_on_a_stale_lease_under_faults() {
 
 /// The dead-letter set's job ids.
 async fn dead_letters(server: &TestServer) -> HashSet<String> {
-    let mut admin = common::admin(server);
+    let mut admin = crate::common::admin(server);
     let mut ids = HashSet::new();
     let mut page_token = String::new();
     loop {

@@ -1,10 +1,8 @@
 //! What surrounds the JobQueue service: health, reflection, shutdown.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestServer, enqueue, job, lease};
+use crate::common::{TestServer, enqueue, job, lease};
 use jobq::grpc::pb;
 use tokio_stream::StreamExt;
 use tonic_health::pb::HealthCheckRequest;
@@ -92,13 +90,14 @@ async fn shutdown_turns_health_off_ends_long_polls_and_exits_cleanly() {
                 queue: "q".into(),
                 max_jobs: 1,
                 lease_duration: None,
-                wait_time: common::secs(60),
+                wait_time: crate::common::secs(60),
             })
             .await
     });
-    // Let the long-poll reach the server (if it arrives after shutdown
-    // began, it is refused instead, which the assertion below allows).
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    crate::common::eventually("the long-poll waits on the server", || {
+        server.broker.long_polls(&crate::common::queue("q")) == 1
+    })
+    .await;
     server.begin_shutdown();
 
     let next = watch.next().await.expect("status").expect("ok");

@@ -1,0 +1,242 @@
+//! Accepting connections on the gRPC port, within bounds: at most
+//! `--max-connections` open at once (one past it is closed at once, with a
+//! warning at most once a minute naming the flag), and at most
+//! [`MAX_HANDSHAKES`] TLS handshakes in progress, each within
+//! [`HANDSHAKE_TIMEOUT`]. Every task here belongs to the server's tracker.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::server::Connected;
+
+use crate::tls::Tls;
+
+/// How long a client has to finish its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes in progress at most; past this, accepting waits.
+pub const MAX_HANDSHAKES: usize = 256;
+/// Accepted connections waiting for the server to take them.
+const ACCEPT_BACKLOG: usize = 128;
+/// How often a refusal or an accept error is logged at most.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// The open connections, counted against `--max-connections`.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    open: Arc<Semaphore>,
+    limit: usize,
+    last_warning: Mutex<Option<Instant>>,
+}
+
+impl ConnectionLimit {
+    /// A limit of `limit` open connections.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            open: Arc::new(Semaphore::new(limit)),
+            limit,
+            last_warning: Mutex::new(None),
+        }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.limit - self.open.available_permits()
+    }
+
+    /// A place for one more connection, or `None` at the limit.
+    fn admit(&self, peer: SocketAddr) -> Option<OwnedSemaphorePermit> {
+        let permit = Arc::clone(&self.open).try_acquire_owned().ok();
+        if permit.is_none() && self.may_warn() {
+            tracing::warn!(
+                %peer,
+                limit = self.limit,
+                "connection refused: {} connections are open, the most --max-connections allows; raise it or add replicas",
+                self.limit
+            );
+        }
+        permit
+    }
+
+    /// Whether a warning may be logged now (at most one per [`WARN_EVERY`]).
+    fn may_warn(&self) -> bool {
+        // A std mutex: held to read and set one instant, never across an
+        // `.await`.
+        let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if last.is_some_and(|at| now < at + WARN_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
+/// A connection that holds its place under the limit until it closes.
+#[derive(Debug)]
+pub struct Limited<S> {
+    inner: S,
+    _place: OwnedSemaphorePermit,
+}
+
+impl<S: Connected> Connected for Limited<S> {
+    type ConnectInfo = S::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Limited<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Plain-text connections from `listener`, until `stop`.
+pub fn plain(
+    listener: TcpListener,
+    limit: Arc<ConnectionLimit>,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+) -> ReceiverStream<io::Result<Limited<TcpStream>>> {
+    let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
+    tasks.spawn(async move {
+        while let Some((tcp, _peer, place)) = admit_next(&listener, &limit, &stop).await {
+            let connection = Limited {
+                inner: tcp,
+                _place: place,
+            };
+            if tx.send(Ok(connection)).await.is_err() {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// TLS connections from `listener`, handshaken with the certificate `tls`
+/// holds at the time, until `stop`.
+pub fn tls(
+    listener: TcpListener,
+    limit: Arc<ConnectionLimit>,
+    tls: Arc<Tls>,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+) -> ReceiverStream<io::Result<Limited<TlsStream<TcpStream>>>> {
+    let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let spawner = tasks.clone();
+    tasks.spawn(async move {
+        loop {
+            // Wait for a handshake slot before taking the next connection,
+            // so slow handshakes hold the backlog, not the server's memory.
+            let slot = tokio::select! {
+                () = stop.cancelled() => return,
+                slot = Arc::clone(&handshakes).acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => return,
+                },
+            };
+            let Some((tcp, peer, place)) = admit_next(&listener, &limit, &stop).await else {
+                return;
+            };
+            let acceptor = tls.acceptor();
+            let tx = tx.clone();
+            spawner.spawn(async move {
+                let _slot = slot;
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let connection = Limited {
+                            inner: stream,
+                            _place: place,
+                        };
+                        let _ = tx.send(Ok(connection)).await;
+                    }
+                    Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// The next connection that fits under the limit (others are closed as
+/// they come), or `None` once `stop` is cancelled.
+async fn admit_next(
+    listener: &TcpListener,
+    limit: &ConnectionLimit,
+    stop: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return None,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of descriptors, or the peer gave up first: back off a
+                // little rather than spin, and keep serving what is open.
+                if limit.may_warn() {
+                    tracing::warn!(%error, "accepting a connection failed; retrying");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(place) = limit.admit(peer) else {
+            drop(tcp);
+            continue;
+        };
+        // No Nagle delay: small gRPC frames go out at once.
+        let _ = tcp.set_nodelay(true);
+        return Some((tcp, peer, place));
+    }
+}

@@ -1,0 +1,26 @@
+//! The integration suite: each module starts real jobq servers on
+//! `127.0.0.1:0` (through `common`) and pins one area's behaviour. One test
+//! binary, so the suite links once. The tests that need a process of their
+//! own (a global tracing subscriber, signals sent to the process) are
+//! `tests/tracing.rs` and `tests/tls_sighup.rs`.
+
+mod common;
+
+mod admin;
+mod binary;
+mod cli;
+mod coalescing;
+mod connections;
+mod dependency_floor;
+mod errors;
+mod faults;
+mod hostile;
+mod keepalive;
+mod metrics;
+mod python_example;
+mod security;
+mod service;
+mod stream_enqueue;
+mod stream_leases;
+mod unary_rpcs;
+mod worker;
