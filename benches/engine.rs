@@ -4,6 +4,9 @@
 //!
 //! `cargo bench --bench engine`
 
+// Tests state their expectations with `expect`: a failed one is the
+// test failing, with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 #![allow(missing_docs)]
 
 use std::hint::black_box;

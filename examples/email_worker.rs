@@ -39,7 +39,9 @@ async fn main() -> Result<(), ClientError> {
     Ok(())
 }
 
-/// Ctrl-C, or SIGTERM from Kubernetes stopping the pod.
+/// Ctrl-C, or SIGTERM from Kubernetes stopping the pod. A process that
+/// cannot install the handler cannot stop cleanly: it fails at start.
+#[allow(clippy::expect_used)]
 async fn stop_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("a SIGTERM handler can be installed");

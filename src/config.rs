@@ -8,10 +8,11 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 
 use crate::engine::EngineConfig;
-use crate::grpc::{Limits, MAX_DELAY};
+use crate::grpc::Limits;
 use crate::queue::{QueueConfig, RetryPolicy};
 pub use crate::telemetry::LogFormat;
 use crate::telemetry::TelemetrySettings;
+use jobq_proto::limits::{MAX_ATTEMPTS_LIMIT, MAX_DELAY};
 
 /// A job queue served over gRPC.
 #[derive(Clone, Debug, Parser)]
@@ -311,13 +312,12 @@ impl Config {
                 ),
             );
         }
-        if !(1..=crate::grpc::MAX_ATTEMPTS_LIMIT).contains(&self.max_attempts) {
+        if !(1..=MAX_ATTEMPTS_LIMIT).contains(&self.max_attempts) {
             return fail(
                 "max-attempts",
                 format!(
                     "{} must be from 1 to {}",
-                    self.max_attempts,
-                    crate::grpc::MAX_ATTEMPTS_LIMIT
+                    self.max_attempts, MAX_ATTEMPTS_LIMIT
                 ),
             );
         }

@@ -1,6 +1,10 @@
 //! SIGHUP reloads the TLS certificate at once. In its own test binary:
 //! the signal goes to the whole process.
 
+// Tests state their expectations with `expect`: a failed one is the
+// test failing, with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 #[path = "it/common/mod.rs"]
 mod common;
 

@@ -1,6 +1,10 @@
 //! A job's trace, from producer to worker, exported over OTLP to a
 //! collector running in this test process.
 
+// Tests state their expectations with `expect`: a failed one is the
+// test failing, with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 #[path = "it/common/mod.rs"]
 mod common;
 

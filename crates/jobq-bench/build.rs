@@ -11,7 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure().compile_with_config(
         config,
         &[root.join("jobq/bench/v1/echo.proto")],
-        &[root.clone()],
+        std::slice::from_ref(&root),
     )?;
     println!(
         "cargo:rerun-if-changed={}",

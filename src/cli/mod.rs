@@ -19,7 +19,7 @@ use output::{Output, job_json, job_row, queue_json, queue_rows};
 /// A job queue served over gRPC. With no command, `jobq` runs the server.
 #[derive(Debug, Parser)]
 #[command(name = "jobq", version, about, args_conflicts_with_subcommands = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
@@ -28,7 +28,7 @@ pub struct Cli {
 
 impl Cli {
     /// The server settings, if this invocation runs the server.
-    pub fn into_action(self) -> Action {
+    pub(crate) fn into_action(self) -> Action {
         match self.command {
             None => Action::Serve(self.serve),
             Some(Command::Serve(config)) => Action::Serve(config),
@@ -40,7 +40,7 @@ impl Cli {
 /// What an invocation does.
 // Made once per process: the size of a variant does not matter.
 #[allow(clippy::large_enum_variant)]
-pub enum Action {
+pub(crate) enum Action {
     /// Run the server.
     Serve(Config),
     /// Talk to a running server.
@@ -50,7 +50,7 @@ pub enum Action {
 /// Every command.
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the server (what `jobq` with no command does).
     Serve(Config),
     /// Commands that talk to a running server.
@@ -60,7 +60,7 @@ pub enum Command {
 
 /// Commands that talk to a running server.
 #[derive(Debug, Subcommand)]
-pub enum RemoteCommand {
+pub(crate) enum RemoteCommand {
     /// Enqueue one job.
     Enqueue {
         #[command(flatten)]
@@ -154,7 +154,7 @@ pub enum RemoteCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum DlqCommand {
+pub(crate) enum DlqCommand {
     /// Move dead-lettered jobs back to ready, attempts reset: the ids
     /// given, or every dead job of the queue.
     Redrive {
@@ -169,7 +169,7 @@ pub enum DlqCommand {
 
 /// Where the server is and how to print answers.
 #[derive(Debug, Args)]
-pub struct Remote {
+pub(crate) struct Remote {
     /// The server's address (`https://` for TLS).
     #[arg(long, env = "JOBQ_SERVER", default_value = "http://127.0.0.1:50051")]
     server: String,
@@ -257,7 +257,7 @@ impl Remote {
 }
 
 /// Runs a command against a running server and prints its answer.
-pub async fn run(command: RemoteCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(command: RemoteCommand) -> anyhow::Result<()> {
     match command {
         RemoteCommand::Enqueue {
             remote,

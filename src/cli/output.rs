@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 /// Output format.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Output {
+pub(super) enum Output {
     /// Human-readable text and tables.
     Table,
     /// JSON, one document per command.
@@ -19,7 +19,7 @@ pub enum Output {
 
 impl Output {
     /// Prints `json` or the text `human` makes, as chosen.
-    pub fn print(self, json: Value, human: impl FnOnce() -> String) {
+    pub(super) fn print(self, json: Value, human: impl FnOnce() -> String) {
         match self {
             Output::Json => println!("{json}"),
             Output::Table => println!("{}", human()),
@@ -28,7 +28,7 @@ impl Output {
 }
 
 /// A plain table with a header row.
-pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut table = Table::new();
     table.load_style(comfy_table::presets::NOTHING);
     table.set_header(header.to_vec());
@@ -61,7 +61,7 @@ fn time(t: Option<prost_types::Timestamp>) -> Option<String> {
 }
 
 /// One row per queue.
-pub fn queue_rows(queues: &[pb::QueueInfo]) -> String {
+pub(super) fn queue_rows(queues: &[pb::QueueInfo]) -> String {
     table(
         &[
             "QUEUE",
@@ -91,7 +91,7 @@ pub fn queue_rows(queues: &[pb::QueueInfo]) -> String {
 }
 
 /// A queue as JSON.
-pub fn queue_json(q: &pb::QueueInfo) -> Value {
+pub(super) fn queue_json(q: &pb::QueueInfo) -> Value {
     let c = counts(q);
     let t = q.totals.unwrap_or_default();
     let s = q.settings.unwrap_or_default();
@@ -115,7 +115,7 @@ pub fn queue_json(q: &pb::QueueInfo) -> Value {
 }
 
 /// One queue in detail.
-pub fn queue_stats(q: &pb::QueueInfo) -> String {
+pub(super) fn queue_stats(q: &pb::QueueInfo) -> String {
     let c = counts(q);
     let t = q.totals.unwrap_or_default();
     let s = q.settings.unwrap_or_default();
@@ -171,7 +171,7 @@ fn preview(text: &str, max: usize) -> String {
 }
 
 /// One job as a table row.
-pub fn job_row(info: &pb::JobInfo) -> Vec<String> {
+pub(super) fn job_row(info: &pb::JobInfo) -> Vec<String> {
     let job = info.job.clone().unwrap_or_default();
     vec![
         job.id.clone(),
@@ -184,7 +184,7 @@ pub fn job_row(info: &pb::JobInfo) -> Vec<String> {
 }
 
 /// A job as JSON.
-pub fn job_json(info: &pb::JobInfo) -> Value {
+pub(super) fn job_json(info: &pb::JobInfo) -> Value {
     let job = info.job.clone().unwrap_or_default();
     json!({
         "id": job.id,
@@ -206,7 +206,7 @@ pub fn job_json(info: &pb::JobInfo) -> Value {
 }
 
 /// One job in detail.
-pub fn job_details(info: &pb::JobInfo) -> String {
+pub(super) fn job_details(info: &pb::JobInfo) -> String {
     let job = info.job.clone().unwrap_or_default();
     let mut rows = vec![
         ("id", job.id.clone()),

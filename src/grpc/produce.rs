@@ -18,9 +18,9 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
-use super::convert::{self, Limits};
 use super::pb;
 use super::status;
+use super::validate::{self, Limits};
 use crate::engine::SharedEngine;
 use crate::queue::{NewJob, QueueName};
 use crate::telemetry::TRACEPARENT;
@@ -51,6 +51,16 @@ pub struct ResponseStream {
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     stored: u64,
     ended: bool,
+}
+
+impl std::fmt::Debug for ResponseStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseStream")
+            .field("in_flight", &self.in_flight.len())
+            .field("stored", &self.stored)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ResponseStream {
@@ -215,7 +225,7 @@ fn validate(
     limits: &Limits,
     request: pb::StreamEnqueueRequest,
 ) -> Result<(QueueName, NewJob), Status> {
-    let queue = convert::queue_name(&request.queue)?;
+    let queue = validate::queue_name(&request.queue)?;
     let job = request
         .job
         .ok_or_else(|| Status::invalid_argument("job: is required"))?;

@@ -7,9 +7,10 @@ use tokio_util::task::TaskTracker;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{self, Limits};
+use super::convert;
 use super::pb::{self, job_queue_server::JobQueue};
 use super::status;
+use super::validate::{self, Limits};
 use super::{observe, produce, stream};
 use crate::engine::SharedEngine;
 use crate::metrics::RpcMetrics;
@@ -74,7 +75,7 @@ fn trace_headers(metadata: &MetadataMap) -> Vec<(String, String)> {
 fn attach_trace(job: &mut NewJob, headers: &[(String, String)]) {
     if headers.is_empty()
         || job.metadata.iter().any(|(k, _)| k == TRACEPARENT)
-        || job.metadata.len() + headers.len() > convert::MAX_METADATA_ENTRIES
+        || job.metadata.len() + headers.len() > validate::MAX_METADATA_ENTRIES
     {
         return;
     }
@@ -129,10 +130,10 @@ impl JobQueue for JobQueueService {
     ) -> Result<Response<pb::EnqueueResponse>, Status> {
         let span = job_queue_span("Enqueue", &request.get_ref().queue, request.metadata());
         let call = async {
-            let deadline = convert::grpc_timeout(request.metadata());
+            let deadline = validate::grpc_timeout(request.metadata());
             let trace = trace_headers(request.metadata());
             let request = request.into_inner();
-            let queue = convert::queue_name(&request.queue)?;
+            let queue = validate::queue_name(&request.queue)?;
             let job = request
                 .job
                 .ok_or_else(|| Status::invalid_argument("job: is required"))?;
@@ -164,10 +165,10 @@ impl JobQueue for JobQueueService {
     ) -> Result<Response<pb::BatchEnqueueResponse>, Status> {
         let span = job_queue_span("BatchEnqueue", &request.get_ref().queue, request.metadata());
         let call = async {
-            let deadline = convert::grpc_timeout(request.metadata());
+            let deadline = validate::grpc_timeout(request.metadata());
             let trace = trace_headers(request.metadata());
             let request = request.into_inner();
-            let queue = convert::queue_name(&request.queue)?;
+            let queue = validate::queue_name(&request.queue)?;
             let mut jobs = self.limits.new_jobs(request.jobs)?;
             for job in &mut jobs {
                 attach_trace(job, &trace);
@@ -195,8 +196,8 @@ impl JobQueue for JobQueueService {
         let span = job_queue_span("Lease", &request.get_ref().queue, request.metadata());
         let call = async {
             let request = request.into_inner();
-            let queue = convert::queue_name(&request.queue)?;
-            let max = convert::max_jobs(request.max_jobs)?;
+            let queue = validate::queue_name(&request.queue)?;
+            let max = validate::max_jobs(request.max_jobs)?;
             let lease_for = self
                 .limits
                 .lease_duration("lease_duration", request.lease_duration)?;
@@ -230,8 +231,8 @@ impl JobQueue for JobQueueService {
         let span = job_queue_span("Ack", &request.get_ref().queue, request.metadata());
         let call = async {
             let request = request.into_inner();
-            let queue = convert::queue_name(&request.queue)?;
-            let tokens = convert::ack_tokens(&request.lease_tokens)?;
+            let queue = validate::queue_name(&request.queue)?;
+            let tokens = validate::ack_tokens(&request.lease_tokens)?;
             if let [only] = tokens.as_slice() {
                 let span = tracing::Span::current();
                 span.record("jobq.lease_token", only.to_string());
@@ -257,12 +258,12 @@ impl JobQueue for JobQueueService {
         let span = job_queue_span("Nack", &request.get_ref().queue, request.metadata());
         let call = async {
             let request = request.into_inner();
-            let queue = convert::queue_name(&request.queue)?;
-            let token = convert::lease_token("lease_token", &request.lease_token)?;
+            let queue = validate::queue_name(&request.queue)?;
+            let token = validate::lease_token("lease_token", &request.lease_token)?;
             let span = tracing::Span::current();
             span.record("jobq.lease_token", token.to_string());
             span.record("messaging.message.id", token.job.to_string());
-            let nack = convert::nack_request(
+            let nack = validate::nack_request(
                 "",
                 request.retry_delay,
                 request.dead_letter,
@@ -286,8 +287,8 @@ impl JobQueue for JobQueueService {
         let span = job_queue_span("ExtendLease", &request.get_ref().queue, request.metadata());
         let call = async {
             let request = request.into_inner();
-            let queue = convert::queue_name(&request.queue)?;
-            let token = convert::lease_token("lease_token", &request.lease_token)?;
+            let queue = validate::queue_name(&request.queue)?;
+            let token = validate::lease_token("lease_token", &request.lease_token)?;
             tracing::Span::current().record("jobq.lease_token", token.to_string());
             let lease_for = self
                 .limits

@@ -5,11 +5,11 @@ use tonic::Status;
 use crate::engine::EngineError;
 use crate::queue::QueueError;
 
-use super::convert::InvalidField;
+use super::validate::InvalidField;
 
 /// The status for an engine's refusal or failure. No wildcard arm: a new
 /// error variant must be given its code here.
-pub fn from_engine(error: EngineError) -> Status {
+pub(super) fn from_engine(error: EngineError) -> Status {
     let message = error.to_string();
     match error {
         EngineError::Queue(queue_error) => match queue_error {

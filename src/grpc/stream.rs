@@ -9,25 +9,26 @@ use tokio_util::task::TaskTracker;
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
-use super::convert::{self, Limits};
+use super::convert;
 use super::pb::{
     self, stream_leases_request::Kind as RequestKind, stream_leases_response::Kind as ResponseKind,
 };
 use super::status;
+use super::validate::{self, Limits};
 use crate::engine::{EngineError, SharedEngine, WorkerAttachment};
 
-pub use jobq_proto::limits::MAX_STREAM_CREDITS;
+use jobq_proto::limits::MAX_STREAM_CREDITS;
 /// Most jobs leased in one step before the stream lets other streams in.
 const LEASE_BATCH: usize = 32;
 /// Responses buffered towards a worker that reads slowly.
 const SEND_BUFFER: usize = 64;
 
 /// What the server sends on a lease stream.
-pub type ResponseStream = ReceiverStream<Result<pb::StreamLeasesResponse, Status>>;
+pub(super) type ResponseStream = ReceiverStream<Result<pb::StreamLeasesResponse, Status>>;
 
 /// Reads the stream's `open` message, attaches it to its queue and starts
 /// serving it in its own task.
-pub async fn open(
+pub(super) async fn open(
     engine: &SharedEngine,
     limits: &Limits,
     tasks: &TaskTracker,
@@ -42,7 +43,7 @@ pub async fn open(
             "open: the first message on a lease stream must be `open`",
         ));
     };
-    let queue = convert::queue_name(&open.queue)?;
+    let queue = validate::queue_name(&open.queue)?;
     if !(1..=MAX_STREAM_CREDITS).contains(&open.credits) {
         return Err(Status::invalid_argument(format!(
             "open.credits: is {}; it must be from 1 to {MAX_STREAM_CREDITS}",
@@ -199,7 +200,7 @@ impl Session {
     }
 
     async fn ack(&self, ack: pb::StreamAck) -> pb::StreamResult {
-        let outcome = match convert::lease_token("ack.lease_token", &ack.lease_token) {
+        let outcome = match validate::lease_token("ack.lease_token", &ack.lease_token) {
             Ok(token) => self
                 .worker
                 .ack(&token)
@@ -214,9 +215,9 @@ impl Session {
     async fn nack(&self, nack: pb::StreamNack) -> pb::StreamResult {
         let request_id = nack.request_id;
         let outcome = async {
-            let token = convert::lease_token("nack.lease_token", &nack.lease_token)?;
+            let token = validate::lease_token("nack.lease_token", &nack.lease_token)?;
             let request =
-                convert::nack_request("nack.", nack.retry_delay, nack.dead_letter, nack.reason)?;
+                validate::nack_request("nack.", nack.retry_delay, nack.dead_letter, nack.reason)?;
             let outcome = self
                 .worker
                 .nack(&token, request)
@@ -234,7 +235,7 @@ impl Session {
 
     async fn extend(&self, extend: pb::StreamExtend) -> pb::StreamResult {
         let outcome = async {
-            let token = convert::lease_token("extend.lease_token", &extend.lease_token)?;
+            let token = validate::lease_token("extend.lease_token", &extend.lease_token)?;
             let lease_for = self
                 .limits
                 .lease_duration("extend.lease_duration", extend.lease_duration)?

@@ -12,7 +12,7 @@ use super::{Job, JobId};
 
 /// How a job left the queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(super) enum Outcome {
     /// A worker acked it.
     Acked,
     /// An operator cancelled it.

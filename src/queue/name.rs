@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// The longest queue name, in characters.
-pub const MAX_QUEUE_NAME_LEN: usize = 128;
+pub(crate) const MAX_QUEUE_NAME_LEN: usize = 128;
 
 /// A validated queue name: 1 to 128 characters of `[A-Za-z0-9._-]`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -85,7 +85,7 @@ impl ConnectionLimit {
 
 /// A connection that holds its place under the limit until it closes.
 #[derive(Debug)]
-pub struct Limited<S> {
+pub(super) struct Limited<S> {
     inner: S,
     _place: OwnedSemaphorePermit,
 }
@@ -139,7 +139,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
 }
 
 /// Plain-text connections from `listener`, until `stop`.
-pub fn plain(
+pub(super) fn plain(
     listener: TcpListener,
     limit: Arc<ConnectionLimit>,
     stop: CancellationToken,
@@ -162,7 +162,7 @@ pub fn plain(
 
 /// TLS connections from `listener`, handshaken with the certificate `tls`
 /// holds at the time, until `stop`.
-pub fn tls(
+pub(super) fn tls(
     listener: TcpListener,
     limit: Arc<ConnectionLimit>,
     tls: Arc<Tls>,

@@ -4,6 +4,10 @@
 //! own (a global tracing subscriber, signals sent to the process) are
 //! `tests/tracing.rs` and `tests/tls_sighup.rs`.
 
+// Tests state their expectations with `expect`: a failed one is the
+// test failing, with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 mod admin;

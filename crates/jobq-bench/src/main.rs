@@ -189,9 +189,10 @@ fn cpu_since(pid: Option<u32>, before: Option<Duration>) -> Option<Duration> {
     Some(cpu_time(pid)?.saturating_sub(before?))
 }
 
+// Constant bounds that the crate accepts: this cannot fail.
+#[allow(clippy::expect_used)]
 fn histogram() -> Histogram<u64> {
-    // 1 µs to 100 s in nanoseconds, 3 significant digits: constant bounds
-    // that the crate accepts.
+    // 1 µs to 100 s in nanoseconds, 3 significant digits.
     Histogram::new_with_bounds(1_000, 100_000_000_000, 3).expect("valid histogram bounds")
 }
 

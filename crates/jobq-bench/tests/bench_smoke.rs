@@ -1,6 +1,10 @@
 //! A short run of the load generator, so the tool never rots. The figures
 //! are not checked: performance is measured by full runs, not by tests.
 
+// Tests state their expectations with `expect`: a failed one is the
+// test failing, with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use tokio::process::Command;
 
 #[tokio::test]

@@ -5,19 +5,19 @@ use std::path::{Path, PathBuf};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
 /// A fresh folder under the target directory.
-pub fn temp_dir(name: &str) -> PathBuf {
+pub(crate) fn temp_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", ulid::Ulid::new()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
 
 /// A certificate authority.
-pub struct Ca {
+pub(crate) struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Ca {
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -28,12 +28,12 @@ impl Ca {
     }
 
     /// The CA certificate, PEM.
-    pub fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.issuer.pem()
     }
 
     /// A certificate for `name` and its key, PEM.
-    pub fn issue(&self, name: &str) -> (String, String) {
+    pub(crate) fn issue(&self, name: &str) -> (String, String) {
         let key = KeyPair::generate().expect("key");
         let mut params = CertificateParams::new(vec![name.to_string()]).expect("params");
         params.distinguished_name.push(DnType::CommonName, name);
@@ -43,7 +43,7 @@ impl Ca {
 
     /// Writes a certificate for `name` and its key into `dir` as
     /// `<file>.pem` and `<file>.key`, and returns their paths.
-    pub fn write(&self, dir: &Path, file: &str, name: &str) -> (PathBuf, PathBuf) {
+    pub(crate) fn write(&self, dir: &Path, file: &str, name: &str) -> (PathBuf, PathBuf) {
         let (cert, key) = self.issue(name);
         let (cert_path, key_path) = (
             dir.join(format!("{file}.pem")),

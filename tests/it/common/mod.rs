@@ -2,8 +2,8 @@
 
 #![allow(dead_code)]
 
-pub mod certs;
-pub mod raw;
+pub(crate) mod certs;
+pub(crate) mod raw;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 /// A server running in this test process.
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub addr: SocketAddr,
     /// Where `/metrics` is served.
     pub metrics_addr: SocketAddr,
@@ -32,19 +32,19 @@ pub struct TestServer {
 
 impl TestServer {
     /// A server with the default settings.
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_with(Config::defaults()).await
     }
 
     /// A server with `config` (its listen address is ignored).
-    pub async fn start_with(config: Config) -> Self {
+    pub(crate) async fn start_with(config: Config) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         Self::start_listening(config, listener).await
     }
 
     /// A server with the default settings on a given address (to restart
     /// one on the address a stopped server had).
-    pub async fn start_on(addr: SocketAddr) -> Self {
+    pub(crate) async fn start_on(addr: SocketAddr) -> Self {
         let listener = TcpListener::bind(addr).await.expect("bind again");
         Self::start_listening(Config::defaults(), listener).await
     }
@@ -87,47 +87,51 @@ impl TestServer {
     }
 
     /// A client for the JobQueue service.
-    pub fn client(&self) -> JobQueueClient<Channel> {
+    pub(crate) fn client(&self) -> JobQueueClient<Channel> {
         JobQueueClient::new(self.channel.clone())
     }
 
     /// Sends the shutdown signal without waiting for the server to stop.
-    pub fn begin_shutdown(&mut self) {
+    pub(crate) fn begin_shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
     }
 
     /// Shuts the server down and returns what `server::run` returned.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn shutdown(mut self) -> anyhow::Result<()> {
         self.begin_shutdown();
         self.handle.await.expect("server task")
     }
 }
 
 /// A queue name the tests know to be valid.
-pub fn queue(name: &str) -> jobq::queue::QueueName {
+pub(crate) fn queue(name: &str) -> jobq::queue::QueueName {
     jobq::queue::QueueName::new(name).expect("a valid queue name")
 }
 
 /// A job with this payload and nothing else set.
-pub fn job(payload: &str) -> pb::NewJob {
+pub(crate) fn job(payload: &str) -> pb::NewJob {
     pb::NewJob {
         payload: payload.as_bytes().to_vec().into(),
         ..pb::NewJob::default()
     }
 }
 
-pub fn secs(s: u64) -> Option<prost_types::Duration> {
+pub(crate) fn secs(s: u64) -> Option<prost_types::Duration> {
     Some(Duration::from_secs(s).try_into().expect("in range"))
 }
 
-pub fn millis(ms: u64) -> Option<prost_types::Duration> {
+pub(crate) fn millis(ms: u64) -> Option<prost_types::Duration> {
     Some(Duration::from_millis(ms).try_into().expect("in range"))
 }
 
 /// Enqueues one job and returns its id.
-pub async fn enqueue(client: &mut JobQueueClient<Channel>, queue: &str, job: pb::NewJob) -> String {
+pub(crate) async fn enqueue(
+    client: &mut JobQueueClient<Channel>,
+    queue: &str,
+    job: pb::NewJob,
+) -> String {
     client
         .enqueue(pb::EnqueueRequest {
             queue: queue.into(),
@@ -141,7 +145,7 @@ pub async fn enqueue(client: &mut JobQueueClient<Channel>, queue: &str, job: pb:
 }
 
 /// Leases up to `max` jobs, waiting up to `wait_secs` for the first.
-pub async fn lease(
+pub(crate) async fn lease(
     client: &mut JobQueueClient<Channel>,
     queue: &str,
     max: u32,
@@ -161,7 +165,7 @@ pub async fn lease(
 }
 
 /// Acks the given tokens.
-pub async fn ack(
+pub(crate) async fn ack(
     client: &mut JobQueueClient<Channel>,
     queue: &str,
     tokens: Vec<String>,
@@ -176,21 +180,21 @@ pub async fn ack(
 }
 
 /// The worker's end of a StreamLeases stream.
-pub struct TestStream {
+pub(crate) struct TestStream {
     pub tx: tokio::sync::mpsc::Sender<pb::StreamLeasesRequest>,
     pub rx: tonic::Streaming<pb::StreamLeasesResponse>,
     next_request: u64,
 }
 
 /// Opens a lease stream on `queue` with `credits`.
-pub async fn open_stream(server: &TestServer, queue: &str, credits: u32) -> TestStream {
+pub(crate) async fn open_stream(server: &TestServer, queue: &str, credits: u32) -> TestStream {
     try_open_stream(server, queue, credits)
         .await
         .expect("stream opened")
 }
 
 /// Opens a lease stream, returning the server's refusal if any.
-pub async fn try_open_stream(
+pub(crate) async fn try_open_stream(
     server: &TestServer,
     queue: &str,
     credits: u32,
@@ -219,18 +223,18 @@ pub async fn try_open_stream(
 
 /// Waits this long at most for a message the server must send; a test
 /// that hits it has found a bug, not bad luck.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
 impl TestStream {
     /// The next message from the server.
-    pub async fn next(&mut self) -> Result<Option<pb::StreamLeasesResponse>, tonic::Status> {
+    pub(crate) async fn next(&mut self) -> Result<Option<pb::StreamLeasesResponse>, tonic::Status> {
         tokio::time::timeout(PATIENCE, self.rx.message())
             .await
             .expect("the server answered in time")
     }
 
     /// The next message, which must be a lease.
-    pub async fn next_lease(&mut self) -> pb::Lease {
+    pub(crate) async fn next_lease(&mut self) -> pb::Lease {
         match self.next().await.expect("ok").expect("open").kind {
             Some(pb::stream_leases_response::Kind::Lease(lease)) => lease,
             other => panic!("expected a lease, got {other:?}"),
@@ -238,7 +242,7 @@ impl TestStream {
     }
 
     /// The next message, which must be a result.
-    pub async fn next_result(&mut self) -> pb::StreamResult {
+    pub(crate) async fn next_result(&mut self) -> pb::StreamResult {
         match self.next().await.expect("ok").expect("open").kind {
             Some(pb::stream_leases_response::Kind::Result(result)) => result,
             other => panic!("expected a result, got {other:?}"),
@@ -246,7 +250,7 @@ impl TestStream {
     }
 
     /// Sends a message of the given kind.
-    pub async fn send(&mut self, kind: pb::stream_leases_request::Kind) {
+    pub(crate) async fn send(&mut self, kind: pb::stream_leases_request::Kind) {
         self.tx
             .send(pb::StreamLeasesRequest { kind: Some(kind) })
             .await
@@ -254,7 +258,7 @@ impl TestStream {
     }
 
     /// Acks on the stream and returns the request id used.
-    pub async fn ack(&mut self, lease_token: &str) -> u64 {
+    pub(crate) async fn ack(&mut self, lease_token: &str) -> u64 {
         let request_id = self.next_request;
         self.next_request += 1;
         self.send(pb::stream_leases_request::Kind::Ack(pb::StreamAck {
@@ -269,7 +273,7 @@ impl TestStream {
 /// Waits until `check` holds, looking again every few milliseconds, for at
 /// most [`PATIENCE`]: for effects the server applies on its own (a closed
 /// stream's leases coming back).
-pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !check() {
         assert!(
@@ -281,7 +285,7 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 /// As [`eventually`], for a check that has to await.
-pub async fn eventually_async<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually_async<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -297,13 +301,13 @@ where
 }
 
 /// A client for the Admin service.
-pub fn admin(server: &TestServer) -> pb::admin_client::AdminClient<Channel> {
+pub(crate) fn admin(server: &TestServer) -> pb::admin_client::AdminClient<Channel> {
     pb::admin_client::AdminClient::new(server.channel.clone())
 }
 
 /// `GET path` on the metrics port with a plain HTTP/1.0 request: the
 /// whole response, status line and headers included.
-pub async fn http_get(server: &TestServer, path: &str) -> String {
+pub(crate) async fn http_get(server: &TestServer, path: &str) -> String {
     let mut socket = tokio::net::TcpStream::connect(server.metrics_addr)
         .await
         .expect("metrics port");
@@ -320,7 +324,7 @@ pub async fn http_get(server: &TestServer, path: &str) -> String {
 }
 
 /// Scrapes `/metrics`.
-pub async fn scrape(server: &TestServer) -> String {
+pub(crate) async fn scrape(server: &TestServer) -> String {
     let response = http_get(server, "/metrics").await;
     assert!(
         response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),

@@ -9,7 +9,7 @@ use prost::Message;
 use super::PATIENCE;
 
 /// A gRPC call on its own HTTP/2 connection.
-pub struct RawCall {
+pub(crate) struct RawCall {
     addr: SocketAddr,
     connection: h2::client::SendRequest<Bytes>,
     pub body: h2::SendStream<Bytes>,
@@ -24,7 +24,7 @@ pub struct RawCall {
 impl RawCall {
     /// Starts a call to `path` (e.g. `/jobq.v1.JobQueue/StreamEnqueue`),
     /// leaving the request body open.
-    pub async fn start(addr: SocketAddr, path: &str) -> Self {
+    pub(crate) async fn start(addr: SocketAddr, path: &str) -> Self {
         let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let (h2, connection) = h2::client::handshake(tcp).await.expect("handshake");
         tokio::spawn(connection);
@@ -34,7 +34,7 @@ impl RawCall {
     /// Another call on this call's connection. The server reads a
     /// connection's frames in order, so once this call is answered the
     /// server has seen the earlier call begin.
-    pub async fn sibling(&self, path: &str) -> Self {
+    pub(crate) async fn sibling(&self, path: &str) -> Self {
         Self::on(self.addr, self.connection.clone(), path).await
     }
 
@@ -60,13 +60,13 @@ impl RawCall {
     }
 
     /// Sends bytes on the request body.
-    pub fn send(&mut self, bytes: Bytes) {
+    pub(crate) fn send(&mut self, bytes: Bytes) {
         self.body.send_data(bytes, false).expect("send data");
     }
 
     /// Reads DATA frames until `count` whole gRPC messages have arrived
     /// since the last call, and returns their bodies.
-    pub async fn messages(&mut self, count: usize) -> Vec<Bytes> {
+    pub(crate) async fn messages(&mut self, count: usize) -> Vec<Bytes> {
         if self.answers.is_none() {
             let response = self.response.take().expect("response pending");
             let response = tokio::time::timeout(PATIENCE, response)
@@ -98,7 +98,7 @@ impl RawCall {
 
 /// How a call ended, as the server said.
 #[derive(Debug)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// A gRPC status (from trailers, or a trailers-only response).
     Status(tonic::Code, String),
     /// The stream or connection was reset or closed without a status.
@@ -108,13 +108,13 @@ pub enum Ending {
 impl RawCall {
     /// Ends the request body and reads to the end of the response: its
     /// gRPC status, or how the stream was cut.
-    pub async fn finish(mut self) -> Ending {
+    pub(crate) async fn finish(mut self) -> Ending {
         let _ = self.body.send_data(Bytes::new(), true);
         self.ending().await
     }
 
     /// Reads to the end of the response without ending the request body.
-    pub async fn ending(&mut self) -> Ending {
+    pub(crate) async fn ending(&mut self) -> Ending {
         let read = async {
             if self.answers.is_none() {
                 let response = self.response.take().expect("response pending");
@@ -158,7 +158,7 @@ fn status_of(headers: &http::HeaderMap) -> Option<Ending> {
 }
 
 /// A gRPC length-prefixed message.
-pub fn grpc_frame(message: &impl Message) -> Bytes {
+pub(crate) fn grpc_frame(message: &impl Message) -> Bytes {
     let body = message.encode_to_vec();
     let mut frame = BytesMut::with_capacity(5 + body.len());
     frame.put_u8(0);
