@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use jobq_client::{Client, ClientError, ClientOptions, Job, JobError};
+use jobq_client::{Client, ClientError, ClientOptions, Delivery, JobError};
 
 #[tokio::main]
 async fn main() -> Result<(), ClientError> {
@@ -51,7 +51,7 @@ async fn stop_signal() {
     }
 }
 
-async fn send_email(job: Job) -> Result<(), JobError> {
+async fn send_email(job: Delivery) -> Result<(), JobError> {
     let to = String::from_utf8_lossy(&job.payload).into_owned();
     let template = job.metadata.get("template").cloned().unwrap_or_default();
     if to.starts_with("mallory@") {

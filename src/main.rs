@@ -43,11 +43,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         grpc,
         metrics: Some(metrics),
     };
-    jobq::server::run(config, listeners, shutdown_signal()).await
+    jobq::server::run(config, listeners, termination_requested()).await
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).
-async fn shutdown_signal() {
+async fn termination_requested() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");

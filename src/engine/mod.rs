@@ -223,7 +223,7 @@ pub trait Engine: Produce + Consume + Operate + std::fmt::Debug {
 
     /// Completes when the server begins to shut down, as an owned future
     /// that can be stored in a stream.
-    fn shutdown_signal(&self) -> WaitForCancellationFutureOwned;
+    fn shutting_down(&self) -> WaitForCancellationFutureOwned;
 
     /// Fails with [`EngineError::ShuttingDown`] once shutdown has begun.
     fn refuse_if_shutting_down(&self) -> Result<(), EngineError> {

@@ -72,7 +72,7 @@ impl ResponseStream {
     ) -> Self {
         tracing::debug!("enqueue stream opened");
         Self {
-            shutdown: Box::pin(engine.shutdown_signal()),
+            shutdown: Box::pin(engine.shutting_down()),
             engine: Arc::clone(engine),
             limits: limits.clone(),
             inbound,

@@ -95,7 +95,7 @@ impl Session {
     /// shutdown) when there is nothing to do.
     async fn run(mut self, mut inbound: Streaming<pb::StreamLeasesRequest>) {
         tracing::debug!(credits = self.credits, "lease stream opened");
-        let mut shutdown = std::pin::pin!(self.engine.shutdown_signal());
+        let mut shutdown = std::pin::pin!(self.engine.shutting_down());
         let end = 'session: loop {
             tokio::select! {
                 biased;
@@ -159,7 +159,7 @@ impl Session {
         let message = pb::StreamLeasesResponse { kind: Some(kind) };
         tokio::select! {
             biased;
-            () = self.engine.shutdown_signal() => Some(End::Shutdown),
+            () = self.engine.shutting_down() => Some(End::Shutdown),
             sent = self.tx.send(Ok(message)) => sent.err().map(|_| End::WorkerGone),
         }
     }

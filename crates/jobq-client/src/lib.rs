@@ -28,8 +28,8 @@
 //! ```
 
 mod connect;
+mod delivery;
 mod error;
-mod job;
 mod producer;
 pub mod trace;
 mod worker;
@@ -47,8 +47,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub use connect::{Bearer, ClientOptions};
+pub use delivery::{Delivery, Disposition, JobError};
 pub use error::ClientError;
-pub use job::{Disposition, Job, JobError};
 pub use worker::{Worker, WorkerStats};
 
 use producer::Producer;
@@ -177,7 +177,7 @@ impl Client {
         max_jobs: u32,
         lease_duration: Option<Duration>,
         wait: Duration,
-    ) -> Result<Vec<Job>, ClientError> {
+    ) -> Result<Vec<Delivery>, ClientError> {
         let request = pb::LeaseRequest {
             queue: queue.into(),
             max_jobs,
@@ -185,7 +185,7 @@ impl Client {
             wait_time: Some(proto_duration(wait)),
         };
         let leases = self.inner.clone().lease(request).await?.into_inner().leases;
-        Ok(leases.into_iter().map(Job::from).collect())
+        Ok(leases.into_iter().map(Delivery::from).collect())
     }
 
     /// Acks leases: the jobs are done.

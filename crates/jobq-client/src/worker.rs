@@ -12,9 +12,10 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tonic::Streaming;
 use tracing::Instrument;
 
-use super::{Backoff, Client, Disposition, Job, JobError, nack_fields, proto_duration};
+use super::{Backoff, Client, Delivery, Disposition, JobError, nack_fields, proto_duration};
 use crate::trace as telemetry;
 use jobq_proto::v1::{
     self as pb, stream_leases_request::Kind as RequestKind,
@@ -138,7 +139,7 @@ impl Worker {
     /// gracefully and returns what was done.
     pub async fn run<H, F, S>(self, handler: H, shutdown: S) -> WorkerStats
     where
-        H: Fn(Job) -> F + Send + Sync + 'static,
+        H: Fn(Delivery) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), JobError>> + Send + 'static,
         S: Future,
     {
@@ -190,9 +191,59 @@ impl Worker {
         stop: &CancellationToken,
     ) -> SessionEnd
     where
-        H: Fn(Job) -> F + Send + Sync + 'static,
+        H: Fn(Delivery) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), JobError>> + Send + 'static,
     {
+        let (tx, mut inbound) = match self.open().await {
+            Ok(opened) => opened,
+            Err(why) => {
+                return SessionEnd::Lost {
+                    why,
+                    connected: false,
+                };
+            }
+        };
+        counters.connections.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(queue = %self.queue, concurrency = self.concurrency, "worker connected");
+        let mut running = Running {
+            tasks: JoinSet::new(),
+            // Stops running handlers: at the end of the grace period, or
+            // when the connection is lost.
+            hard_stop: CancellationToken::new(),
+        };
+        let spawn = |running: &mut Running, job: Delivery| {
+            running.tasks.spawn(process(
+                job,
+                Arc::clone(handler),
+                tx.clone(),
+                running.hard_stop.clone(),
+                self.lease_duration,
+                Arc::clone(counters),
+            ));
+        };
+        if let Some(why) = take_jobs(&mut inbound, &mut running, stop, spawn).await {
+            running.hard_stop.cancel();
+            while running.tasks.join_next().await.is_some() {}
+            return SessionEnd::Lost {
+                why,
+                connected: true,
+            };
+        }
+        self.drain(tx, inbound, running, counters).await;
+        tracing::info!(queue = %self.queue, "worker stopped");
+        SessionEnd::Stopped
+    }
+
+    /// Opens a lease stream with the worker's credits and lease.
+    async fn open(
+        &self,
+    ) -> Result<
+        (
+            mpsc::Sender<pb::StreamLeasesRequest>,
+            Streaming<pb::StreamLeasesResponse>,
+        ),
+        String,
+    > {
         let (tx, rx) = mpsc::channel(self.concurrency as usize + 16);
         let open = RequestKind::Open(pb::StreamOpen {
             queue: self.queue.clone(),
@@ -200,69 +251,28 @@ impl Worker {
             lease_duration: Some(proto_duration(self.lease_duration)),
         });
         if tx.send(request(open)).await.is_err() {
-            return SessionEnd::Lost {
-                why: "stream closed before it opened".into(),
-                connected: false,
-            };
+            return Err("stream closed before it opened".into());
         }
-        let mut inbound = match self
+        let response = self
             .client
             .raw()
             .stream_leases(ReceiverStream::new(rx))
             .await
-        {
-            Ok(response) => response.into_inner(),
-            Err(status) => {
-                return SessionEnd::Lost {
-                    why: status.to_string(),
-                    connected: false,
-                };
-            }
-        };
-        counters.connections.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(queue = %self.queue, concurrency = self.concurrency, "worker connected");
+            .map_err(|status| status.to_string())?;
+        Ok((tx, response.into_inner()))
+    }
 
-        // Stops running handlers: at the end of the grace period, or when
-        // the connection is lost.
-        let hard_stop = CancellationToken::new();
-        let mut tasks = JoinSet::new();
-        let spawn = |tasks: &mut JoinSet<()>, job: Job| {
-            tasks.spawn(process(
-                job,
-                Arc::clone(handler),
-                tx.clone(),
-                hard_stop.clone(),
-                self.lease_duration,
-                Arc::clone(counters),
-            ));
-        };
-
-        // Taking jobs.
-        let lost = loop {
-            tokio::select! {
-                () = stop.cancelled() => break None,
-                message = inbound.message() => match message {
-                    Ok(Some(message)) => match message.kind {
-                        Some(ResponseKind::Lease(lease)) => spawn(&mut tasks, Job::from(lease)),
-                        Some(ResponseKind::Result(result)) => log_result(&result),
-                        None => {}
-                    },
-                    Ok(None) => break Some("the server closed the stream".to_string()),
-                    Err(status) => break Some(status.to_string()),
-                },
-                Some(_) = tasks.join_next() => {}
-            }
-        };
-        if let Some(why) = lost {
-            hard_stop.cancel();
-            while tasks.join_next().await.is_some() {}
-            return SessionEnd::Lost {
-                why,
-                connected: true,
-            };
-        }
-
-        // Draining: take nothing new, let running handlers finish.
+    /// Takes nothing new and lets running handlers finish within the grace
+    /// period; leases pushed before the server saw the drain go straight
+    /// back. Closes the stream after the last ack, so the server applies
+    /// everything sent before it sees the end.
+    async fn drain(
+        &self,
+        tx: mpsc::Sender<pb::StreamLeasesRequest>,
+        mut inbound: Streaming<pb::StreamLeasesResponse>,
+        mut running: Running,
+        counters: &Counters,
+    ) {
         let _ = tx
             .send(request(RequestKind::Drain(pb::StreamDrain {})))
             .await;
@@ -270,14 +280,14 @@ impl Worker {
         let mut reading = true;
         loop {
             tokio::select! {
-                joined = tasks.join_next() => if joined.is_none() { break },
+                joined = running.tasks.join_next() => if joined.is_none() { break },
                 message = inbound.message(), if reading => match message {
                     Ok(Some(message)) => match message.kind {
                         // Sent before the server saw the drain: give it
                         // straight back for another worker.
                         Some(ResponseKind::Lease(lease)) => {
                             counters.abandoned.fetch_add(1, Ordering::Relaxed);
-                            let job = Job::from(lease);
+                            let job = Delivery::from(lease);
                             let _ = tx.send(nack(&counters.next_request, &job.lease_token, &abandon_error())).await;
                         }
                         Some(ResponseKind::Result(result)) => log_result(&result),
@@ -285,14 +295,12 @@ impl Worker {
                     },
                     Ok(None) | Err(_) => reading = false,
                 },
-                () = sleep_until(grace_over), if !hard_stop.is_cancelled() => {
-                    tracing::warn!(queue = %self.queue, running = tasks.len(), "shutdown grace over; stopping running handlers");
-                    hard_stop.cancel();
+                () = sleep_until(grace_over), if !running.hard_stop.is_cancelled() => {
+                    tracing::warn!(queue = %self.queue, running = running.tasks.len(), "shutdown grace over; stopping running handlers");
+                    running.hard_stop.cancel();
                 }
             }
         }
-        // Closing the stream after the last ack: the server applies what
-        // was sent before it sees the end.
         drop(tx);
         while reading {
             match inbound.message().await {
@@ -304,22 +312,51 @@ impl Worker {
                 Ok(None) | Err(_) => reading = false,
             }
         }
-        tracing::info!(queue = %self.queue, "worker stopped");
-        SessionEnd::Stopped
+    }
+}
+
+/// The handlers a session runs, and what stops them early.
+struct Running {
+    tasks: JoinSet<()>,
+    hard_stop: CancellationToken,
+}
+
+/// Hands each pushed lease to `spawn` until `stop` (returns `None`) or the
+/// stream is lost (returns why).
+async fn take_jobs(
+    inbound: &mut Streaming<pb::StreamLeasesResponse>,
+    running: &mut Running,
+    stop: &CancellationToken,
+    spawn: impl Fn(&mut Running, Delivery),
+) -> Option<String> {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            message = inbound.message() => match message {
+                Ok(Some(message)) => match message.kind {
+                    Some(ResponseKind::Lease(lease)) => spawn(running, Delivery::from(lease)),
+                    Some(ResponseKind::Result(result)) => log_result(&result),
+                    None => {}
+                },
+                Ok(None) => return Some("the server closed the stream".to_string()),
+                Err(status) => return Some(status.to_string()),
+            },
+            Some(_) = running.tasks.join_next() => {}
+        }
     }
 }
 
 /// Runs one job's handler, extending its lease while it runs, and sends the
 /// ack or nack its outcome calls for.
 async fn process<H, F>(
-    job: Job,
+    job: Delivery,
     handler: Arc<H>,
     out: mpsc::Sender<pb::StreamLeasesRequest>,
     hard_stop: CancellationToken,
     lease_duration: Duration,
     counters: Arc<Counters>,
 ) where
-    H: Fn(Job) -> F + Send + Sync + 'static,
+    H: Fn(Delivery) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), JobError>> + Send + 'static,
 {
     let token = job.lease_token.clone();

@@ -205,7 +205,7 @@ impl Engine for MemoryEngine {
         tasks.wait().await;
     }
 
-    fn shutdown_signal(&self) -> WaitForCancellationFutureOwned {
+    fn shutting_down(&self) -> WaitForCancellationFutureOwned {
         self.shared.shutdown.clone().cancelled_owned()
     }
 }

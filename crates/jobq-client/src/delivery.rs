@@ -10,7 +10,7 @@ use jobq_proto::v1 as pb;
 
 /// One delivery of a job to a worker.
 #[derive(Clone, Debug)]
-pub struct Job {
+pub struct Delivery {
     /// The job's id.
     pub id: String,
     /// Its queue.
@@ -33,14 +33,14 @@ pub struct Job {
     pub lease_deadline: Option<SystemTime>,
 }
 
-impl Job {
+impl Delivery {
     /// Whether this is the job's last allowed attempt.
     pub fn is_last_attempt(&self) -> bool {
         self.attempt >= self.max_attempts
     }
 }
 
-impl From<pb::Lease> for Job {
+impl From<pb::Lease> for Delivery {
     fn from(lease: pb::Lease) -> Self {
         let job = lease.job.unwrap_or_default();
         Self {

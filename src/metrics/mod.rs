@@ -1,0 +1,136 @@
+//! Prometheus metrics, served as text on their own HTTP port at `/metrics`.
+//!
+//! Per-queue job counters and gauges are read from the engine at scrape
+//! time (one [`Operate::list_queues`] call: the engine keeps its counts as
+//! jobs move, so a scrape never walks jobs), so they are exact and cost
+//! nothing between scrapes. Job timings reach the metrics through the
+//! engine's [`JobObserver`] seam. Timings and RPC figures are
+//! recorded as they happen. Labels are queue names and RPC methods and codes
+//! only, never job ids, so their number stays bounded.
+
+mod jobs;
+mod queues;
+mod rpc;
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+pub use rpc::RpcMetrics;
+
+use crate::engine::{JobObserver, Operate, QueueInfo};
+use crate::queue::QueueName;
+use jobs::JobTimings;
+use queues::QueueCollector;
+
+/// A `queue` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabel {
+    /// The queue's name.
+    pub queue: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric of the server, ready to encode.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    rpc: Arc<RpcMetrics>,
+    timings: Arc<JobTimings>,
+    queues: Arc<Mutex<Vec<QueueInfo>>>,
+    shutdown_jobs: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric, empty. The engine reports job timings to
+    /// [`job_observer`](Self::job_observer); queue figures come with each
+    /// [`scrape`](Self::scrape).
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("jobq");
+        let rpc = Arc::new(RpcMetrics::default());
+        let timings = Arc::new(JobTimings::default());
+        timings.register(&mut registry);
+        rpc.register(&mut registry);
+        let queues = Arc::new(Mutex::new(Vec::new()));
+        registry.register_collector(Box::new(QueueCollector {
+            queues: Arc::clone(&queues),
+        }));
+        let shutdown_jobs = Gauge::default();
+        registry.register(
+            "shutdown_jobs_in_memory",
+            "Jobs held in memory since shutdown began, dropped if still held at exit",
+            shutdown_jobs.clone(),
+        );
+        Self {
+            registry,
+            rpc,
+            timings,
+            queues,
+            shutdown_jobs,
+        }
+    }
+
+    /// What the engine tells how long jobs wait and run.
+    pub fn job_observer(&self) -> Arc<dyn JobObserver> {
+        Arc::clone(&self.timings) as Arc<dyn JobObserver>
+    }
+
+    /// Records how many jobs are still in memory during shutdown: all of
+    /// them are dropped at exit.
+    pub fn set_shutdown_jobs_in_memory(&self, jobs: usize) {
+        self.shutdown_jobs
+            .set(i64::try_from(jobs).unwrap_or(i64::MAX));
+    }
+
+    /// The RPC figures, for the gRPC services to record into.
+    pub fn rpc(&self) -> Arc<RpcMetrics> {
+        Arc::clone(&self.rpc)
+    }
+
+    /// Reads every queue's figures from `engine`, then encodes all metrics
+    /// in the Prometheus text format. A failing engine leaves the queue
+    /// figures out of this scrape (and says so in the log); the rest is
+    /// still served.
+    pub async fn scrape(&self, engine: &dyn Operate) -> String {
+        match engine.list_queues(None, usize::MAX).await {
+            Ok(queues) => *self.lock_queues() = queues,
+            Err(error) => {
+                tracing::warn!(%error, "metrics scrape could not read the queues");
+                self.lock_queues().clear();
+            }
+        }
+        self.encode()
+    }
+
+    /// The metrics in the Prometheus text format, with the queue figures of
+    /// the last [`scrape`](Self::scrape).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+impl Metrics {
+    fn lock_queues(&self) -> std::sync::MutexGuard<'_, Vec<QueueInfo>> {
+        queues::lock(&self.queues)
+    }
+}
+
+fn queue_label(queue: &QueueName) -> QueueLabel {
+    QueueLabel {
+        queue: queue.to_string(),
+    }
+}
