@@ -202,46 +202,18 @@ pub struct InvalidConfig {
 
 impl Config {
     /// The defaults, as `jobq` with no flags would run, ignoring the
-    /// environment. For tests and embedding.
+    /// environment. For tests and embedding. Read from the flags' own
+    /// declarations above, the one place they are written.
+    // The defaults are constants of this file, parsed by a test too: they
+    // cannot fail to parse.
+    #[allow(clippy::expect_used)]
     pub fn defaults() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
-            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
-            log_format: LogFormat::Pretty,
-            otlp_endpoint: None,
-            lease_duration: Duration::from_secs(30),
-            max_lease_duration: Duration::from_secs(12 * 3600),
-            max_attempts: 10,
-            backoff_base: Duration::from_secs(1),
-            backoff_cap: Duration::from_secs(15 * 60),
-            backoff_jitter: 0.2,
-            max_payload_bytes: 1024 * 1024,
-            queue_capacity: 100_000,
-            memory_budget_bytes: 1024 * 1024 * 1024,
-            max_queues: 10_000,
-            max_lease_wait: Duration::from_secs(60),
-            max_enqueue_wait: Duration::from_secs(60),
-            max_request_bytes: 4 * 1024 * 1024,
-            idempotency_window: Duration::from_secs(600),
-            idempotency_max_keys: 100_000,
-            finished_retention: Duration::from_secs(600),
-            finished_max: 10_000,
-            shutdown_grace: Duration::from_secs(10),
-            http2_max_concurrent_streams: 1024,
-            http2_max_pending_reset_streams: 20,
-            http2_max_local_error_reset_streams: 1024,
-            http2_keepalive_interval: Duration::from_secs(10),
-            http2_keepalive_timeout: Duration::from_secs(5),
-            http2_max_header_list_bytes: 16 * 1024,
-            max_connection_age: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_client_ca: None,
-            tls_reload_interval: Duration::from_secs(10),
-            auth_tokens_file: None,
-            max_connections: 10_000,
-            reflection: true,
-        }
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Self::command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(["jobq"])
+            .expect("the flags' defaults parse");
+        Self::from_arg_matches(&matches).expect("the flags' defaults convert")
     }
 
     /// Every duration setting with the longest value it accepts. Beyond
@@ -423,12 +395,47 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Set in the child process of the test below.
+    const CLEAN_ENV_CHILD: &str = "JOBQ_CONFIG_TEST_CHILD";
+
+    /// Compares in a child process whose environment holds no `JOBQ_*`
+    /// variable (a developer's shell or CI may set some), so what is
+    /// compared is the flags' defaults alone.
     #[test]
-    fn defaults_match_the_flags_defaults_and_are_valid() {
-        let parsed = Config::try_parse_from(["jobq"]).expect("parses");
-        let defaults = Config::defaults();
-        assert_eq!(format!("{parsed:?}"), format!("{defaults:?}"));
-        defaults.validate().expect("valid");
+    fn defaults_are_the_flags_defaults_in_a_clean_environment() {
+        if std::env::var_os(CLEAN_ENV_CHILD).is_some() {
+            let parsed = Config::try_parse_from(["jobq"]).expect("parses");
+            assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::defaults()));
+            return;
+        }
+        let name = "config::tests::defaults_are_the_flags_defaults_in_a_clean_environment";
+        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"));
+        child.args(["--exact", name, "--test-threads", "1"]);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("JOBQ_") {
+                child.env_remove(key);
+            }
+        }
+        // Set in the parent's place, to show that the defaults ignore it.
+        child.env(CLEAN_ENV_CHILD, "1");
+        let output = child.output().expect("the test binary runs again");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    fn the_cores_defaults_are_the_servers() {
+        let served = Config::defaults();
+        served.validate().expect("the defaults are valid");
+        let engine = served.engine();
+        let core = EngineConfig::default();
+        assert_eq!(engine.queue_defaults, core.queue_defaults);
+        assert_eq!(engine.memory_budget, core.memory_budget);
+        assert_eq!(engine.max_queues, core.max_queues);
     }
 
     #[test]
