@@ -7,8 +7,6 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use tokio::time::Instant;
-
 use super::pb;
 use crate::engine::{PurgeTarget, QueueUpdate};
 use crate::queue::{JobId, JobState, LeaseToken, NewJob, QueueName};
@@ -120,7 +118,7 @@ impl Limits {
             ));
         }
         let metadata = metadata(field, job.metadata)?;
-        let ready_at = match job.schedule {
+        let delay = match job.schedule {
             None => None,
             Some(pb::new_job::Schedule::Delay(d)) => {
                 let field = format!("{field}.delay");
@@ -128,7 +126,7 @@ impl Limits {
                 if delay > MAX_DELAY {
                     return Err(invalid(field, "is more than 365 days"));
                 }
-                Some(Instant::now() + delay)
+                Some(delay)
             }
             Some(pb::new_job::Schedule::NotBefore(ts)) => {
                 let field = format!("{field}.not_before");
@@ -140,7 +138,7 @@ impl Limits {
                 if ahead > MAX_DELAY {
                     return Err(invalid(field, "is more than 365 days ahead"));
                 }
-                Some(Instant::now() + ahead)
+                Some(ahead)
             }
         };
         let max_attempts = match job.max_attempts {
@@ -169,7 +167,7 @@ impl Limits {
             payload: bytes::Bytes::copy_from_slice(&job.payload),
             metadata,
             priority: job.priority,
-            ready_at,
+            delay,
             max_attempts,
             idempotency_key: (!job.idempotency_key.is_empty()).then_some(job.idempotency_key),
         })

@@ -2,10 +2,9 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use tokio::time::Instant;
 use ulid::Ulid;
 
 /// A job's id: a ULID, unique, never reused, and sortable by creation time.
@@ -58,9 +57,12 @@ pub struct NewJob {
     pub metadata: Vec<(String, String)>,
     /// Higher is delivered first.
     pub priority: i32,
-    /// When the job becomes leasable; `None` (or a time not after the
-    /// enqueue) means at once.
-    pub ready_at: Option<Instant>,
+    /// How long after its enqueue the job becomes leasable; `None` or zero
+    /// means at once. Relative, so the due time is known both on the
+    /// monotonic clock (enqueue instant + delay, for the timers) and on the
+    /// wall clock (`enqueued_at` + delay, for anything that must outlive
+    /// the process).
+    pub delay: Option<Duration>,
     /// Deliveries before dead-lettering; `None` takes the queue's default.
     pub max_attempts: Option<u32>,
     /// Enqueuing the same key again within the queue's idempotency window

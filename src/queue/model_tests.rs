@@ -86,7 +86,7 @@ proptest! {
                     let new = NewJob {
                         payload: Bytes::from_static(b"p"),
                         priority: priority.into(),
-                        ready_at: Some(now + Duration::from_millis(delay_ms.into())),
+                        delay: Some(Duration::from_millis(delay_ms.into())),
                         ..NewJob::default()
                     };
                     let full = q.len() >= 50;

@@ -91,7 +91,7 @@ fn delayed_job_becomes_leasable_at_its_time() {
         &mut q,
         now,
         vec![NewJob {
-            ready_at: Some(now + 5 * SEC),
+            delay: Some(5 * SEC),
             ..job("later")
         }],
     );
@@ -102,14 +102,14 @@ fn delayed_job_becomes_leasable_at_its_time() {
 }
 
 #[test]
-fn ready_at_in_the_past_is_ready_at_once() {
+fn a_zero_delay_is_ready_at_once() {
     let now = Instant::now() + 10 * SEC;
     let mut q = queue();
     put(
         &mut q,
         now,
         vec![NewJob {
-            ready_at: Some(now - 5 * SEC),
+            delay: Some(Duration::ZERO),
             ..job("now")
         }],
     );
@@ -424,7 +424,7 @@ fn take_readied_counts_jobs_that_became_ready() {
         vec![
             job("a"),
             NewJob {
-                ready_at: Some(now + SEC),
+                delay: Some(SEC),
                 ..job("b")
             },
         ],
@@ -463,7 +463,7 @@ fn cancel_removes_jobs_no_worker_holds_and_refuses_leased_ones() {
         vec![
             job("ready"),
             NewJob {
-                ready_at: Some(now + SEC),
+                delay: Some(SEC),
                 ..job("scheduled")
             },
             job("leased"),
@@ -703,7 +703,7 @@ fn the_longest_accepted_durations_schedule_where_they_say_without_overflow() {
     });
     let now = Instant::now();
     let delayed = NewJob {
-        ready_at: Some(now + year),
+        delay: Some(year),
         ..job("later")
     };
     put(&mut q, now, vec![job("now"), delayed]);
@@ -736,7 +736,7 @@ fn listing_a_rare_state_walks_a_bounded_stretch_per_page_and_misses_nothing() {
     let scheduled = MAX_SCAN * 5 / 2;
     let later: Vec<NewJob> = (0..scheduled)
         .map(|_| NewJob {
-            ready_at: Some(now + 3600 * SEC),
+            delay: Some(3600 * SEC),
             ..job("later")
         })
         .collect();

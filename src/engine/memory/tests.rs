@@ -139,7 +139,7 @@ async fn delayed_job_wakes_a_waiting_worker_at_its_time() {
     let b = broker();
     let start = Instant::now();
     let delayed = NewJob {
-        ready_at: Some(start + 3 * SEC),
+        delay: Some(3 * SEC),
         ..job("later")
     };
     b.enqueue(name("q"), vec![delayed], None)

@@ -210,8 +210,8 @@ impl Queue {
         std::mem::take(&mut self.readied)
     }
 
-    /// Stores a batch of jobs, all or nothing. Jobs whose `ready_at` is after
-    /// `now` wait in the scheduled set. A job whose idempotency key was seen
+    /// Stores a batch of jobs, all or nothing. Jobs with a delay wait in the
+    /// scheduled set until `now` plus their delay. A job whose idempotency key was seen
     /// within the window is not stored: its entry in the result names the
     /// job the key made first. The batch is taken on success and left as it
     /// was on refusal, so the caller can try it again.
@@ -263,8 +263,8 @@ impl Queue {
                 payload: new.payload,
                 metadata: new.metadata.into_boxed_slice(),
             });
-            let place = match new.ready_at {
-                Some(at) if at > now => self.schedule(id, at),
+            let place = match new.delay {
+                Some(delay) if !delay.is_zero() => self.schedule(id, now + delay),
                 _ => self.make_ready(id, job.priority),
             };
             self.jobs.insert(
