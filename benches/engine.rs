@@ -4,8 +4,8 @@
 //!
 //! `cargo bench --bench engine`
 
-// Tests state their expectations with `expect`: a failed one is the
-// test failing, with its message.
+// A benchmark's setup states what it needs with `expect`: a failed one
+// stops the run, with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 #![allow(missing_docs)]
 
@@ -66,41 +66,41 @@ fn queue_core(c: &mut Criterion) {
     group.finish();
 }
 
-fn broker(c: &mut Criterion) {
-    let mut group = c.benchmark_group("broker_cycle");
+fn memory_engine(c: &mut Criterion) {
+    let mut group = c.benchmark_group("memory_engine_cycle");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .expect("runtime");
     for size in SIZES {
         let name = QueueName::new("bench").expect("name");
-        let broker = rt.block_on(async {
-            let broker = MemoryEngine::new(EngineConfig {
+        let engine = rt.block_on(async {
+            let engine = MemoryEngine::new(EngineConfig {
                 queue_defaults: config(),
                 memory_budget: 1 << 34,
                 max_queues: 10,
             });
             for _ in 0..size / 1000 {
                 let jobs = (0..1000).map(|_| job()).collect();
-                broker
+                engine
                     .enqueue(name.clone(), jobs, None)
                     .await
                     .expect("prefill");
             }
-            broker
+            engine
         });
         group.bench_function(BenchmarkId::from_parameter(size), |b| {
             b.iter(|| {
                 rt.block_on(async {
-                    broker
+                    engine
                         .enqueue(name.clone(), vec![job()], None)
                         .await
                         .expect("enqueue");
-                    let leased = broker
+                    let leased = engine
                         .lease(name.clone(), 1, None, std::time::Duration::ZERO)
                         .await
                         .expect("lease");
-                    black_box(broker.ack(&name, &[leased[0].token]).expect("ack"));
+                    black_box(engine.ack(&name, &[leased[0].token]).expect("ack"));
                 })
             })
         });
@@ -108,5 +108,5 @@ fn broker(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, queue_core, broker);
+criterion_group!(benches, queue_core, memory_engine);
 criterion_main!(benches);

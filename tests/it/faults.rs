@@ -10,7 +10,7 @@
 //! overlapping leases, attempt numbering, and the dead-letter set.
 //!
 //! `JOBQ_FAULT_JOBS` sets the size (20 000 by default); the full run is
-//! `JOBQ_FAULT_JOBS=1000000 cargo test --release --test faults -- --nocapture`.
+//! `JOBQ_FAULT_JOBS=1000000 cargo test --release --test it faults -- --nocapture`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -187,7 +187,7 @@ async fn no_job_is_lost_duplicated_or_acked_on_a_stale_lease_under_faults() {
 
     let dead = dead_letters(&server).await;
     let info = server
-        .broker
+        .engine
         .queue_info(&jobq::queue::QueueName::new(QUEUE).expect("name"))
         .expect("queue");
     assert_eq!(

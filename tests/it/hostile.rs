@@ -71,7 +71,7 @@ async fn malformed_messages_get_a_status_naming_the_problem() {
         still_serving(&server).await;
     }
     // None of it stored anything: only the well-behaved jobs are held.
-    assert_eq!(server.broker.jobs_held(), 5);
+    assert_eq!(server.engine.jobs_held(), 5);
 }
 
 #[tokio::test]
@@ -143,7 +143,7 @@ async fn a_stream_that_never_reads_holds_up_no_one_not_even_shutdown() {
         })),
     }));
     crate::common::eventually("the stuck stream is attached", || {
-        server.broker.workers(&crate::common::queue("stuck")) == 1
+        server.engine.workers(&crate::common::queue("stuck")) == 1
     })
     .await;
     for _ in 0..20 {

@@ -94,7 +94,7 @@ async fn a_vanished_workers_lease_comes_back_after_missed_pings() {
     let queue = QueueName::new("pings").expect("name");
     assert_eq!(
         server
-            .broker
+            .engine
             .queue_info(&queue)
             .expect("queue")
             .counts
@@ -105,7 +105,7 @@ async fn a_vanished_workers_lease_comes_back_after_missed_pings() {
     frozen.store(true, Ordering::Relaxed);
     eventually("the vanished worker's lease came back", || {
         server
-            .broker
+            .engine
             .queue_info(&queue)
             .is_ok_and(|i| i.counts.ready == 1 && i.counts.leased == 0)
     })

@@ -102,8 +102,8 @@ async fn python_producer_and_worker_process_every_job() {
 
     let queue = QueueName::new("py").expect("valid");
     eventually("every Python job acked", || {
-        server.broker.jobs_held() == 0
-            && server.broker.counts(&queue).is_some_and(|c| c.leased == 0)
+        server.engine.jobs_held() == 0
+            && server.engine.counts(&queue).is_some_and(|c| c.leased == 0)
     })
     .await;
 }

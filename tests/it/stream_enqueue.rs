@@ -164,7 +164,7 @@ async fn a_full_queue_is_refused_per_job_and_the_stream_carries_on() {
     assert!(last.message.contains("is full"), "{}", last.message);
     assert_eq!(
         server
-            .broker
+            .engine
             .queue_info(&queue("small"))
             .expect("queue")
             .counts
@@ -390,7 +390,7 @@ async fn a_producer_that_reads_no_answers_is_held_back() {
     // Read nothing until the server has stopped storing.
     let stored = || {
         server
-            .broker
+            .engine
             .queue_info(&queue("held"))
             .map_or(0, |i| i.counts.ready)
     };

@@ -39,7 +39,7 @@ async fn stream_never_holds_more_than_its_credits() {
     // The rest stayed in the queue: the stream took 6, one of them acked.
     let mut client = server.client();
     assert_eq!(lease(&mut client, "q", 100, 0).await.len(), 14);
-    let counts = server.broker.counts(&queue("q")).expect("queue");
+    let counts = server.engine.counts(&queue("q")).expect("queue");
     assert_eq!(counts.leased, 5 + 14);
 }
 
@@ -54,7 +54,7 @@ async fn granting_credits_raises_the_limit() {
         .await;
     stream.next_lease().await;
     stream.next_lease().await;
-    assert_eq!(server.broker.counts(&queue("q")).expect("queue").ready, 0);
+    assert_eq!(server.engine.counts(&queue("q")).expect("queue").ready, 0);
 }
 
 #[tokio::test]
@@ -88,7 +88,7 @@ async fn dropped_stream_gives_its_leases_back_at_once_with_the_attempt_counted()
     assert_eq!(again.len(), 2);
     assert!(again.iter().all(|l| l.attempt == 2));
     let id: JobId = first.job.expect("job").id.parse().expect("id");
-    let status = server.broker.job_status(&queue("q"), &id).expect("held");
+    let status = server.engine.job_status(&queue("q"), &id).expect("held");
     assert!(
         status
             .last_error
@@ -114,12 +114,12 @@ async fn job_that_kills_every_worker_is_dead_lettered_after_max_attempts() {
     }
     eventually("the poison job is dead-lettered", || {
         server
-            .broker
+            .engine
             .job_status(&queue("q"), &id)
             .is_some_and(|s| s.state == JobState::Dead)
     })
     .await;
-    let status = server.broker.job_status(&queue("q"), &id).expect("held");
+    let status = server.engine.job_status(&queue("q"), &id).expect("held");
     assert_eq!(status.attempts, 3);
 }
 
@@ -144,7 +144,7 @@ async fn acks_on_the_stream_and_by_unary_rpc_both_return_credits() {
     // Both credits came back: the other two jobs arrive.
     stream.next_lease().await;
     stream.next_lease().await;
-    assert_eq!(server.broker.counts(&queue("q")).expect("queue").ready, 0);
+    assert_eq!(server.engine.counts(&queue("q")).expect("queue").ready, 0);
 }
 
 #[tokio::test]

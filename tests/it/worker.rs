@@ -20,7 +20,7 @@ fn client(server: &TestServer) -> Client {
 
 fn held(server: &TestServer, name: &str) -> usize {
     server
-        .broker
+        .engine
         .counts(&queue(name))
         .map_or(0, |c| c.ready + c.scheduled + c.leased + c.dead)
 }
@@ -167,12 +167,12 @@ async fn errors_retry_with_backoff_or_dead_letter_with_the_reason() {
     ));
     eventually("flaky acked, bad dead-lettered", || {
         server
-            .broker
+            .engine
             .counts(&queue("q"))
             .is_some_and(|c| c.dead == 1 && c.ready + c.scheduled + c.leased == 0)
     })
     .await;
-    let status = server.broker.job_status(&queue("q"), &bad).expect("held");
+    let status = server.engine.job_status(&queue("q"), &bad).expect("held");
     assert_eq!(status.state, JobState::Dead);
     assert_eq!(status.last_error.as_deref(), Some("no such mailbox"));
     stop.send(()).expect("worker running");
@@ -221,7 +221,7 @@ async fn shutdown_lets_running_jobs_finish_within_the_grace() {
     let stats = worker.await.expect("join");
     assert_eq!(stats.succeeded, 1);
     eventually("the in-flight job was acked", || held(&server, "q") == 1).await;
-    let status = server.broker.job_status(&queue("q"), &after).expect("held");
+    let status = server.engine.job_status(&queue("q"), &after).expect("held");
     assert_eq!(status.state, JobState::Ready);
 }
 
@@ -261,12 +261,12 @@ async fn shutdown_nacks_jobs_still_running_after_the_grace() {
     assert_eq!(stats.abandoned, 1);
     eventually("the job is ready again at once", || {
         server
-            .broker
+            .engine
             .job_status(&queue("q"), &id)
             .is_some_and(|s| s.state == JobState::Ready)
     })
     .await;
-    let status = server.broker.job_status(&queue("q"), &id).expect("held");
+    let status = server.engine.job_status(&queue("q"), &id).expect("held");
     assert!(
         status
             .last_error

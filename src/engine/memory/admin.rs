@@ -1,4 +1,4 @@
-//! Operator actions over the broker's queues.
+//! Operator actions over the in-memory engine's queues.
 
 use std::ops::Bound;
 use std::sync::Arc;

@@ -22,7 +22,7 @@ fn job(payload: &'static str) -> NewJob {
     }
 }
 
-fn broker_with(capacity: usize, memory_budget: u64) -> MemoryEngine {
+fn engine_with(capacity: usize, memory_budget: u64) -> MemoryEngine {
     MemoryEngine::new(EngineConfig {
         queue_defaults: QueueConfig {
             capacity,
@@ -33,13 +33,13 @@ fn broker_with(capacity: usize, memory_budget: u64) -> MemoryEngine {
     })
 }
 
-fn broker() -> MemoryEngine {
-    broker_with(100, 1 << 20)
+fn engine() -> MemoryEngine {
+    engine_with(100, 1 << 20)
 }
 
 #[tokio::test(start_paused = true)]
 async fn long_poll_wakes_when_a_job_arrives() {
-    let b = broker();
+    let b = engine();
     let waiter = {
         let b = b.clone();
         tokio::spawn(async move { b.lease(name("q"), 1, None, 30 * SEC).await })
@@ -57,7 +57,7 @@ async fn long_poll_wakes_when_a_job_arrives() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_long_poll_takes_nothing_and_passes_its_wake_up_on() {
-    let b = broker();
+    let b = engine();
     // Two waiters; the first is cancelled (its client went away) while
     // waiting, as a dropped RPC future is.
     let cancelled = {
@@ -86,7 +86,7 @@ async fn a_cancelled_long_poll_takes_nothing_and_passes_its_wake_up_on() {
 
 #[tokio::test(start_paused = true)]
 async fn long_poll_returns_empty_when_the_wait_runs_out() {
-    let b = broker();
+    let b = engine();
     let start = Instant::now();
     let got = b.lease(name("q"), 1, None, 5 * SEC).await.expect("lease");
     assert!(got.is_empty());
@@ -95,7 +95,7 @@ async fn long_poll_returns_empty_when_the_wait_runs_out() {
 
 #[tokio::test(start_paused = true)]
 async fn many_waiters_all_get_a_job_from_one_batch() {
-    let b = broker();
+    let b = engine();
     let waiters: Vec<_> = (0..5)
         .map(|_| {
             let b = b.clone();
@@ -114,7 +114,7 @@ async fn many_waiters_all_get_a_job_from_one_batch() {
 
 #[tokio::test(start_paused = true)]
 async fn timer_redelivers_an_expired_lease_to_a_waiting_worker() {
-    let b = broker();
+    let b = engine();
     b.enqueue(name("q"), vec![job("a")], None)
         .await
         .expect("enqueue");
@@ -136,7 +136,7 @@ async fn timer_redelivers_an_expired_lease_to_a_waiting_worker() {
 
 #[tokio::test(start_paused = true)]
 async fn delayed_job_wakes_a_waiting_worker_at_its_time() {
-    let b = broker();
+    let b = engine();
     let start = Instant::now();
     let delayed = NewJob {
         delay: Some(3 * SEC),
@@ -152,7 +152,7 @@ async fn delayed_job_wakes_a_waiting_worker_at_its_time() {
 
 #[tokio::test(start_paused = true)]
 async fn memory_budget_refuses_at_once_and_names_the_limit() {
-    let b = broker_with(100, 10);
+    let b = engine_with(100, 10);
     b.enqueue(name("a"), vec![job("12345678")], None)
         .await
         .expect("fits");
@@ -173,7 +173,7 @@ async fn memory_budget_refuses_at_once_and_names_the_limit() {
 
 #[tokio::test(start_paused = true)]
 async fn memory_is_given_back_on_ack() {
-    let b = broker_with(100, 10);
+    let b = engine_with(100, 10);
     b.enqueue(name("a"), vec![job("12345678")], None)
         .await
         .expect("fits");
@@ -188,7 +188,7 @@ async fn memory_is_given_back_on_ack() {
 
 #[tokio::test(start_paused = true)]
 async fn full_queue_refusal_stores_nothing_and_keeps_no_memory() {
-    let b = broker_with(2, 1 << 20);
+    let b = engine_with(2, 1 << 20);
     b.enqueue(name("q"), vec![job("a")], None)
         .await
         .expect("fits");
@@ -203,7 +203,7 @@ async fn full_queue_refusal_stores_nothing_and_keeps_no_memory() {
 
 #[tokio::test(start_paused = true)]
 async fn waiting_enqueue_is_stored_once_an_ack_makes_room() {
-    let b = broker_with(1, 1 << 20);
+    let b = engine_with(1, 1 << 20);
     b.enqueue(name("q"), vec![job("a")], None)
         .await
         .expect("fits");
@@ -225,7 +225,7 @@ async fn waiting_enqueue_is_stored_once_an_ack_makes_room() {
 
 #[tokio::test(start_paused = true)]
 async fn waiting_enqueue_gives_up_at_its_deadline() {
-    let b = broker_with(1, 1 << 20);
+    let b = engine_with(1, 1 << 20);
     b.enqueue(name("q"), vec![job("a")], None)
         .await
         .expect("fits");
@@ -240,7 +240,7 @@ async fn waiting_enqueue_gives_up_at_its_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn batch_larger_than_capacity_does_not_wait() {
-    let b = broker_with(1, 1 << 20);
+    let b = engine_with(1, 1 << 20);
     let start = Instant::now();
     let err = b
         .enqueue(name("q"), vec![job("a"), job("b")], Some(60 * SEC))
@@ -252,7 +252,7 @@ async fn batch_larger_than_capacity_does_not_wait() {
 
 #[tokio::test(start_paused = true)]
 async fn queue_count_is_limited() {
-    let b = broker();
+    let b = engine();
     for q in ["a", "b", "c", "d"] {
         b.enqueue(name(q), vec![job("x")], None).await.expect("ok");
     }
@@ -265,7 +265,7 @@ async fn queue_count_is_limited() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_ends_long_polls_early_and_refuses_new_work() {
-    let b = broker();
+    let b = engine();
     let waiter = {
         let b = b.clone();
         tokio::spawn(async move { b.lease(name("q"), 1, None, 60 * SEC).await })
@@ -288,7 +288,7 @@ async fn shutdown_ends_long_polls_early_and_refuses_new_work() {
 
 #[tokio::test(start_paused = true)]
 async fn unknown_queue_holds_no_lease() {
-    let b = broker();
+    let b = engine();
     let token: LeaseToken = "0".repeat(48).parse().expect("well-formed");
     assert!(matches!(
         b.ack(&name("nope"), &[token]),

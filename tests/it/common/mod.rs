@@ -23,8 +23,8 @@ pub(crate) struct TestServer {
     pub addr: SocketAddr,
     /// Where `/metrics` is served.
     pub metrics_addr: SocketAddr,
-    /// The server's broker, to look inside.
-    pub broker: MemoryEngine,
+    /// The server's engine, to look inside.
+    pub engine: MemoryEngine,
     pub channel: Channel,
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<anyhow::Result<()>>,
@@ -53,7 +53,7 @@ impl TestServer {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let server_metrics = std::sync::Arc::new(jobq::metrics::Metrics::new());
-        let broker = jobq::server::memory_engine(&config, &server_metrics);
+        let engine = jobq::server::memory_engine(&config, &server_metrics);
         let metrics = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind metrics");
@@ -63,7 +63,7 @@ impl TestServer {
             metrics: Some(metrics),
         };
         let handle = tokio::spawn(jobq::server::serve(
-            std::sync::Arc::new(broker.clone()),
+            std::sync::Arc::new(engine.clone()),
             server_metrics,
             config,
             listeners,
@@ -79,7 +79,7 @@ impl TestServer {
         Self {
             addr,
             metrics_addr,
-            broker,
+            engine,
             channel,
             stop: Some(stop),
             handle,
