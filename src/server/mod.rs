@@ -84,102 +84,33 @@ pub async fn serve(
     config.validate()?;
     let listener = listeners.grpc;
     let local = listener.local_addr()?;
-    let tokens = Tokens::load(
-        config.auth_tokens_file.as_deref(),
-        std::env::var(crate::auth::TOKENS_ENV).ok().as_deref(),
-    )?;
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(Tls::load(TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-            client_ca: config.tls_client_ca.clone(),
-        })?),
-        _ => None,
-    };
+    let (tokens, tls) = security(&config)?;
     warn_if_exposed(local, tokens.as_ref(), tls.as_deref());
 
     // Every task the server spawns, so shutdown can wait for them all.
     let tasks = TaskTracker::new();
-    let service = JobQueueService::new(
-        Arc::clone(&engine),
-        config.limits(),
-        metrics.rpc(),
-        tasks.clone(),
-    );
-    let admin = AdminServer::new(AdminService::new(
-        Arc::clone(&engine),
-        config.limits(),
-        metrics.rpc(),
-    ))
-    .max_decoding_message_size(config.max_request_bytes)
-    .max_encoding_message_size(config.max_request_bytes);
-    // Just above the payload limit: an oversized payload gets jobq's own
-    // INVALID_ARGUMENT naming the limit, and a giant frame is refused from
-    // its length prefix, before it is read.
-    let jobq = JobQueueServer::new(service)
-        .max_decoding_message_size(config.max_request_bytes)
-        .max_encoding_message_size(config.max_request_bytes);
-
     let (health, health_service) = tonic_health::server::health_reporter();
-    for service in [SERVICE_NAME, ADMIN_SERVICE_NAME] {
-        health
-            .set_service_status(service, ServingStatus::Serving)
-            .await;
-    }
-    health.set_service_status("", ServingStatus::Serving).await;
-
-    // Both reflection versions: grpcurl and other tools ask for either.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let (reflection_v1, reflection_v1alpha) = if config.reflection {
-        (
-            Some(reflection().build_v1()?),
-            Some(reflection().build_v1alpha()?),
-        )
-    } else {
-        (None, None)
-    };
+    set_health(&health, ServingStatus::Serving).await;
+    let router = router(&engine, &metrics, &config, tokens, health_service, &tasks)?;
 
     let stop = CancellationToken::new();
-    let mut builder = Server::builder()
-        .max_concurrent_streams(config.http2_max_concurrent_streams)
-        .http2_max_pending_accept_reset_streams(Some(config.http2_max_pending_reset_streams))
-        .http2_max_local_error_reset_streams(Some(config.http2_max_local_error_reset_streams))
-        .http2_keepalive_interval(Some(config.http2_keepalive_interval))
-        .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
-        .http2_max_header_list_size(config.http2_max_header_list_bytes);
-    if let Some(age) = config.max_connection_age {
-        builder = builder
-            .max_connection_age(age)
-            .max_connection_age_grace(config.shutdown_grace);
-    }
-    let router = builder
-        .layer(AuthLayer::new(tokens))
-        .add_service(health_service)
-        .add_optional_service(reflection_v1)
-        .add_optional_service(reflection_v1alpha)
-        .add_service(jobq)
-        .add_service(admin);
     let limit = Arc::new(ConnectionLimit::new(config.max_connections));
-    let mut serve: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
-        match &tls {
-            None => Box::pin(router.serve_with_incoming_shutdown(
-                connections::plain(listener, limit, stop.clone(), &tasks),
+    let mut serve: Serving = match &tls {
+        None => Box::pin(router.serve_with_incoming_shutdown(
+            connections::plain(listener, limit, stop.clone(), &tasks),
+            stop.clone().cancelled_owned(),
+        )),
+        Some(tls) => {
+            tasks.spawn(Arc::clone(tls).watch(config.tls_reload_interval, stop.clone()));
+            Box::pin(router.serve_with_incoming_shutdown(
+                connections::tls(listener, limit, Arc::clone(tls), stop.clone(), &tasks),
                 stop.clone().cancelled_owned(),
-            )),
-            Some(tls) => {
-                tasks.spawn(Arc::clone(tls).watch(config.tls_reload_interval, stop.clone()));
-                Box::pin(router.serve_with_incoming_shutdown(
-                    connections::tls(listener, limit, Arc::clone(tls), stop.clone(), &tasks),
-                    stop.clone().cancelled_owned(),
-                ))
-            }
-        };
+            ))
+        }
+    };
     tracing::info!(
         addr = %local,
+        store = engine.store_kind(),
         tls = tls.is_some(),
         mutual_tls = tls.as_ref().is_some_and(|t| t.mutual()),
         reflection = config.reflection,
@@ -197,60 +128,178 @@ pub async fn serve(
             metrics_stop.clone(),
         ));
     }
-    let metrics_stop_guard = metrics_stop.drop_guard();
+    // Stops the metrics endpoint however this function returns.
+    let metrics_stop = metrics_stop.drop_guard();
 
     tokio::select! {
         result = &mut serve => return Ok(result?),
         () = shutdown => {}
     }
-
     tracing::info!(grace = ?config.shutdown_grace, "shutting down");
-    for service in [SERVICE_NAME, ADMIN_SERVICE_NAME] {
-        health
-            .set_service_status(service, ServingStatus::NotServing)
-            .await;
-    }
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    engine.shutdown();
-    let in_memory = engine.store_kind() == "memory";
-    if in_memory {
-        metrics.set_shutdown_jobs_in_memory(jobs_held(engine.as_ref()).await);
-    }
-    stop.cancel();
-    let grace_ends = tokio::time::Instant::now() + config.shutdown_grace;
-    match tokio::time::timeout_at(grace_ends, &mut serve).await {
-        Ok(result) => result?,
-        Err(_) => tracing::warn!(
-            grace = ?config.shutdown_grace,
-            "grace period ran out; RPCs still in flight were cut off"
-        ),
-    }
-    // The metrics endpoint stops with the rest, then every task the server
-    // and the engine spawned is waited for, within what is left of the
-    // grace period.
-    drop(metrics_stop_guard);
-    tasks.close();
-    let stopped = async {
-        tasks.wait().await;
-        engine.stopped().await;
+    set_health(&health, ServingStatus::NotServing).await;
+    let stopping = Stopping {
+        engine,
+        metrics,
+        tasks,
+        grace_ends: tokio::time::Instant::now() + config.shutdown_grace,
     };
-    if tokio::time::timeout_at(grace_ends, stopped).await.is_err() {
-        tracing::warn!(
-            tasks = tasks.len(),
-            "grace period ran out with server tasks still running; they end with the process"
-        );
-    }
-    if in_memory {
-        let held = jobs_held(engine.as_ref()).await;
-        metrics.set_shutdown_jobs_in_memory(held);
-        if held > 0 {
-            tracing::warn!(jobs = held, "in-memory jobs dropped at exit");
-        }
-    }
+    stopping.run(serve, stop, metrics_stop).await?;
     tracing::info!("jobq stopped");
     Ok(())
+}
+
+/// The gRPC server's future, until it has stopped.
+type Serving = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+
+/// The gRPC router: both services behind the token checks, health, and
+/// (unless switched off) reflection.
+type JobqRouter =
+    tonic::transport::server::Router<tower_layer::Stack<AuthLayer, tower_layer::Identity>>;
+
+/// Bearer tokens and TLS, when configured.
+fn security(config: &Config) -> anyhow::Result<(Option<Tokens>, Option<Arc<Tls>>)> {
+    let tokens = Tokens::load(
+        config.auth_tokens_file.as_deref(),
+        std::env::var(crate::auth::TOKENS_ENV).ok().as_deref(),
+    )?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::load(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: config.tls_client_ca.clone(),
+        })?),
+        _ => None,
+    };
+    Ok((tokens, tls))
+}
+
+/// Health for the server as a whole and for each service.
+async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    for service in [SERVICE_NAME, ADMIN_SERVICE_NAME, ""] {
+        health.set_service_status(service, status).await;
+    }
+}
+
+fn router(
+    engine: &SharedEngine,
+    metrics: &Metrics,
+    config: &Config,
+    tokens: Option<Tokens>,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    tasks: &TaskTracker,
+) -> anyhow::Result<JobqRouter> {
+    let service = JobQueueService::new(
+        Arc::clone(engine),
+        config.limits(),
+        metrics.rpc(),
+        tasks.clone(),
+    );
+    // Just above the payload limit: an oversized payload gets jobq's own
+    // INVALID_ARGUMENT naming the limit, and a giant frame is refused from
+    // its length prefix, before it is read.
+    let jobq = JobQueueServer::new(service)
+        .max_decoding_message_size(config.max_request_bytes)
+        .max_encoding_message_size(config.max_request_bytes);
+    let admin = AdminServer::new(AdminService::new(
+        Arc::clone(engine),
+        config.limits(),
+        metrics.rpc(),
+    ))
+    .max_decoding_message_size(config.max_request_bytes)
+    .max_encoding_message_size(config.max_request_bytes);
+
+    // Both reflection versions: grpcurl and other tools ask for either.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let (reflection_v1, reflection_v1alpha) = if config.reflection {
+        (
+            Some(reflection().build_v1()?),
+            Some(reflection().build_v1alpha()?),
+        )
+    } else {
+        (None, None)
+    };
+
+    let mut builder = Server::builder()
+        .max_concurrent_streams(config.http2_max_concurrent_streams)
+        .http2_max_pending_accept_reset_streams(Some(config.http2_max_pending_reset_streams))
+        .http2_max_local_error_reset_streams(Some(config.http2_max_local_error_reset_streams))
+        .http2_keepalive_interval(Some(config.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
+        .http2_max_header_list_size(config.http2_max_header_list_bytes);
+    if let Some(age) = config.max_connection_age {
+        builder = builder
+            .max_connection_age(age)
+            .max_connection_age_grace(config.shutdown_grace);
+    }
+    Ok(builder
+        .layer(AuthLayer::new(tokens))
+        .add_service(health)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
+        .add_service(jobq)
+        .add_service(admin))
+}
+
+/// What shutting down waits for, within the grace period.
+struct Stopping {
+    engine: SharedEngine,
+    metrics: Arc<Metrics>,
+    tasks: TaskTracker,
+    grace_ends: tokio::time::Instant,
+}
+
+impl Stopping {
+    /// Refuses new work, lets calls in flight finish, then waits for every
+    /// task the server and the engine spawned, all by the end of the grace
+    /// period.
+    async fn run(
+        self,
+        mut serve: Serving,
+        stop: CancellationToken,
+        metrics_stop: tokio_util::sync::DropGuard,
+    ) -> anyhow::Result<()> {
+        let engine = self.engine.as_ref();
+        engine.shutdown();
+        let in_memory = engine.store_kind() == "memory";
+        if in_memory {
+            self.metrics
+                .set_shutdown_jobs_in_memory(jobs_held(engine).await);
+        }
+        stop.cancel();
+        match tokio::time::timeout_at(self.grace_ends, &mut serve).await {
+            Ok(result) => result?,
+            Err(_) => tracing::warn!("grace period ran out; RPCs still in flight were cut off"),
+        }
+        drop(metrics_stop);
+        self.tasks.close();
+        let stopped = async {
+            self.tasks.wait().await;
+            engine.stopped().await;
+        };
+        if tokio::time::timeout_at(self.grace_ends, stopped)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = self.tasks.len(),
+                "grace period ran out with server tasks still running; they end with the process"
+            );
+        }
+        if in_memory {
+            let held = jobs_held(engine).await;
+            self.metrics.set_shutdown_jobs_in_memory(held);
+            if held > 0 {
+                tracing::warn!(jobs = held, "in-memory jobs dropped at exit");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Jobs the engine holds, or 0 when it cannot say.

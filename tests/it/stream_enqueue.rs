@@ -442,3 +442,93 @@ async fn shutdown_ends_producer_streams_with_unavailable() {
         .expect("shutdown did not wait on the stream")
         .expect("clean shutdown");
 }
+
+/// A server whose stores wait at a gate, as a journal's or a database's
+/// would, and the gate.
+async fn gated_server() -> (TestServer, crate::common::gated::Gated) {
+    let mut gate = None;
+    let server = TestServer::start_wrapped(Config::defaults(), |engine| {
+        let gated = crate::common::gated::Gated::closed(engine);
+        gate = Some(gated.clone());
+        std::sync::Arc::new(gated)
+    })
+    .await;
+    (server, gate.expect("wrapped"))
+}
+
+#[tokio::test]
+async fn with_a_store_that_waits_answers_stay_in_order_and_unconfirmed_jobs_stay_bounded() {
+    const JOBS: u64 = 300;
+    let (server, gate) = gated_server().await;
+    let mut producer = Producer::open(&server).await;
+    for id in 1..=JOBS {
+        producer.send(id, "slow", Some(job("x"))).await;
+    }
+    // The server starts at most 128 stores for one stream, then stops
+    // reading it until answers go out.
+    crate::common::eventually("the in-flight set fills", || gate.begun() == 128).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        gate.begun(),
+        128,
+        "no store begins past the in-flight bound"
+    );
+    assert_eq!(
+        server.engine.counts(&queue("slow")).map_or(0, |c| c.ready),
+        0
+    );
+
+    gate.open();
+    for id in 1..=JOBS {
+        let answer = producer.answer().await;
+        assert_eq!(answer.request_id, id, "answers in request order");
+        assert_eq!(answer.code, 0, "{}", answer.message);
+    }
+    assert_eq!(
+        server.engine.counts(&queue("slow")).expect("queue").ready,
+        JOBS as usize
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_is_down_or_broken_refuses_that_job_and_the_stream_goes_on() {
+    let (server, gate) = gated_server().await;
+    gate.open();
+    let mut producer = Producer::open(&server).await;
+    producer.send(1, "q", Some(job("before"))).await;
+    producer.send(2, "q", Some(job("down"))).await;
+    producer.send(3, "q", Some(job("broken"))).await;
+    producer.send(4, "q", Some(job("after"))).await;
+    let answers = [
+        producer.answer().await,
+        producer.answer().await,
+        producer.answer().await,
+        producer.answer().await,
+    ];
+    assert_eq!(answers[0].code, 0);
+    assert_eq!(answers[1].code, Code::Unavailable as i32);
+    assert!(
+        answers[1].message.contains("test store is unavailable"),
+        "{}",
+        answers[1].message
+    );
+    assert_eq!(answers[2].code, Code::Internal as i32);
+    assert!(
+        answers[2].message.contains("checksum"),
+        "{}",
+        answers[2].message
+    );
+    assert_eq!(answers[3].code, 0);
+
+    // The unary path maps them the same way.
+    let status = server
+        .client()
+        .enqueue(pb::EnqueueRequest {
+            queue: "q".into(),
+            job: Some(job("down")),
+            wait_for_room: false,
+        })
+        .await
+        .expect_err("the store is down");
+    assert_eq!(status.code(), Code::Unavailable);
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod certs;
+pub(crate) mod gated;
 pub(crate) mod raw;
 
 use std::net::SocketAddr;
@@ -50,6 +51,24 @@ impl TestServer {
     }
 
     async fn start_listening(config: Config, listener: TcpListener) -> Self {
+        Self::serving(config, listener, |engine| std::sync::Arc::new(engine)).await
+    }
+
+    /// A server whose engine is `wrap` around the in-memory engine (which
+    /// the test can still look inside).
+    pub(crate) async fn start_wrapped(
+        config: Config,
+        wrap: impl FnOnce(MemoryEngine) -> jobq::engine::SharedEngine,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::serving(config, listener, wrap).await
+    }
+
+    async fn serving(
+        config: Config,
+        listener: TcpListener,
+        wrap: impl FnOnce(MemoryEngine) -> jobq::engine::SharedEngine,
+    ) -> Self {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let server_metrics = std::sync::Arc::new(jobq::metrics::Metrics::new());
@@ -63,7 +82,7 @@ impl TestServer {
             metrics: Some(metrics),
         };
         let handle = tokio::spawn(jobq::server::serve(
-            std::sync::Arc::new(engine.clone()),
+            wrap(engine.clone()),
             server_metrics,
             config,
             listeners,
