@@ -19,6 +19,7 @@
 
 mod error;
 mod info;
+pub mod journal;
 pub mod memory;
 mod observer;
 

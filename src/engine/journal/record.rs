@@ -1,0 +1,187 @@
+//! What the journal records: each change that a restart must reproduce,
+//! as a protobuf message (prost), so records written by one version of
+//! jobq stay readable by the next.
+//!
+//! Records describe outcomes, not requests: an enqueue records the job as
+//! stored (its id and enqueue time included), a nack where the job went.
+//! Replaying them needs no clock and no random numbers. Times are wall
+//! clock, in microseconds since the Unix epoch, because they must mean the
+//! same after a restart; a due time that passed while the server was down
+//! makes the job ready at once.
+
+/// One change.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Record {
+    /// The change; `None` only in a record from a newer jobq.
+    #[prost(oneof = "Change", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    pub change: Option<Change>,
+}
+
+/// The kinds of change.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Change {
+    /// A job was stored.
+    #[prost(message, tag = "1")]
+    Enqueued(Enqueued),
+    /// A job was handed to a worker (written without waiting: it only keeps
+    /// attempt counts right after a crash).
+    #[prost(message, tag = "2")]
+    Leased(JobRef),
+    /// A job will be ready again (at once, or at `due_micros`) after a
+    /// failed attempt.
+    #[prost(message, tag = "3")]
+    Retried(Retried),
+    /// A job moved to the dead-letter set.
+    #[prost(message, tag = "4")]
+    DeadLettered(DeadLettered),
+    /// A dead job is ready again, its attempts reset.
+    #[prost(message, tag = "5")]
+    Redriven(JobRef),
+    /// A job left the queue: acked, cancelled or purged.
+    #[prost(message, tag = "6")]
+    Removed(JobRef),
+    /// A queue's settings, as they are after a change.
+    #[prost(message, tag = "7")]
+    QueueSettings(QueueSettings),
+    /// A queue and every job in it were deleted.
+    #[prost(message, tag = "8")]
+    QueueDeleted(QueueRef),
+}
+
+/// A job id's two 64-bit halves, high first.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct Id {
+    /// The high half.
+    #[prost(fixed64, tag = "1")]
+    pub high: u64,
+    /// The low half.
+    #[prost(fixed64, tag = "2")]
+    pub low: u64,
+}
+
+/// One job of one queue.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct JobRef {
+    /// The queue.
+    #[prost(string, tag = "1")]
+    pub queue: String,
+    /// The job.
+    #[prost(message, optional, tag = "2")]
+    pub id: Option<Id>,
+}
+
+/// One queue.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct QueueRef {
+    /// The queue.
+    #[prost(string, tag = "1")]
+    pub queue: String,
+}
+
+/// A job as it was stored.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Enqueued {
+    /// The job's queue and id.
+    #[prost(message, optional, tag = "1")]
+    pub job: Option<JobRef>,
+    /// Its payload.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub payload: bytes::Bytes,
+    /// Its metadata, in the stored order.
+    #[prost(message, repeated, tag = "3")]
+    pub metadata: Vec<Entry>,
+    /// Higher is delivered first.
+    #[prost(int32, tag = "4")]
+    pub priority: i32,
+    /// Deliveries before dead-lettering, the queue's default filled in.
+    #[prost(uint32, tag = "5")]
+    pub max_attempts: u32,
+    /// When the server accepted it.
+    #[prost(int64, tag = "6")]
+    pub enqueued_at_micros: i64,
+    /// When it becomes leasable; 0 for at once.
+    #[prost(int64, tag = "7")]
+    pub due_micros: i64,
+    /// The idempotency key it was stored under, if any.
+    #[prost(string, tag = "8")]
+    pub idempotency_key: String,
+}
+
+/// One metadata entry.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Entry {
+    /// Its key.
+    #[prost(string, tag = "1")]
+    pub key: String,
+    /// Its value.
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// A failed attempt.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Failure {
+    /// Which attempt failed.
+    #[prost(uint32, tag = "1")]
+    pub attempt: u32,
+    /// Why.
+    #[prost(string, tag = "2")]
+    pub error: String,
+    /// When.
+    #[prost(int64, tag = "3")]
+    pub at_micros: i64,
+}
+
+/// A job back in line after a failed attempt.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Retried {
+    /// The job.
+    #[prost(message, optional, tag = "1")]
+    pub job: Option<JobRef>,
+    /// Why the attempt failed.
+    #[prost(message, optional, tag = "2")]
+    pub failure: Option<Failure>,
+    /// When it is ready again; 0 for at once.
+    #[prost(int64, tag = "3")]
+    pub due_micros: i64,
+}
+
+/// A job moved to the dead-letter set.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeadLettered {
+    /// The job.
+    #[prost(message, optional, tag = "1")]
+    pub job: Option<JobRef>,
+    /// The attempt that ended it.
+    #[prost(message, optional, tag = "2")]
+    pub failure: Option<Failure>,
+}
+
+/// A queue's settings.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct QueueSettings {
+    /// The queue.
+    #[prost(string, tag = "1")]
+    pub queue: String,
+    /// Jobs held at most.
+    #[prost(uint64, tag = "2")]
+    pub capacity: u64,
+    /// Default lease.
+    #[prost(uint64, tag = "3")]
+    pub lease_micros: u64,
+    /// Default deliveries before dead-lettering.
+    #[prost(uint32, tag = "4")]
+    pub max_attempts: u32,
+    /// Backoff after the first failure.
+    #[prost(uint64, tag = "5")]
+    pub backoff_base_micros: u64,
+    /// Longest backoff.
+    #[prost(uint64, tag = "6")]
+    pub backoff_cap_micros: u64,
+    /// Relative spread of the backoff.
+    #[prost(double, tag = "7")]
+    pub backoff_jitter: f64,
+    /// Whether leasing is paused.
+    #[prost(bool, tag = "8")]
+    pub paused: bool,
+}

@@ -1,0 +1,383 @@
+//! [`Journal`]: appends records in the order callers hand them over, and a
+//! thread of its own writes them to segment files and syncs them, many
+//! callers' records per write and per `fdatasync` (group commit).
+//!
+//! A caller appends inside the critical section that makes the change (so
+//! the journal's order is the order of changes: [`Journal::append`] never
+//! blocks on I/O, only on a short lock), releases its locks, then awaits
+//! [`Journal::durable`] for the sequence number it got. No Tokio worker
+//! ever writes or syncs a file.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use tokio::sync::watch;
+
+use super::frame;
+use super::record::Record;
+use super::{JournalError, SEGMENT_MAGIC, segment_path};
+
+/// When the journal syncs what it wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    /// Before any change it holds is answered: one `fdatasync` per write,
+    /// covering every caller whose records the write took.
+    Always,
+    /// Answered once written; synced every interval, whether or not more
+    /// writes came (a crash of the process loses nothing, a power loss at
+    /// most the interval).
+    Interval(Duration),
+    /// Never synced by jobq (the kernel writes back when it likes): for
+    /// tests and throwaway use.
+    Never,
+}
+
+/// How the journal is written.
+#[derive(Clone, Debug)]
+pub struct JournalOptions {
+    /// When it syncs.
+    pub fsync: Fsync,
+    /// A segment past this size is closed and the next one begun.
+    pub segment_bytes: u64,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        Self {
+            fsync: Fsync::Always,
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// How far the writer has come.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Every record up to this sequence number is as durable as the fsync
+    /// policy makes it (written, and synced under [`Fsync::Always`]).
+    pub durable: u64,
+    /// Writes made, each one or more records.
+    pub writes: u64,
+    /// `fdatasync` calls made.
+    pub syncs: u64,
+    /// Why the writer stopped, if a write or sync failed: nothing after it
+    /// is durable, and nothing will be.
+    pub failed: Option<Arc<str>>,
+}
+
+/// The journal's writing end. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Journal {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    // A std mutex: held to assign a sequence number and copy a frame into
+    // the buffer, never across an `.await` or any I/O.
+    pending: Mutex<Pending>,
+    more: Condvar,
+    progress: watch::Sender<Progress>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Held by a test to keep the writer from writing.
+    #[cfg(test)]
+    paused: Mutex<()>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    next_seq: u64,
+    /// Frames not yet taken by the writer, in sequence order.
+    buf: Vec<u8>,
+    /// The sequence number of the first frame in `buf`.
+    first: u64,
+    closed: bool,
+}
+
+impl Journal {
+    /// Starts a journal in `dir` whose next record gets `next_seq` (one past
+    /// the last record recovery read), in a new segment.
+    pub fn open(dir: &Path, next_seq: u64, options: JournalOptions) -> Result<Self, JournalError> {
+        let segment = Segment::create(dir, next_seq)?;
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending {
+                next_seq,
+                buf: Vec::new(),
+                first: next_seq,
+                closed: false,
+            }),
+            more: Condvar::new(),
+            progress: watch::Sender::new(Progress {
+                durable: next_seq.saturating_sub(1),
+                ..Progress::default()
+            }),
+            writer: Mutex::new(None),
+            #[cfg(test)]
+            paused: Mutex::new(()),
+        });
+        let writer = Writer {
+            shared: Arc::clone(&shared),
+            dir: dir.to_path_buf(),
+            segment,
+            options,
+            unsynced: false,
+            last_sync: Instant::now(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("jobq-journal".into())
+            .spawn(move || writer.run())
+            .map_err(|e| JournalError::io("starting the journal writer", dir, e))?;
+        *lock(&shared.writer) = Some(handle);
+        Ok(Self { shared })
+    }
+
+    /// Hands `record` to the writer and returns its sequence number. Never
+    /// waits for I/O: await [`durable`](Self::durable) for that, after
+    /// releasing any lock.
+    pub fn append(&self, record: &Record) -> u64 {
+        let payload = record.encode_to_vec();
+        let mut pending = lock(&self.shared.pending);
+        let seq = pending.next_seq;
+        pending.next_seq += 1;
+        if pending.buf.is_empty() {
+            pending.first = seq;
+        }
+        frame::encode(seq, &payload, &mut pending.buf);
+        drop(pending);
+        self.shared.more.notify_one();
+        seq
+    }
+
+    /// Completes once record `seq` is durable, or fails if the writer
+    /// stopped first.
+    pub async fn durable(&self, seq: u64) -> Result<(), JournalError> {
+        let mut progress = self.shared.progress.subscribe();
+        let reached = progress
+            .wait_for(|p| p.failed.is_some() || p.durable >= seq)
+            .await
+            .map_err(|_| JournalError::Stopped)?;
+        match &reached.failed {
+            Some(why) => Err(JournalError::WriterFailed(Arc::clone(why))),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the writer failed, as a failed write would.
+    #[cfg(test)]
+    pub(crate) fn fail_for_test(&self, why: &Arc<str>) {
+        self.shared
+            .progress
+            .send_modify(|p| p.failed = Some(Arc::clone(why)));
+    }
+
+    /// Keeps the writer from writing while the guard lives.
+    #[cfg(test)]
+    pub(crate) fn pause_for_test(&self) -> MutexGuard<'_, ()> {
+        lock(&self.shared.paused)
+    }
+
+    /// How far the writer has come.
+    pub fn progress(&self) -> Progress {
+        self.shared.progress.borrow().clone()
+    }
+
+    /// Writes and syncs what is pending, then stops the writer thread and
+    /// waits for it: blocking, so call it where blocking is allowed (for
+    /// example in `spawn_blocking`).
+    pub fn close(&self) {
+        lock(&self.shared.pending).closed = true;
+        self.shared.more.notify_one();
+        if let Some(handle) = lock(&self.shared.writer).take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing is left half-done under these locks: a panic elsewhere while
+    // one was held leaves data that is still whole.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The segment being written.
+#[derive(Debug)]
+struct Segment {
+    file: File,
+    path: PathBuf,
+    bytes: u64,
+}
+
+impl Segment {
+    /// The segment whose first record is `first`: new, or the empty one a
+    /// start that wrote nothing left (replay has cut any torn header), with
+    /// its header synced and the directory entry too.
+    fn create(dir: &Path, first: u64) -> Result<Self, JournalError> {
+        let path = segment_path(dir, first);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| JournalError::io("creating a segment", &path, e))?;
+        let bytes = file
+            .metadata()
+            .map_err(|e| JournalError::io("reading a segment's size", &path, e))?
+            .len();
+        match bytes {
+            0 => file
+                .write_all(SEGMENT_MAGIC)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| JournalError::io("writing a segment header", &path, e))?,
+            n if n == SEGMENT_MAGIC.len() as u64 => {}
+            n => {
+                return Err(JournalError::Corrupt {
+                    path,
+                    offset: 0,
+                    why: format!(
+                        "the segment for record {first} already holds {n} bytes, but recovery found no record there"
+                    ),
+                });
+            }
+        }
+        sync_dir(dir)?;
+        Ok(Self {
+            file,
+            path,
+            bytes: SEGMENT_MAGIC.len() as u64,
+        })
+    }
+}
+
+/// Syncs a directory, so a file created in it survives a power loss.
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| JournalError::io("syncing the data dir", dir, e))
+}
+
+/// The writer thread's state.
+struct Writer {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    segment: Segment,
+    options: JournalOptions,
+    /// Whether something written is not synced yet.
+    unsynced: bool,
+    last_sync: Instant,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let Some((batch, first, last)) = self.next_batch() else {
+                if let Err(error) = self.sync() {
+                    self.fail(&error);
+                }
+                return;
+            };
+            if batch.is_empty() {
+                // The interval passed with nothing new: sync what is there.
+                if let Err(error) = self.sync() {
+                    self.fail(&error);
+                    return;
+                }
+                continue;
+            }
+            if let Err(error) = self.write(&batch, first, last) {
+                self.fail(&error);
+                return;
+            }
+        }
+    }
+
+    /// Waits for frames and takes them all, with the first and last
+    /// sequence numbers among them; an empty batch when the sync interval
+    /// has come with nothing new; `None` once closed and drained.
+    fn next_batch(&mut self) -> Option<(Vec<u8>, u64, u64)> {
+        let mut pending = lock(&self.shared.pending);
+        loop {
+            if !pending.buf.is_empty() {
+                let batch = std::mem::take(&mut pending.buf);
+                return Some((batch, pending.first, pending.next_seq - 1));
+            }
+            if pending.closed {
+                return None;
+            }
+            match (self.options.fsync, self.unsynced) {
+                (Fsync::Interval(every), true) => {
+                    let due = self.last_sync + every;
+                    let now = Instant::now();
+                    if now >= due {
+                        return Some((Vec::new(), 0, 0));
+                    }
+                    pending = self
+                        .shared
+                        .more
+                        .wait_timeout(pending, due - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                _ => {
+                    pending = self
+                        .shared
+                        .more
+                        .wait(pending)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, batch: &[u8], first: u64, last: u64) -> Result<(), JournalError> {
+        #[cfg(test)]
+        drop(lock(&self.shared.paused));
+        if self.segment.bytes >= self.options.segment_bytes {
+            // A full segment is synced before the next begins, so only the
+            // newest segment can ever hold an unsynced tail.
+            self.sync()?;
+            self.segment = Segment::create(&self.dir, first)?;
+        }
+        self.segment
+            .file
+            .write_all(batch)
+            .map_err(|e| JournalError::io("writing", &self.segment.path, e))?;
+        self.segment.bytes += batch.len() as u64;
+        self.unsynced = true;
+        if self.options.fsync == Fsync::Always {
+            self.sync()?;
+        }
+        self.shared.progress.send_modify(|p| {
+            p.durable = last;
+            p.writes += 1;
+        });
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), JournalError> {
+        if !self.unsynced || self.options.fsync == Fsync::Never {
+            return Ok(());
+        }
+        self.segment
+            .file
+            .sync_data()
+            .map_err(|e| JournalError::io("syncing", &self.segment.path, e))?;
+        self.unsynced = false;
+        self.last_sync = Instant::now();
+        self.shared.progress.send_modify(|p| p.syncs += 1);
+        Ok(())
+    }
+
+    /// A failed write or sync ends the writer: after the kernel has dropped
+    /// dirty pages, a retried fsync proves nothing. Every waiter is told.
+    fn fail(&self, error: &JournalError) {
+        tracing::error!(%error, "the journal writer failed; nothing more will be made durable");
+        let why: Arc<str> = Arc::from(error.to_string());
+        self.shared
+            .progress
+            .send_modify(|p| p.failed = Some(Arc::clone(&why)));
+    }
+}
