@@ -764,3 +764,136 @@ fn listing_a_rare_state_walks_a_bounded_stretch_per_page_and_misses_nothing() {
     assert_eq!(page.len(), 1000);
     assert!(next.is_some());
 }
+
+#[test]
+fn recorded_changes_say_where_each_job_went() {
+    let now = Instant::now();
+    let mut q = queue_with(QueueConfig {
+        max_attempts: 2,
+        ..QueueConfig::default()
+    });
+    assert!(
+        q.take_changes().is_empty(),
+        "nothing is recorded unless asked"
+    );
+    q.record_changes();
+    let ids = put(
+        &mut q,
+        now,
+        vec![
+            job("a"),
+            NewJob {
+                delay: Some(5 * SEC),
+                idempotency_key: Some("k".into()),
+                ..job("b")
+            },
+        ],
+    );
+    let first = q.lease(now, 1, Some(SEC)).remove(0);
+    q.nack(now, &first.token, NackRequest::default())
+        .expect("nack");
+    let kinds: Vec<String> = q
+        .take_changes()
+        .iter()
+        .map(|c| match c {
+            JobChange::Stored { job, delay, key } => {
+                format!("stored {} {delay:?} {key:?}", payload_of(job))
+            }
+            JobChange::Leased { attempt, .. } => format!("leased {attempt}"),
+            JobChange::Retried { failure, due, .. } => {
+                format!("retried {} {}", failure.attempt, due.is_some())
+            }
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "stored a None None",
+            "stored b Some(5s) Some(\"k\")",
+            "leased 1",
+            "retried 1 true",
+        ]
+    );
+    // The retry comes due; its lease expires: the last attempt is dead.
+    let later = now + 900 * SEC;
+    let second = q.lease(later, 2, Some(SEC));
+    assert_eq!(second.len(), 2);
+    q.advance(later + 2 * SEC);
+    let changes = q.take_changes();
+    assert!(matches!(changes[0], JobChange::Leased { attempt: 2, .. }));
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, JobChange::DeadLettered { id, .. } if *id == ids[0]))
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, JobChange::Retried { id, due: None, .. } if *id == ids[1]))
+    );
+    q.redrive(later + 2 * SEC, None).expect("redrive");
+    q.purge_ready(later + 2 * SEC);
+    let changes = q.take_changes();
+    assert!(matches!(changes[0], JobChange::Redriven { id } if id == ids[0]));
+    assert_eq!(
+        changes
+            .iter()
+            .filter(|c| matches!(c, JobChange::Removed { .. }))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_restored_job_is_where_it_was_with_its_attempts_and_failures() {
+    let now = Instant::now();
+    let mut q = queue();
+    let job = Job {
+        id: JobId::from_u128(7),
+        payload: Bytes::from_static(b"p"),
+        metadata: Box::new([]),
+        priority: 0,
+        max_attempts: 5,
+        enqueued_at: SystemTime::now(),
+        size: 1,
+    };
+    let failure = Failure {
+        attempt: 2,
+        error: "boom".into(),
+        at: now,
+    };
+    q.restore(
+        now,
+        RestoredJob {
+            job,
+            attempts: 2,
+            failures: vec![failure.clone()],
+            place: RestoredPlace::Scheduled(now + 10 * SEC),
+            key: Some(("key".into(), now)),
+        },
+    );
+    assert_eq!(q.counts().scheduled, 1);
+    let status = q.job_status(now, &JobId::from_u128(7)).expect("held");
+    assert_eq!((status.attempts, status.history), (2, vec![failure]));
+    assert_eq!(status.last_error.as_deref(), Some("boom"));
+    let leased = q.lease(now + 10 * SEC, 1, None);
+    assert_eq!(leased[0].attempt, 3);
+    // Its idempotency key still dedupes.
+    let mut again = vec![(
+        JobId::from_u128(8),
+        NewJob {
+            idempotency_key: Some("key".into()),
+            ..NewJob::default()
+        },
+    )];
+    let stored = q
+        .enqueue(now + 10 * SEC, SystemTime::now(), &mut again)
+        .expect("enqueue");
+    assert_eq!(stored[0].id, JobId::from_u128(7));
+    assert!(stored[0].duplicate);
+}
+
+fn payload_of(job: &Job) -> &str {
+    std::str::from_utf8(&job.payload).expect("utf-8")
+}

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-use super::{JobState, JobStatus, Place, Queue, state_of, status_of};
+use super::{JobChange, JobState, JobStatus, Place, Queue, state_of, status_of};
 use crate::queue::{JobId, QueueConfig, QueueError};
 
 /// Jobs a filtered listing looks at, at most, in one call.
@@ -57,6 +57,7 @@ impl Queue {
             if let Some(entry) = self.jobs.remove(&id) {
                 purged.jobs += 1;
                 purged.bytes += entry.job.size;
+                self.note(|| JobChange::Removed { id });
             }
         }
         self.bytes -= purged.bytes;
@@ -70,6 +71,7 @@ impl Queue {
             if let Some(entry) = self.jobs.remove(&id) {
                 purged.jobs += 1;
                 purged.bytes += entry.job.size;
+                self.note(|| JobChange::Removed { id });
             }
         }
         self.bytes -= purged.bytes;
@@ -181,6 +183,7 @@ impl Queue {
             let priority = entry.job.priority;
             let place = self.make_ready(id, priority);
             self.set_place(id, place);
+            self.note(|| JobChange::Redriven { id });
             moved += 1;
         }
         Ok(moved)

@@ -2,10 +2,12 @@
 //! states.
 
 mod admin;
+mod changes;
 mod counts;
 mod status;
 
 pub use admin::{MAX_SCAN, Purged};
+pub use changes::{JobChange, RestoredJob, RestoredPlace};
 pub use counts::{Acked, QueueCounts, QueueStats};
 pub use status::{Enqueued, JobState, JobStatus};
 use status::{record_failure, state_of, status_of};
@@ -134,6 +136,8 @@ pub struct Queue {
     /// Holders that lost a lease since the last
     /// [`take_released`](Self::take_released).
     released: Vec<HolderId>,
+    /// Changes not yet taken, when they are recorded (see `changes.rs`).
+    changes: Option<Vec<JobChange>>,
 }
 
 impl Queue {
@@ -155,6 +159,7 @@ impl Queue {
             readied: 0,
             holdings: FxHashMap::default(),
             released: Vec::new(),
+            changes: None,
             config,
         }
     }
@@ -250,8 +255,9 @@ impl Queue {
             if result.duplicate {
                 continue;
             }
-            if let Some(key) = new.idempotency_key.take() {
-                self.keys.insert(now, key, id);
+            let key = new.idempotency_key.take();
+            if let Some(key) = &key {
+                self.keys.insert(now, key.clone(), id);
             }
             let size = new.size();
             let job = Arc::new(Job {
@@ -267,6 +273,12 @@ impl Queue {
                 Some(delay) if !delay.is_zero() => self.schedule(id, now + delay),
                 _ => self.make_ready(id, job.priority),
             };
+            let delay = new.delay;
+            self.note(|| JobChange::Stored {
+                job: Arc::clone(&job),
+                delay,
+                key,
+            });
             self.jobs.insert(
                 id,
                 Entry {
@@ -335,6 +347,7 @@ impl Queue {
                 continue;
             };
             entry.attempts += 1;
+            let attempt = entry.attempts;
             entry.place = Place::Leased(Box::new(LiveLease {
                 delivery,
                 expiry,
@@ -350,6 +363,7 @@ impl Queue {
             self.timers.insert(expiry, id);
             self.leased += 1;
             self.stats.leased += 1;
+            self.note(|| JobChange::Leased { id, attempt });
             if let Some(holder) = holder {
                 self.holdings.entry(holder).or_default().insert(id);
             }
@@ -405,6 +419,8 @@ impl Queue {
             };
             self.end_lease(token.job, lease);
             if let Some(entry) = self.jobs.remove(&token.job) {
+                let id = token.job;
+                self.note(|| JobChange::Removed { id });
                 acked.jobs += 1;
                 acked.bytes += entry.job.size;
                 acked.held.push(now.saturating_duration_since(lease.since));
@@ -442,6 +458,7 @@ impl Queue {
         let priority = entry.job.priority;
         if request.dead_letter || attempts >= entry.job.max_attempts {
             self.dead_letter(id);
+            self.note_failure(id, None, true);
             return Ok(NackOutcome::DeadLettered);
         }
         let delay = match request.retry_delay {
@@ -458,6 +475,7 @@ impl Queue {
             self.schedule(id, at)
         };
         self.set_place(id, place);
+        self.note_failure(id, (!delay.is_zero()).then_some(at), false);
         Ok(NackOutcome::RetryAt(at))
     }
 
@@ -557,6 +575,8 @@ impl Queue {
             })?;
         self.bytes -= entry.job.size;
         let job = Arc::clone(&entry.job);
+        let id = *id;
+        self.note(|| JobChange::Removed { id });
         self.finish(now, entry, Outcome::Cancelled);
         Ok(job)
     }
@@ -668,6 +688,22 @@ impl Queue {
             let place = self.make_ready(id, priority);
             self.set_place(id, place);
         }
+        self.note_failure(id, None, exhausted);
+    }
+
+    /// Reports the outcome of a failed attempt whose failure was just
+    /// recorded.
+    fn note_failure(&mut self, id: JobId, due: Option<Instant>, dead: bool) {
+        if self.changes.is_none() {
+            return;
+        }
+        let Some(failure) = self.last_failure(&id) else {
+            return;
+        };
+        self.note(|| match dead {
+            true => JobChange::DeadLettered { id, failure },
+            false => JobChange::Retried { id, failure, due },
+        });
     }
 
     fn lease_not_found(&self, token: &LeaseToken) -> QueueError {
