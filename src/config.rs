@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 
 use crate::engine::EngineConfig;
+use crate::engine::journal::{Fsync, RecoveryMode};
 use crate::grpc::Limits;
 use crate::queue::{QueueConfig, RetryPolicy};
 pub use crate::telemetry::LogFormat;
@@ -190,6 +191,66 @@ pub struct Config {
     /// Serve gRPC reflection (for grpcurl and similar tools).
     #[arg(long, env = "JOBQ_REFLECTION", default_value_t = true, action = ArgAction::Set)]
     pub reflection: bool,
+
+    /// Keep every job and queue setting in a journal in this directory, so
+    /// they survive a restart, a crash and `kill -9`. Unset: in memory only.
+    #[arg(long, env = "JOBQ_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// With --data-dir, when changes are synced to disk: `always` (each
+    /// answered only after the fdatasync that covers it, shared by
+    /// concurrent changes), `interval=<duration>` (answered once written,
+    /// synced on that timer), or `never` (tests and throwaway use).
+    #[arg(long, env = "JOBQ_FSYNC", default_value = "always", value_parser = parse_fsync)]
+    pub fsync: Fsync,
+
+    /// With --data-dir, what to do with a journal record that does not read
+    /// back (other than a torn last record, which is always cut): `strict`
+    /// refuses to start; `truncate` drops it and everything after it.
+    #[arg(long, env = "JOBQ_JOURNAL_RECOVERY", value_enum, default_value_t = JournalRecovery::Strict)]
+    pub journal_recovery: JournalRecovery,
+}
+
+/// What `--journal-recovery` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum JournalRecovery {
+    /// Refuse to start, naming the file and offset.
+    Strict,
+    /// Drop the bad record and everything after it, and log what went.
+    Truncate,
+}
+
+impl From<JournalRecovery> for RecoveryMode {
+    fn from(mode: JournalRecovery) -> Self {
+        match mode {
+            JournalRecovery::Strict => RecoveryMode::Strict,
+            JournalRecovery::Truncate => RecoveryMode::Truncate,
+        }
+    }
+}
+
+/// Reads `--fsync`: `always`, `never` or `interval=<duration>`.
+fn parse_fsync(text: &str) -> Result<Fsync, String> {
+    match text {
+        "always" => Ok(Fsync::Always),
+        "never" => Ok(Fsync::Never),
+        other => {
+            let Some(every) = other.strip_prefix("interval=") else {
+                return Err(format!(
+                    "{other:?} is not a policy: use always, never or interval=<duration> (e.g. interval=10ms)"
+                ));
+            };
+            let every =
+                humantime::parse_duration(every).map_err(|e| format!("interval={every}: {e}"))?;
+            if every.is_zero() || every > Duration::from_secs(60) {
+                return Err(format!(
+                    "interval={}: the interval must be above zero and at most 1m",
+                    humantime::format_duration(every)
+                ));
+            }
+            Ok(Fsync::Interval(every))
+        }
+    }
 }
 
 /// A setting that cannot work, with the reason.

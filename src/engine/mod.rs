@@ -31,7 +31,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 pub use error::EngineError;
 pub use info::{EngineConfig, EngineStats, JobPage, PurgeTarget, QueueInfo, QueueUpdate};
-pub use memory::{MemoryAttachment, MemoryBudget, MemoryEngine};
+pub use memory::{MemoryAttachment, MemoryBudget, MemoryEngine, RecoveredCounts, Recovery};
 pub use observer::{JobObserver, NoObserver, QueueObserver};
 
 use crate::queue::{
@@ -120,6 +120,13 @@ pub trait WorkerAttachment: Send + Sync + std::fmt::Debug {
         max: usize,
         lease_for: Option<Duration>,
     ) -> Result<Vec<Delivery>, EngineError>;
+
+    /// Completes once the leases [`next_leases`](Self::next_leases) just
+    /// took are on record where a restart finds them (at once for an engine
+    /// that keeps no record), so that a delivery's attempt is counted even
+    /// if the server dies right after handing it out. Call it before
+    /// sending them.
+    async fn leases_recorded(&self) -> Result<(), EngineError>;
 
     /// Acks one of this queue's leases.
     async fn ack(&self, token: &LeaseToken) -> Result<usize, EngineError>;

@@ -105,6 +105,9 @@ impl Session {
                         Ok(leased) => leased,
                         Err(error) => break 'session self.ended_by(error),
                     };
+                    if let Err(error) = self.worker.leases_recorded().await {
+                        break 'session self.ended_by(error);
+                    }
                     let queue = self.worker.queue().clone();
                     for delivery in leased {
                         let lease = ResponseKind::Lease(convert::lease(&queue, delivery));

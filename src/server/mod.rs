@@ -3,6 +3,7 @@
 //! signal.
 
 mod connections;
+mod durable;
 mod http;
 
 use std::future::Future;
@@ -62,8 +63,26 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let metrics = Arc::new(Metrics::new());
-    let engine = memory_engine(&config, &metrics);
-    serve(Arc::new(engine), metrics, config, listeners, shutdown).await
+    let Some(dir) = config.data_dir.clone() else {
+        let engine = memory_engine(&config, &metrics);
+        return serve(Arc::new(engine), metrics, config, listeners, shutdown).await;
+    };
+    let durable = durable::open(&dir, &config, &metrics).await?;
+    let served = tokio::select! {
+        served = serve(
+            Arc::new(durable.engine.clone()),
+            metrics,
+            config,
+            listeners,
+            shutdown,
+        ) => served,
+        why = durable.journal.failed() => Err(anyhow::anyhow!(
+            "the journal in {} failed ({why}); stopping, since nothing more can be made durable",
+            dir.display()
+        )),
+    };
+    durable.close().await;
+    served
 }
 
 /// The in-memory engine `config` asks for, reporting job timings to

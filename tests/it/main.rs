@@ -16,6 +16,7 @@ mod cli;
 mod coalescing;
 mod connections;
 mod dependency_floor;
+mod durable;
 mod errors;
 mod faults;
 mod hostile;

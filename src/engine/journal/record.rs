@@ -13,7 +13,7 @@
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Record {
     /// The change; `None` only in a record from a newer jobq.
-    #[prost(oneof = "Change", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "Change", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub change: Option<Change>,
 }
 
@@ -26,7 +26,7 @@ pub enum Change {
     /// A job was handed to a worker (written without waiting: it only keeps
     /// attempt counts right after a crash).
     #[prost(message, tag = "2")]
-    Leased(JobRef),
+    Leased(Leased),
     /// A job will be ready again (at once, or at `due_micros`) after a
     /// failed attempt.
     #[prost(message, tag = "3")]
@@ -46,6 +46,18 @@ pub enum Change {
     /// A queue and every job in it were deleted.
     #[prost(message, tag = "8")]
     QueueDeleted(QueueRef),
+    /// A server started on the journal: lease tokens of this run carry
+    /// `epoch`, so none from an earlier run matches.
+    #[prost(message, tag = "9")]
+    Booted(Booted),
+}
+
+/// A server's start.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct Booted {
+    /// One more than the last run's.
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
 }
 
 /// A job id's two 64-bit halves, high first.
@@ -68,6 +80,17 @@ pub struct JobRef {
     /// The job.
     #[prost(message, optional, tag = "2")]
     pub id: Option<Id>,
+}
+
+/// A job handed to a worker.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Leased {
+    /// The job.
+    #[prost(message, optional, tag = "1")]
+    pub job: Option<JobRef>,
+    /// Which delivery this is, from 1.
+    #[prost(uint32, tag = "2")]
+    pub attempt: u32,
 }
 
 /// One queue.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::record::{
-    Change, DeadLettered, Enqueued, Entry, Failure, Id, JobRef, QueueRef, QueueSettings, Record,
-    Retried,
+    Booted, Change, DeadLettered, Enqueued, Entry, Failure, Id, JobRef, Leased, QueueRef,
+    QueueSettings, Record, Retried,
 };
 use super::*;
 use prost::Message;
@@ -82,7 +82,10 @@ fn every_kind() -> Vec<Record> {
             due_micros: 1_700_000_060_000_000,
             idempotency_key: "signup-42".into(),
         }),
-        Change::Leased(job("emails", 1)),
+        Change::Leased(Leased {
+            job: Some(job("emails", 1)),
+            attempt: 1,
+        }),
         Change::Retried(Retried {
             job: Some(job("emails", 1)),
             failure: failure.clone(),
@@ -97,6 +100,7 @@ fn every_kind() -> Vec<Record> {
         Change::QueueDeleted(QueueRef {
             queue: "emails".into(),
         }),
+        Change::Booted(Booted { epoch: 3 }),
     ]
     .into_iter()
     .map(|change| Record {
@@ -156,7 +160,7 @@ fn every_kind_of_record_replays_in_order_with_its_sequence_number() {
     let (read, recovered) = read_all(&dir, RecoveryMode::Strict).expect("replay");
     let expected: Vec<(u64, Record)> = (1..).zip(records).collect();
     assert_eq!(read, expected);
-    assert_eq!(recovered.next_seq, 9);
+    assert_eq!(recovered.next_seq, 10);
     assert_eq!(recovered.torn_bytes, 0);
 
     // A restart goes on numbering where the last one stopped, in a new
@@ -168,9 +172,9 @@ fn every_kind_of_record_replays_in_order_with_its_sequence_number() {
         JournalOptions::default(),
     );
     let (read, recovered) = read_all(&dir, RecoveryMode::Strict).expect("replay");
-    assert_eq!(read.len(), 9);
-    assert_eq!(read[8].0, 9);
-    assert_eq!((recovered.segments, recovered.next_seq), (2, 10));
+    assert_eq!(read.len(), 10);
+    assert_eq!(read[9].0, 10);
+    assert_eq!((recovered.segments, recovered.next_seq), (2, 11));
 }
 
 #[test]

@@ -58,6 +58,9 @@ impl Default for JournalOptions {
 /// How far the writer has come.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
+    /// Every record up to this sequence number has been written to its
+    /// file (it survives the process, not yet a power loss).
+    pub written: u64,
     /// Every record up to this sequence number is as durable as the fsync
     /// policy makes it (written, and synced under [`Fsync::Always`]).
     pub durable: u64,
@@ -113,6 +116,7 @@ impl Journal {
             }),
             more: Condvar::new(),
             progress: watch::Sender::new(Progress {
+                written: next_seq.saturating_sub(1),
                 durable: next_seq.saturating_sub(1),
                 ..Progress::default()
             }),
@@ -156,9 +160,39 @@ impl Journal {
     /// Completes once record `seq` is durable, or fails if the writer
     /// stopped first.
     pub async fn durable(&self, seq: u64) -> Result<(), JournalError> {
+        self.wait(|p| p.durable >= seq).await
+    }
+
+    /// Completes once record `seq` is written to its file (whatever the
+    /// fsync policy), or fails if the writer stopped first.
+    pub async fn written(&self, seq: u64) -> Result<(), JournalError> {
+        self.wait(|p| p.written >= seq).await
+    }
+
+    /// Completes when the writer has failed, with why.
+    pub async fn failed(&self) -> Arc<str> {
+        let mut progress = self.shared.progress.subscribe();
+        let failed = progress
+            .wait_for(|p| p.failed.is_some())
+            .await
+            .ok()
+            .and_then(|p| p.failed.clone());
+        match failed {
+            Some(why) => why,
+            // The journal is gone, so it cannot fail any more.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The sequence number of the last record appended (0 before any).
+    pub fn last_appended(&self) -> u64 {
+        lock(&self.shared.pending).next_seq.saturating_sub(1)
+    }
+
+    async fn wait(&self, reached: impl Fn(&Progress) -> bool) -> Result<(), JournalError> {
         let mut progress = self.shared.progress.subscribe();
         let reached = progress
-            .wait_for(|p| p.failed.is_some() || p.durable >= seq)
+            .wait_for(|p| p.failed.is_some() || reached(p))
             .await
             .map_err(|_| JournalError::Stopped)?;
         match &reached.failed {
@@ -347,13 +381,14 @@ impl Writer {
             .map_err(|e| JournalError::io("writing", &self.segment.path, e))?;
         self.segment.bytes += batch.len() as u64;
         self.unsynced = true;
+        self.shared.progress.send_modify(|p| {
+            p.written = last;
+            p.writes += 1;
+        });
         if self.options.fsync == Fsync::Always {
             self.sync()?;
         }
-        self.shared.progress.send_modify(|p| {
-            p.durable = last;
-            p.writes += 1;
-        });
+        self.shared.progress.send_modify(|p| p.durable = last);
         Ok(())
     }
 

@@ -78,6 +78,7 @@ impl MemoryEngine {
             }
             Ok(())
         })?;
+        slot.write_settings();
         tracing::info!(queue = %queue, "queue settings changed");
         Ok(info(queue, &slot))
     }
@@ -103,6 +104,9 @@ impl MemoryEngine {
             });
         }
         queues.remove(queue);
+        if let Some(journal) = &self.shared.journal {
+            journal.append(&super::durable::deleted_record(queue));
+        }
         drop(queues);
         slot.closed.cancel();
         self.shared.memory.release(bytes);
@@ -113,7 +117,9 @@ impl MemoryEngine {
 
     /// Pauses or resumes leasing from a queue.
     pub fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<(), EngineError> {
-        self.existing(queue)?.with(|q| q.set_paused(paused));
+        let slot = self.existing(queue)?;
+        slot.with(|q| q.set_paused(paused));
+        slot.write_settings();
         tracing::info!(queue = %queue, paused, "queue pause changed");
         Ok(())
     }

@@ -56,6 +56,12 @@ impl MemoryBudget {
             })
     }
 
+    /// Takes `bytes` whether or not they fit: for jobs recovered at start,
+    /// which were accepted before.
+    pub fn force_reserve(&self, bytes: u64) {
+        self.used.fetch_add(bytes, Ordering::AcqRel);
+    }
+
     /// Gives `bytes` back and wakes enqueues waiting for room.
     pub fn release(&self, bytes: u64) {
         if bytes == 0 {

@@ -25,7 +25,9 @@ impl Produce for MemoryEngine {
         jobs: Vec<NewJob>,
         wait_for_room: Option<Duration>,
     ) -> Result<Vec<Enqueued>, EngineError> {
-        MemoryEngine::enqueue(self, queue, jobs, wait_for_room).await
+        let stored = MemoryEngine::enqueue(self, queue, jobs, wait_for_room).await?;
+        self.settle().await?;
+        Ok(stored)
     }
 }
 
@@ -38,7 +40,11 @@ impl Consume for MemoryEngine {
         lease_for: Option<Duration>,
         wait: Duration,
     ) -> Result<Vec<Delivery>, EngineError> {
-        MemoryEngine::lease(self, queue, max, lease_for, wait).await
+        let leased = MemoryEngine::lease(self, queue, max, lease_for, wait).await?;
+        if !leased.is_empty() {
+            self.leases_recorded().await?;
+        }
+        Ok(leased)
     }
 
     async fn attach_worker(
@@ -49,7 +55,9 @@ impl Consume for MemoryEngine {
     }
 
     async fn ack(&self, queue: &QueueName, tokens: &[LeaseToken]) -> Result<usize, EngineError> {
-        MemoryEngine::ack(self, queue, tokens)
+        let acked = MemoryEngine::ack(self, queue, tokens)?;
+        self.settle().await?;
+        Ok(acked)
     }
 
     async fn nack(
@@ -58,7 +66,9 @@ impl Consume for MemoryEngine {
         token: &LeaseToken,
         request: NackRequest,
     ) -> Result<NackOutcome, EngineError> {
-        MemoryEngine::nack(self, queue, token, request)
+        let outcome = MemoryEngine::nack(self, queue, token, request)?;
+        self.settle().await?;
+        Ok(outcome)
     }
 
     async fn extend(
@@ -86,8 +96,14 @@ impl WorkerAttachment for MemoryAttachment {
         MemoryAttachment::next_leases(self, credits, max, lease_for).await
     }
 
+    async fn leases_recorded(&self) -> Result<(), EngineError> {
+        self.engine().leases_recorded().await
+    }
+
     async fn ack(&self, token: &LeaseToken) -> Result<usize, EngineError> {
-        MemoryAttachment::ack(self, token)
+        let acked = MemoryAttachment::ack(self, token)?;
+        self.engine().settle().await?;
+        Ok(acked)
     }
 
     async fn nack(
@@ -95,7 +111,9 @@ impl WorkerAttachment for MemoryAttachment {
         token: &LeaseToken,
         request: NackRequest,
     ) -> Result<NackOutcome, EngineError> {
-        MemoryAttachment::nack(self, token, request)
+        let outcome = MemoryAttachment::nack(self, token, request)?;
+        self.engine().settle().await?;
+        Ok(outcome)
     }
 
     async fn extend(
@@ -127,19 +145,27 @@ impl Operate for MemoryEngine {
         update: QueueUpdate,
         create: bool,
     ) -> Result<QueueInfo, EngineError> {
-        MemoryEngine::update_queue(self, queue, update, create)
+        let done = MemoryEngine::update_queue(self, queue, update, create)?;
+        self.settle().await?;
+        Ok(done)
     }
 
     async fn delete_queue(&self, queue: &QueueName, force: bool) -> Result<usize, EngineError> {
-        MemoryEngine::delete_queue(self, queue, force)
+        let done = MemoryEngine::delete_queue(self, queue, force)?;
+        self.settle().await?;
+        Ok(done)
     }
 
     async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<(), EngineError> {
-        MemoryEngine::set_paused(self, queue, paused)
+        let done = MemoryEngine::set_paused(self, queue, paused)?;
+        self.settle().await?;
+        Ok(done)
     }
 
     async fn purge(&self, queue: &QueueName, target: PurgeTarget) -> Result<usize, EngineError> {
-        MemoryEngine::purge(self, queue, target)
+        let done = MemoryEngine::purge(self, queue, target)?;
+        self.settle().await?;
+        Ok(done)
     }
 
     async fn list_jobs(
@@ -161,7 +187,9 @@ impl Operate for MemoryEngine {
     }
 
     async fn cancel_job(&self, queue: Option<&QueueName>, id: &JobId) -> Result<(), EngineError> {
-        MemoryEngine::cancel_job(self, queue, id)
+        let done = MemoryEngine::cancel_job(self, queue, id)?;
+        self.settle().await?;
+        Ok(done)
     }
 
     async fn redrive(
@@ -169,7 +197,9 @@ impl Operate for MemoryEngine {
         queue: &QueueName,
         ids: Option<&[JobId]>,
     ) -> Result<usize, EngineError> {
-        MemoryEngine::redrive(self, queue, ids)
+        let done = MemoryEngine::redrive(self, queue, ids)?;
+        self.settle().await?;
+        Ok(done)
     }
 
     async fn stats(&self) -> Result<EngineStats, EngineError> {
@@ -184,7 +214,11 @@ impl Operate for MemoryEngine {
 #[async_trait]
 impl Engine for MemoryEngine {
     fn store_kind(&self) -> &'static str {
-        "memory"
+        if self.is_durable() {
+            "journal"
+        } else {
+            "memory"
+        }
     }
 
     fn queue_defaults(&self) -> &QueueConfig {

@@ -9,6 +9,7 @@
 
 mod admin;
 mod budget;
+mod durable;
 mod engine;
 mod ids;
 mod slot;
@@ -29,11 +30,13 @@ pub use budget::MemoryBudget;
 pub use ids::IdGenerator;
 pub use worker::MemoryAttachment;
 
+use super::journal::Journal;
 use super::{EngineConfig, EngineError, JobObserver, NoObserver};
 use crate::queue::{
     Delivery, Enqueued, HolderId, JobId, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob,
-    Queue, QueueCounts, QueueError, QueueName,
+    Queue, QueueConfig, QueueCounts, QueueError, QueueName,
 };
+pub use durable::{RecoveredCounts, Recovery};
 use slot::Slot;
 
 /// Jobs ready to store: their queue's slot, the jobs with their ids, and
@@ -61,6 +64,23 @@ struct Shared {
     observer: Arc<dyn JobObserver>,
     /// The queues' timer tasks.
     tasks: TaskTracker,
+    /// Where every change is written down, for a durable engine.
+    journal: Option<Journal>,
+    /// Where each queue's delivery numbers start: the run's epoch, shifted
+    /// past any count of deliveries one run can make.
+    seq_base: u64,
+}
+
+/// Delivery numbers one run can hand out per queue: 2^40, a million a
+/// second for twelve days.
+const EPOCH_SHIFT: u32 = 40;
+
+/// The error for a journal that cannot make a change durable.
+fn journal_failed(error: crate::engine::journal::JournalError) -> EngineError {
+    EngineError::StoreFailed {
+        store: "journal",
+        reason: error.to_string(),
+    }
 }
 
 impl MemoryEngine {
@@ -72,6 +92,15 @@ impl MemoryEngine {
 
     /// As [`new`](Self::new), telling `observer` how long jobs wait and run.
     pub fn with_observer(config: EngineConfig, observer: Arc<dyn JobObserver>) -> Self {
+        Self::build(config, observer, None, 0)
+    }
+
+    fn build(
+        config: EngineConfig,
+        observer: Arc<dyn JobObserver>,
+        journal: Option<Journal>,
+        seq_base: u64,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 memory: MemoryBudget::new(config.memory_budget),
@@ -82,6 +111,8 @@ impl MemoryEngine {
                 next_holder: AtomicU64::new(1),
                 observer,
                 tasks: TaskTracker::new(),
+                journal,
+                seq_base,
             }),
         }
     }
@@ -376,17 +407,98 @@ impl MemoryEngine {
             });
         }
         let config = self.shared.config.queue_defaults.clone();
-        let closed = self.shared.shutdown.child_token();
-        let observer = self.shared.observer.queue_created(queue);
-        let slot = Arc::new(Slot::new(
-            Queue::new(queue.clone(), config),
-            closed,
-            observer,
-        ));
+        let slot = self.new_slot(queue, config);
+        // Its settings are written down before any job of it.
+        slot.write_settings();
         queues.insert(queue.clone(), Arc::clone(&slot));
-        self.shared.tasks.spawn(timer::run(Arc::clone(&slot)));
         tracing::info!(queue = %queue, "queue created");
         Ok(slot)
+    }
+
+    /// A queue's slot with its timer task, not yet in the registry.
+    fn new_slot(&self, queue: &QueueName, config: QueueConfig) -> Arc<Slot> {
+        let closed = self.shared.shutdown.child_token();
+        let observer = self.shared.observer.queue_created(queue);
+        let mut core = Queue::new(queue.clone(), config);
+        core.number_from(self.shared.seq_base);
+        let slot = Arc::new(Slot::new(
+            core,
+            closed,
+            observer,
+            self.shared.journal.clone(),
+        ));
+        self.shared.tasks.spawn(timer::run(Arc::clone(&slot)));
+        slot
+    }
+
+    /// An engine whose every change is written to `journal`, holding what
+    /// `recovery` read back from it, and the counts of what that was. Lease
+    /// tokens of this run carry an epoch one past the last run's, so none
+    /// from before matches.
+    pub fn durable(
+        config: EngineConfig,
+        observer: Arc<dyn JobObserver>,
+        journal: Journal,
+        recovery: Recovery,
+    ) -> (Self, RecoveredCounts) {
+        let epoch = recovery.epoch + 1;
+        journal.append(&durable::booted_record(epoch));
+        let defaults = config.queue_defaults.clone();
+        let engine = Self::build(config, observer, Some(journal), epoch << EPOCH_SHIFT);
+        let mut counts = RecoveredCounts::default();
+        let now = Instant::now();
+        let mut queues = engine
+            .shared
+            .queues
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        for (name, recovered) in recovery.finish(&defaults, &mut counts) {
+            let (config, paused) = recovered
+                .settings
+                .unwrap_or_else(|| (defaults.clone(), false));
+            let slot = engine.new_slot(&name, config);
+            let bytes: u64 = recovered.jobs.iter().map(|j| j.job.size).sum();
+            engine.shared.memory.force_reserve(bytes);
+            slot.with(|q| {
+                for job in recovered.jobs {
+                    q.restore(now, job);
+                }
+                q.set_paused(paused);
+            });
+            queues.insert(name, slot);
+        }
+        drop(queues);
+        (engine, counts)
+    }
+
+    /// Whether every change is written to a journal.
+    pub fn is_durable(&self) -> bool {
+        self.shared.journal.is_some()
+    }
+
+    /// Waits until every change made so far is durable, when there is a
+    /// journal.
+    pub(super) async fn settle(&self) -> Result<(), EngineError> {
+        let Some(journal) = &self.shared.journal else {
+            return Ok(());
+        };
+        journal
+            .durable(journal.last_appended())
+            .await
+            .map_err(journal_failed)
+    }
+
+    /// Waits until every change made so far is written (not necessarily
+    /// synced), when there is a journal: a lease's attempt is on file
+    /// before the job reaches a worker.
+    pub(super) async fn leases_recorded(&self) -> Result<(), EngineError> {
+        let Some(journal) = &self.shared.journal else {
+            return Ok(());
+        };
+        journal
+            .written(journal.last_appended())
+            .await
+            .map_err(journal_failed)
     }
 
     fn read_queues(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<QueueName, Arc<Slot>>> {

@@ -10,7 +10,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::durable::{self, Clocks};
 use crate::engine::QueueObserver;
+use crate::engine::journal::Journal;
 use crate::queue::{Delivery, HolderId, Queue};
 
 /// How many waiting workers one change wakes at most; each woken worker that
@@ -36,6 +38,8 @@ pub(super) struct Slot {
     pub(super) observer: Arc<dyn QueueObserver>,
     /// Unary leases waiting for a job now.
     polling: AtomicUsize,
+    /// Where the queue's changes are written down, if anywhere.
+    journal: Option<Journal>,
 }
 
 /// Counts one long-poll while it lives (see [`Slot::long_poll`]).
@@ -60,10 +64,14 @@ struct SlotState {
 
 impl Slot {
     pub(super) fn new(
-        queue: Queue,
+        mut queue: Queue,
         closed: CancellationToken,
         observer: Arc<dyn QueueObserver>,
+        journal: Option<Journal>,
     ) -> Self {
+        if journal.is_some() {
+            queue.record_changes();
+        }
         Self {
             state: Mutex::new(SlotState {
                 queue,
@@ -76,7 +84,38 @@ impl Slot {
             closed,
             observer,
             polling: AtomicUsize::new(0),
+            journal,
         }
+    }
+
+    /// Writes the queue's job changes down, in the critical section that
+    /// made them.
+    fn write_changes(&self, queue: &mut Queue) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let changes = queue.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        let clocks = Clocks::now();
+        for change in changes {
+            journal.append(&durable::change_record(queue.name(), change, &clocks));
+        }
+    }
+
+    /// Writes the queue's settings down, as they are now.
+    pub(super) fn write_settings(&self) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let state = self.lock();
+        let queue = &state.queue;
+        journal.append(&durable::settings_record(
+            queue.name(),
+            queue.config(),
+            queue.is_paused(),
+        ));
     }
 
     /// Counts a long-poll until the returned guard is dropped.
@@ -97,6 +136,7 @@ impl Slot {
         let mut state = self.lock();
         let held = state.queue.len();
         let result = op(&mut state.queue);
+        self.write_changes(&mut state.queue);
         let readied = state.queue.take_readied();
         let released = self.released_holders(&mut state);
         let freed = state.queue.len() < held;
@@ -158,6 +198,7 @@ impl Slot {
     pub(super) fn advance(&self) -> Option<Instant> {
         let mut state = self.lock();
         state.queue.advance(Instant::now());
+        self.write_changes(&mut state.queue);
         let readied = state.queue.take_readied();
         let released = self.released_holders(&mut state);
         let next = state.queue.next_deadline();

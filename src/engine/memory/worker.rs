@@ -41,6 +41,11 @@ impl MemoryAttachment {
         }
     }
 
+    /// The engine it is attached to.
+    pub(super) fn engine(&self) -> &MemoryEngine {
+        &self.engine
+    }
+
     /// The queue.
     pub fn queue(&self) -> &QueueName {
         &self.queue

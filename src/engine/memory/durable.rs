@@ -1,0 +1,446 @@
+//! The in-memory engine's journal, when it has one: how its changes become
+//! records, and how records become queues again at start-up.
+//!
+//! Every change is written down in the critical section that makes it (the
+//! queue's lock), so the journal's order is the order of changes; the
+//! caller waits for durability after the lock is released.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+use crate::engine::journal::record::{
+    self, Booted, Change, DeadLettered, Enqueued, Entry, Id, JobRef, QueueRef, QueueSettings,
+    Record, Retried,
+};
+use crate::queue::{
+    Failure, Job, JobChange, JobId, QueueConfig, QueueName, RestoredJob, RestoredPlace, RetryPolicy,
+};
+
+/// One moment on both clocks, to turn the core's instants into wall-clock
+/// times and back.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Clocks {
+    instant: Instant,
+    wall: SystemTime,
+}
+
+impl Clocks {
+    pub(super) fn now() -> Self {
+        Self {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    fn wall_micros(&self, at: Instant) -> i64 {
+        let wall = if at >= self.instant {
+            self.wall + (at - self.instant)
+        } else {
+            self.wall - (self.instant - at)
+        };
+        micros(wall)
+    }
+
+    /// The instant of a wall-clock time: in the past for a time gone by.
+    fn instant_of(&self, micros: i64) -> Instant {
+        let wall = from_micros(micros);
+        match wall.duration_since(self.wall) {
+            Ok(ahead) => self.instant + ahead,
+            Err(behind) => self
+                .instant
+                .checked_sub(behind.duration())
+                .unwrap_or(self.instant),
+        }
+    }
+}
+
+fn micros(at: SystemTime) -> i64 {
+    match at.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+    }
+}
+
+fn from_micros(micros: i64) -> SystemTime {
+    let magnitude = Duration::from_micros(micros.unsigned_abs());
+    if micros >= 0 {
+        UNIX_EPOCH + magnitude
+    } else {
+        UNIX_EPOCH - magnitude
+    }
+}
+
+fn id_of(id: JobId) -> Id {
+    let bits = id.to_u128();
+    Id {
+        high: (bits >> 64) as u64,
+        low: bits as u64,
+    }
+}
+
+fn job_ref(queue: &QueueName, id: JobId) -> Option<JobRef> {
+    Some(JobRef {
+        queue: queue.to_string(),
+        id: Some(id_of(id)),
+    })
+}
+
+fn failure(failure: &Failure, clocks: &Clocks) -> Option<record::Failure> {
+    Some(record::Failure {
+        attempt: failure.attempt,
+        error: failure.error.clone(),
+        at_micros: clocks.wall_micros(failure.at),
+    })
+}
+
+fn record(change: Change) -> Record {
+    Record {
+        change: Some(change),
+    }
+}
+
+/// The record of one job change in `queue`.
+pub(super) fn change_record(queue: &QueueName, change: JobChange, clocks: &Clocks) -> Record {
+    record(match change {
+        JobChange::Stored { job, delay, key } => {
+            let enqueued_at_micros = micros(job.enqueued_at);
+            Change::Enqueued(Enqueued {
+                job: job_ref(queue, job.id),
+                payload: job.payload.clone(),
+                metadata: job
+                    .metadata
+                    .iter()
+                    .map(|(key, value)| Entry {
+                        key: key.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+                priority: job.priority,
+                max_attempts: job.max_attempts,
+                enqueued_at_micros,
+                due_micros: delay
+                    .filter(|d| !d.is_zero())
+                    .map_or(0, |d| micros(job.enqueued_at + d)),
+                idempotency_key: key.unwrap_or_default(),
+            })
+        }
+        JobChange::Leased { id, attempt } => Change::Leased(record::Leased {
+            job: job_ref(queue, id),
+            attempt,
+        }),
+        JobChange::Retried {
+            id,
+            failure: f,
+            due,
+        } => Change::Retried(Retried {
+            job: job_ref(queue, id),
+            failure: failure(&f, clocks),
+            due_micros: due.map_or(0, |at| clocks.wall_micros(at)),
+        }),
+        JobChange::DeadLettered { id, failure: f } => Change::DeadLettered(DeadLettered {
+            job: job_ref(queue, id),
+            failure: failure(&f, clocks),
+        }),
+        JobChange::Redriven { id } => Change::Redriven(JobRef {
+            queue: queue.to_string(),
+            id: Some(id_of(id)),
+        }),
+        JobChange::Removed { id } => Change::Removed(JobRef {
+            queue: queue.to_string(),
+            id: Some(id_of(id)),
+        }),
+    })
+}
+
+/// The record of a queue's settings.
+pub(super) fn settings_record(queue: &QueueName, config: &QueueConfig, paused: bool) -> Record {
+    let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    record(Change::QueueSettings(QueueSettings {
+        queue: queue.to_string(),
+        capacity: config.capacity as u64,
+        lease_micros: us(config.lease_duration),
+        max_attempts: config.max_attempts,
+        backoff_base_micros: us(config.retry.base),
+        backoff_cap_micros: us(config.retry.cap),
+        backoff_jitter: config.retry.jitter,
+        paused,
+    }))
+}
+
+/// The record of a queue's deletion.
+pub(super) fn deleted_record(queue: &QueueName) -> Record {
+    record(Change::QueueDeleted(QueueRef {
+        queue: queue.to_string(),
+    }))
+}
+
+/// The record of a start.
+pub(super) fn booted_record(epoch: u64) -> Record {
+    record(Change::Booted(Booted { epoch }))
+}
+
+/// Where a job was when the journal ended.
+#[derive(Clone, Debug)]
+enum Place {
+    Ready,
+    Due(i64),
+    Leased,
+    Dead,
+}
+
+#[derive(Clone, Debug)]
+struct Recovering {
+    job: Job,
+    attempts: u32,
+    failures: Vec<record::Failure>,
+    place: Place,
+    key: Option<String>,
+}
+
+/// A queue as the journal left it.
+#[derive(Debug, Default)]
+pub(super) struct RecoveredQueue {
+    /// Its settings, if it had any recorded.
+    pub(super) settings: Option<(QueueConfig, bool)>,
+    /// Its jobs, in id order.
+    pub(super) jobs: Vec<RestoredJob>,
+}
+
+/// What a journal held, queue by queue.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    queues: BTreeMap<String, (Option<QueueSettings>, BTreeMap<JobId, Recovering>)>,
+    /// The last run's epoch.
+    pub(super) epoch: u64,
+}
+
+/// Counts of what was recovered, for the start-up log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveredCounts {
+    /// Queues.
+    pub queues: usize,
+    /// Jobs ready (including those due while the server was down, and
+    /// those that were leased when it stopped).
+    pub ready: usize,
+    /// Jobs waiting for a later time.
+    pub scheduled: usize,
+    /// Jobs that were leased when the server stopped.
+    pub were_leased: usize,
+    /// Dead-lettered jobs.
+    pub dead: usize,
+}
+
+impl Recovery {
+    /// Applies one record read back from the journal.
+    pub fn apply(&mut self, record: Record) {
+        let Some(change) = record.change else {
+            return;
+        };
+        match change {
+            Change::Booted(booted) => self.epoch = self.epoch.max(booted.epoch),
+            Change::QueueSettings(settings) => {
+                let queue = settings.queue.clone();
+                self.queues.entry(queue).or_default().0 = Some(settings);
+            }
+            Change::QueueDeleted(queue) => {
+                self.queues.remove(&queue.queue);
+            }
+            Change::Enqueued(enqueued) => self.enqueued(enqueued),
+            Change::Leased(leased) => self.with_job(leased.job.as_ref(), |job| {
+                job.attempts = leased.attempt;
+                job.place = Place::Leased;
+            }),
+            Change::Retried(retried) => self.with_job(retried.job.as_ref(), |job| {
+                job.failures.extend(retried.failure.clone());
+                job.place = match retried.due_micros {
+                    0 => Place::Ready,
+                    due => Place::Due(due),
+                };
+            }),
+            Change::DeadLettered(dead) => self.with_job(dead.job.as_ref(), |job| {
+                job.failures.extend(dead.failure.clone());
+                job.place = Place::Dead;
+            }),
+            Change::Redriven(job) => self.with_job(Some(&job), |job| {
+                job.attempts = 0;
+                job.place = Place::Ready;
+            }),
+            Change::Removed(job) => {
+                if let (Some(queue), Some(id)) = (self.queues.get_mut(&job.queue), job.id) {
+                    queue.1.remove(&job_id(id));
+                }
+            }
+        }
+    }
+
+    fn enqueued(&mut self, enqueued: Enqueued) {
+        let Some(job_ref) = enqueued.job else {
+            return;
+        };
+        let Some(id) = job_ref.id.map(job_id) else {
+            return;
+        };
+        let metadata: Box<[(String, String)]> = enqueued
+            .metadata
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect();
+        let size = (enqueued.payload.len()
+            + metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()) as u64;
+        let job = Job {
+            id,
+            payload: enqueued.payload,
+            metadata,
+            priority: enqueued.priority,
+            max_attempts: enqueued.max_attempts,
+            enqueued_at: from_micros(enqueued.enqueued_at_micros),
+            size,
+        };
+        let place = match enqueued.due_micros {
+            0 => Place::Ready,
+            due => Place::Due(due),
+        };
+        let key = (!enqueued.idempotency_key.is_empty()).then_some(enqueued.idempotency_key);
+        self.queues.entry(job_ref.queue).or_default().1.insert(
+            id,
+            Recovering {
+                job,
+                attempts: 0,
+                failures: Vec::new(),
+                place,
+                key,
+            },
+        );
+    }
+
+    fn with_job(&mut self, job: Option<&JobRef>, change: impl FnOnce(&mut Recovering)) {
+        let Some(job) = job else {
+            return;
+        };
+        let Some(id) = job.id.map(job_id) else {
+            return;
+        };
+        if let Some(found) = self
+            .queues
+            .get_mut(&job.queue)
+            .and_then(|(_, jobs)| jobs.get_mut(&id))
+        {
+            change(found);
+        }
+    }
+
+    /// The queues to rebuild, with their jobs where they belong now: due
+    /// times that passed while the server was down are ready at once; a job
+    /// that was leased has used that attempt, and is dead if it was its
+    /// last. `defaults` fills settings no record gave; `window` is how long
+    /// idempotency keys live.
+    pub(super) fn finish(
+        self,
+        defaults: &QueueConfig,
+        counts: &mut RecoveredCounts,
+    ) -> HashMap<QueueName, RecoveredQueue> {
+        let clocks = Clocks::now();
+        let mut out = HashMap::new();
+        for (name, (settings, jobs)) in self.queues {
+            let Ok(queue) = QueueName::new(&name) else {
+                continue;
+            };
+            counts.queues += 1;
+            let settings = settings.map(|s| (config_of(&s, defaults), s.paused));
+            let mut restored = Vec::with_capacity(jobs.len());
+            for (_, job) in jobs {
+                restored.push(restore(job, &clocks, defaults.idempotency_window, counts));
+            }
+            out.insert(
+                queue,
+                RecoveredQueue {
+                    settings,
+                    jobs: restored,
+                },
+            );
+        }
+        out
+    }
+}
+
+fn restore(
+    mut job: Recovering,
+    clocks: &Clocks,
+    window: Duration,
+    counts: &mut RecoveredCounts,
+) -> RestoredJob {
+    let mut failures: Vec<Failure> = job
+        .failures
+        .iter()
+        .map(|f| Failure {
+            attempt: f.attempt,
+            error: f.error.clone(),
+            at: clocks.instant_of(f.at_micros),
+        })
+        .collect();
+    let place = match job.place {
+        Place::Ready => RestoredPlace::Ready,
+        Place::Due(due) => RestoredPlace::Scheduled(clocks.instant_of(due)),
+        Place::Dead => RestoredPlace::Dead,
+        Place::Leased => {
+            counts.were_leased += 1;
+            failures.push(Failure {
+                attempt: job.attempts,
+                error: format!(
+                    "the server stopped while attempt {} was leased",
+                    job.attempts
+                ),
+                at: clocks.instant,
+            });
+            if job.attempts >= job.job.max_attempts {
+                RestoredPlace::Dead
+            } else {
+                RestoredPlace::Ready
+            }
+        }
+    };
+    match place {
+        RestoredPlace::Ready => counts.ready += 1,
+        RestoredPlace::Scheduled(at) if at <= clocks.instant => counts.ready += 1,
+        RestoredPlace::Scheduled(_) => counts.scheduled += 1,
+        RestoredPlace::Dead => counts.dead += 1,
+    }
+    // A key made longer ago than the window is forgotten, as it would
+    // have been without the restart.
+    let stored = clocks.instant_of(micros(job.job.enqueued_at));
+    let key = job
+        .key
+        .take()
+        .filter(|_| clocks.instant.saturating_duration_since(stored) < window)
+        .map(|key| (key, stored));
+    RestoredJob {
+        job: job.job,
+        attempts: job.attempts,
+        failures,
+        place,
+        key,
+    }
+}
+
+fn job_id(id: Id) -> JobId {
+    JobId::from_u128((u128::from(id.high) << 64) | u128::from(id.low))
+}
+
+fn config_of(s: &QueueSettings, defaults: &QueueConfig) -> QueueConfig {
+    QueueConfig {
+        capacity: usize::try_from(s.capacity).unwrap_or(usize::MAX),
+        lease_duration: Duration::from_micros(s.lease_micros),
+        max_attempts: s.max_attempts,
+        retry: RetryPolicy {
+            base: Duration::from_micros(s.backoff_base_micros),
+            cap: Duration::from_micros(s.backoff_cap_micros),
+            jitter: s.backoff_jitter,
+        },
+        ..defaults.clone()
+    }
+}

@@ -1,0 +1,480 @@
+//! The journal with real processes: a server on a data dir is killed with
+//! SIGKILL at moments a seeded generator picks, several times, while
+//! producers (unary and over the client's producer stream) and a worker
+//! run against it, and is started again on the same dir. A client-side
+//! history checks what the journal promises:
+//! - lost = 0: every enqueue answered OK is acked in the end (or its ack's
+//!   answer was cut off by a kill);
+//! - no job whose ack was answered OK is delivered again;
+//! - a job's attempt numbers only go up, and never by more than one per
+//!   delivery the server made (deliveries cut off by a kill included);
+//! - the queue drains to empty.
+//!
+//! `JOBQ_CRASH_JOBS` sets the jobs (default 20 000), `JOBQ_CRASH_KILLS` the
+//! kills (default 5); `JOBQ_CRASH_JOBS=1000000 cargo test --release --test
+//! it durable -- --nocapture` runs it at a million.
+
+use std::collections::{HashMap, HashSet};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jobq::grpc::pb;
+use jobq::grpc::pb::job_queue_client::JobQueueClient;
+use jobq_client::Client;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+use crate::common::PATIENCE;
+use crate::common::certs::temp_dir;
+
+const QUEUE: &str = "crash";
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Starts `jobq --data-dir dir` on a free port; returns it and its address.
+async fn start(dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jobq"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--log-format", "json"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("jobq starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await.expect("log line") {
+            let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+            if json["fields"]["message"] == "jobq serving" {
+                return json["fields"]["addr"].as_str().expect("addr").to_string();
+            }
+        }
+        panic!("jobq exited before serving");
+    })
+    .await
+    .expect("jobq serves in time");
+    // Keep reading, so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, format!("http://{addr}"))
+}
+
+/// What the clients saw.
+#[derive(Default)]
+struct History {
+    /// Enqueues answered OK.
+    enqueued: HashSet<String>,
+    /// Acks answered OK.
+    acked: HashSet<String>,
+    /// Acks whose answer a kill cut off: done or not.
+    ack_unknown: HashSet<String>,
+    /// The last attempt each job was delivered with.
+    attempts: HashMap<String, u32>,
+    violations: Vec<String>,
+}
+
+impl History {
+    fn delivered(&mut self, id: &str, attempt: u32, kills: usize) {
+        if self.acked.contains(id) {
+            self.violations.push(format!(
+                "{id} delivered (attempt {attempt}) after its ack was answered OK"
+            ));
+        }
+        let last = self.attempts.get(id).copied().unwrap_or(0);
+        // Each kill can cost one delivery the worker never saw.
+        if attempt <= last || attempt > last + 1 + kills as u32 {
+            self.violations.push(format!(
+                "{id} delivered with attempt {attempt} after attempt {last}, {kills} kills so far"
+            ));
+        }
+        self.attempts.insert(id.to_string(), attempt);
+    }
+}
+
+async fn produce_unary(
+    mut client: JobQueueClient<Channel>,
+    history: Arc<Mutex<History>>,
+    left: Arc<AtomicUsize>,
+) {
+    while take_one(&left) {
+        let request = pb::EnqueueRequest {
+            queue: QUEUE.into(),
+            job: Some(pb::NewJob {
+                payload: bytes::Bytes::from_static(b"unary"),
+                ..pb::NewJob::default()
+            }),
+            wait_for_room: false,
+        };
+        match client.enqueue(request).await {
+            Ok(answer) => {
+                lock(&history).enqueued.insert(answer.into_inner().job_id);
+            }
+            // The server was killed: whether it stored the job is unknown,
+            // and either way is right.
+            Err(_) => return,
+        }
+    }
+}
+
+async fn produce_stream(client: Client, history: Arc<Mutex<History>>, left: Arc<AtomicUsize>) {
+    while take_one(&left) {
+        match client.enqueue(QUEUE, "stream").send().await {
+            Ok(id) => {
+                lock(&history).enqueued.insert(id);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+fn take_one(left: &AtomicUsize) -> bool {
+    left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+/// Leases and acks until the server goes away, or (when `until_empty`)
+/// until nothing is left to lease.
+async fn work(
+    mut client: JobQueueClient<Channel>,
+    history: Arc<Mutex<History>>,
+    kills: usize,
+    until_empty: bool,
+) {
+    loop {
+        let leased = client
+            .lease(pb::LeaseRequest {
+                queue: QUEUE.into(),
+                max_jobs: 32,
+                lease_duration: Some(Duration::from_secs(60).try_into().expect("duration")),
+                wait_time: Some(Duration::from_millis(500).try_into().expect("duration")),
+            })
+            .await;
+        let Ok(leased) = leased else { return };
+        let leases = leased.into_inner().leases;
+        if leases.is_empty() {
+            if until_empty {
+                return;
+            }
+            continue;
+        }
+        let mut ids = Vec::new();
+        {
+            let mut history = lock(&history);
+            for lease in &leases {
+                let id = lease.job.as_ref().expect("job").id.clone();
+                history.delivered(&id, lease.attempt, kills);
+                ids.push(id);
+            }
+        }
+        let tokens = leases.iter().map(|l| l.lease_token.clone()).collect();
+        let acked = client
+            .ack(pb::AckRequest {
+                queue: QUEUE.into(),
+                lease_tokens: tokens,
+            })
+            .await;
+        let mut history = lock(&history);
+        match acked {
+            Ok(_) => history.acked.extend(ids),
+            Err(_) => {
+                history.ack_unknown.extend(ids);
+                return;
+            }
+        }
+    }
+}
+
+fn lock(history: &Mutex<History>) -> std::sync::MutexGuard<'_, History> {
+    history.lock().expect("history")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_no_acknowledged_job() {
+    let jobs = env_number("JOBQ_CRASH_JOBS", 20_000);
+    let kills = env_number("JOBQ_CRASH_KILLS", 5);
+    let dir = temp_dir("crash");
+    let history = Arc::new(Mutex::new(History::default()));
+    let left = Arc::new(AtomicUsize::new(jobs));
+    let mut rng = SmallRng::seed_from_u64(20261201);
+
+    for round in 0..=kills {
+        let (mut server, addr) = start(&dir).await;
+        let channel = tonic::transport::Endpoint::from_shared(addr.clone())
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connects");
+        if round == kills {
+            // The last run: nothing more is produced; drain everything.
+            work(
+                JobQueueClient::new(channel.clone()),
+                Arc::clone(&history),
+                kills,
+                true,
+            )
+            .await;
+            let queue = pb::admin_client::AdminClient::new(channel)
+                .get_queue(pb::GetQueueRequest {
+                    queue: QUEUE.into(),
+                })
+                .await
+                .expect("the queue")
+                .into_inner()
+                .queue
+                .expect("queue info");
+            let counts = queue.counts.expect("counts");
+            assert_eq!(
+                (counts.ready, counts.scheduled, counts.leased, counts.dead),
+                (0, 0, 0, 0),
+                "the queue drains to empty"
+            );
+            server.start_kill().expect("stop");
+            let _ = server.wait().await;
+            break;
+        }
+        let client = Client::connect_within(addr.clone(), PATIENCE)
+            .await
+            .expect("client");
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            tasks.spawn(produce_unary(
+                JobQueueClient::new(channel.clone()),
+                Arc::clone(&history),
+                Arc::clone(&left),
+            ));
+            tasks.spawn(produce_stream(
+                client.clone(),
+                Arc::clone(&history),
+                Arc::clone(&left),
+            ));
+        }
+        tasks.spawn(work(
+            JobQueueClient::new(channel.clone()),
+            Arc::clone(&history),
+            round,
+            false,
+        ));
+        // Run for a while, then SIGKILL: whatever is in flight is cut.
+        let run = Duration::from_millis(rng.random_range(300..1500));
+        tokio::time::sleep(run).await;
+        server.start_kill().expect("SIGKILL");
+        let _ = server.wait().await;
+        while tasks.join_next().await.is_some() {}
+    }
+
+    let history = lock(&history);
+    assert!(
+        history.violations.is_empty(),
+        "{:#?}",
+        &history.violations[..history.violations.len().min(20)]
+    );
+    let lost: Vec<&String> = history
+        .enqueued
+        .iter()
+        .filter(|id| !history.acked.contains(*id) && !history.ack_unknown.contains(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged enqueues never acked, e.g. {:?}",
+        lost.len(),
+        history.enqueued.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(
+        history.enqueued.len() > jobs / 10,
+        "the runs enqueued something"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "{} enqueued, {} acked, {} acks cut off, {} kills",
+        history.enqueued.len(),
+        history.acked.len(),
+        history.ack_unknown.len(),
+        kills
+    );
+}
+
+#[tokio::test]
+async fn a_restart_brings_every_job_and_setting_back_and_old_tokens_ack_nothing() {
+    let dir = temp_dir("restart");
+    let (mut server, addr) = start(&dir).await;
+    let channel = tonic::transport::Endpoint::from_shared(addr)
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects");
+    let mut jobs = JobQueueClient::new(channel.clone());
+    let mut admin = pb::admin_client::AdminClient::new(channel);
+    let enqueue = |payload: &'static str, key: &str, delay: Option<u64>| pb::EnqueueRequest {
+        queue: QUEUE.into(),
+        job: Some(pb::NewJob {
+            payload: bytes::Bytes::from_static(payload.as_bytes()),
+            idempotency_key: key.into(),
+            schedule: delay.map(|s| {
+                pb::new_job::Schedule::Delay(Duration::from_secs(s).try_into().expect("delay"))
+            }),
+            max_attempts: 3,
+            ..pb::NewJob::default()
+        }),
+        wait_for_room: false,
+    };
+    let keyed = jobs
+        .enqueue(enqueue("keyed", "order-7", None))
+        .await
+        .expect("enqueue")
+        .into_inner()
+        .job_id;
+    jobs.enqueue(enqueue("later", "", Some(3600)))
+        .await
+        .expect("enqueue");
+    jobs.enqueue(enqueue("doomed", "", None))
+        .await
+        .expect("enqueue");
+    admin
+        .update_queue(pb::UpdateQueueRequest {
+            queue: QUEUE.into(),
+            capacity: Some(500),
+            ..pb::UpdateQueueRequest::default()
+        })
+        .await
+        .expect("settings");
+    // Lease both ready jobs; dead-letter "doomed" with a reason, keep the
+    // lease on "keyed" across the restart.
+    let leases = jobs
+        .lease(pb::LeaseRequest {
+            queue: QUEUE.into(),
+            max_jobs: 10,
+            ..pb::LeaseRequest::default()
+        })
+        .await
+        .expect("lease")
+        .into_inner()
+        .leases;
+    assert_eq!(leases.len(), 2);
+    let (kept, doomed): (Vec<_>, Vec<_>) = leases
+        .into_iter()
+        .partition(|l| l.job.as_ref().expect("job").id == keyed);
+    jobs.nack(pb::NackRequest {
+        queue: QUEUE.into(),
+        lease_token: doomed[0].lease_token.clone(),
+        dead_letter: true,
+        reason: "bad address".into(),
+        ..pb::NackRequest::default()
+    })
+    .await
+    .expect("nack");
+    admin
+        .pause_queue(pb::PauseQueueRequest {
+            queue: QUEUE.into(),
+        })
+        .await
+        .expect("pause");
+
+    server.start_kill().expect("SIGKILL");
+    let _ = server.wait().await;
+    let (_server, addr) = start(&dir).await;
+    let channel = tonic::transport::Endpoint::from_shared(addr)
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects");
+    let mut jobs = JobQueueClient::new(channel.clone());
+    let mut admin = pb::admin_client::AdminClient::new(channel);
+
+    let info = admin
+        .get_queue(pb::GetQueueRequest {
+            queue: QUEUE.into(),
+        })
+        .await
+        .expect("the queue came back")
+        .into_inner()
+        .queue
+        .expect("info");
+    assert!(info.paused, "paused before, paused after");
+    assert_eq!(info.settings.expect("settings").capacity, 500);
+    let counts = info.counts.expect("counts");
+    assert_eq!(
+        (counts.ready, counts.scheduled, counts.leased, counts.dead),
+        (1, 1, 0, 1),
+        "the leased job is ready again; the delayed one waits; the dead one is dead"
+    );
+    let dead = admin
+        .get_job(pb::GetJobRequest {
+            queue: QUEUE.into(),
+            job_id: doomed[0].job.as_ref().expect("job").id.clone(),
+        })
+        .await
+        .expect("dead job")
+        .into_inner()
+        .job
+        .expect("job");
+    assert_eq!(dead.last_error, "bad address");
+    assert_eq!(dead.failures.len(), 1);
+
+    // The token from before the restart acks nothing.
+    let stale = jobs
+        .ack(pb::AckRequest {
+            queue: QUEUE.into(),
+            lease_tokens: vec![kept[0].lease_token.clone()],
+        })
+        .await
+        .expect_err("a token of the last run");
+    assert_eq!(stale.code(), tonic::Code::NotFound);
+    // The idempotency key still dedupes.
+    let again = jobs
+        .enqueue(enqueue("keyed", "order-7", None))
+        .await
+        .expect("enqueue")
+        .into_inner();
+    assert!(again.duplicate);
+    assert_eq!(again.job_id, keyed);
+    // Leased when the server stopped: that delivery counted.
+    admin
+        .resume_queue(pb::ResumeQueueRequest {
+            queue: QUEUE.into(),
+        })
+        .await
+        .expect("resume");
+    let redelivered = jobs
+        .lease(pb::LeaseRequest {
+            queue: QUEUE.into(),
+            max_jobs: 10,
+            ..pb::LeaseRequest::default()
+        })
+        .await
+        .expect("lease")
+        .into_inner()
+        .leases;
+    assert_eq!(redelivered.len(), 1);
+    assert_eq!(redelivered[0].attempt, 2);
+    assert_ne!(redelivered[0].lease_token, kept[0].lease_token);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_data_dir_in_use_is_refused_at_start() {
+    let dir = temp_dir("in-use");
+    let (_first, _) = start(&dir).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_jobq"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .await
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("in use by another jobq"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
