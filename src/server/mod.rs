@@ -53,9 +53,12 @@ pub const ADMIN_SERVICE_NAME: &str = "jobq.v1.Admin";
 /// 3. the listener closes and in-flight RPCs (acks, nacks) get up to
 ///    `shutdown_grace` to finish; what is still running then is cut off.
 ///
-/// Jobs live only in this process's memory: whatever is still queued or
-/// leased at exit is lost; the count is logged, and is in the gauge
-/// `jobq_shutdown_jobs_in_memory` from the start of shutdown.
+/// Without `config.data_dir`, jobs live only in this process's memory:
+/// whatever is still queued or leased at exit is lost; the count is logged,
+/// and is in the gauge `jobq_shutdown_jobs_in_memory` from the start of
+/// shutdown. With it, the journal there is read back first (nothing is
+/// served before), every change is written to it, and it is synced and
+/// closed at exit; a journal that fails stops the server with an error.
 pub async fn run(
     config: Config,
     listeners: Listeners,
