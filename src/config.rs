@@ -209,6 +209,11 @@ pub struct Config {
     /// refuses to start; `truncate` drops it and everything after it.
     #[arg(long, env = "JOBQ_JOURNAL_RECOVERY", value_enum, default_value_t = JournalRecovery::Strict)]
     pub journal_recovery: JournalRecovery,
+
+    /// With --data-dir, the size at which a journal segment is closed and
+    /// the next begun (compaction deletes whole segments). 64 KiB to 1 GiB.
+    #[arg(long, env = "JOBQ_JOURNAL_SEGMENT_BYTES", default_value_t = 64 << 20)]
+    pub journal_segment_bytes: u64,
 }
 
 /// What `--journal-recovery` accepts.
@@ -381,6 +386,15 @@ impl Config {
                 format!(
                     "{} is more than --memory-budget-bytes ({})",
                     self.max_payload_bytes, self.memory_budget_bytes
+                ),
+            );
+        }
+        if !(64 << 10..=1 << 30).contains(&self.journal_segment_bytes) {
+            return fail(
+                "journal-segment-bytes",
+                format!(
+                    "{} must be from 65536 (64 KiB) to 1073741824 (1 GiB)",
+                    self.journal_segment_bytes
                 ),
             );
         }

@@ -35,14 +35,14 @@ pub(super) async fn open(
     let path = dir.to_path_buf();
     let (recovery, replayed) = tokio::task::spawn_blocking(move || {
         let mut recovery = Recovery::default();
-        let replayed = journal::replay(&path, mode, |_, record| recovery.apply(record))?;
+        let replayed = journal::replay(&path, mode, |seq, record| recovery.apply(seq, record))?;
         Ok::<_, journal::JournalError>((recovery, replayed))
     })
     .await
     .context("the journal replay stopped")??;
     let options = JournalOptions {
         fsync: config.fsync,
-        ..JournalOptions::default()
+        segment_bytes: config.journal_segment_bytes,
     };
     let journal = Journal::open(dir, replayed.next_seq, options)?;
     let (engine, counts) = MemoryEngine::durable(

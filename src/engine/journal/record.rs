@@ -13,7 +13,7 @@
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Record {
     /// The change; `None` only in a record from a newer jobq.
-    #[prost(oneof = "Change", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "Change", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub change: Option<Change>,
 }
 
@@ -50,6 +50,30 @@ pub enum Change {
     /// `epoch`, so none from an earlier run matches.
     #[prost(message, tag = "9")]
     Booted(Booted),
+    /// A job as it is now, copied forward so the segment that first
+    /// recorded it can be deleted: replaces whatever came before.
+    #[prost(message, tag = "10")]
+    Snapshot(Snapshot),
+}
+
+/// A job's whole state.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Snapshot {
+    /// The job as stored, with the due time it has now (0 if none).
+    #[prost(message, optional, tag = "1")]
+    pub job: Option<Enqueued>,
+    /// Deliveries so far.
+    #[prost(uint32, tag = "2")]
+    pub attempts: u32,
+    /// Its failed attempts, oldest first.
+    #[prost(message, repeated, tag = "3")]
+    pub failures: Vec<Failure>,
+    /// Held by a worker when copied.
+    #[prost(bool, tag = "4")]
+    pub leased: bool,
+    /// In the dead-letter set.
+    #[prost(bool, tag = "5")]
+    pub dead: bool,
 }
 
 /// A server's start.

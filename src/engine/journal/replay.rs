@@ -224,7 +224,7 @@ fn truncate(path: &Path, at: u64) -> Result<(), JournalError> {
 }
 
 /// The segment files of `dir`, in sequence order.
-fn segments(dir: &Path) -> Result<Vec<(PathBuf, u64)>, JournalError> {
+pub(super) fn segments(dir: &Path) -> Result<Vec<(PathBuf, u64)>, JournalError> {
     let entries = std::fs::read_dir(dir).map_err(|e| JournalError::io("listing", dir, e))?;
     let mut found = Vec::new();
     for entry in entries {

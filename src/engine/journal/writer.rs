@@ -68,9 +68,22 @@ pub struct Progress {
     pub writes: u64,
     /// `fdatasync` calls made.
     pub syncs: u64,
+    /// Segments begun since the journal was opened (the first included).
+    pub segments_begun: u64,
     /// Why the writer stopped, if a write or sync failed: nothing after it
     /// is durable, and nothing will be.
     pub failed: Option<Arc<str>>,
+}
+
+/// One segment file on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentFile {
+    /// The sequence number of its first record.
+    pub first: u64,
+    /// Its path.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// The journal's writing end. Cheap to clone.
@@ -87,6 +100,8 @@ struct Shared {
     more: Condvar,
     progress: watch::Sender<Progress>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    dir: PathBuf,
+    segment_bytes: u64,
     /// Held by a test to keep the writer from writing.
     #[cfg(test)]
     paused: Mutex<()>,
@@ -118,9 +133,12 @@ impl Journal {
             progress: watch::Sender::new(Progress {
                 written: next_seq.saturating_sub(1),
                 durable: next_seq.saturating_sub(1),
+                segments_begun: 1,
                 ..Progress::default()
             }),
             writer: Mutex::new(None),
+            dir: dir.to_path_buf(),
+            segment_bytes: options.segment_bytes,
             #[cfg(test)]
             paused: Mutex::new(()),
         });
@@ -182,6 +200,52 @@ impl Journal {
             // The journal is gone, so it cannot fail any more.
             None => std::future::pending().await,
         }
+    }
+
+    /// Completes when the writer begins a segment after the `seen`th.
+    pub async fn segment_begun(&self, seen: u64) -> Result<u64, JournalError> {
+        let mut progress = self.shared.progress.subscribe();
+        let begun = progress
+            .wait_for(|p| p.failed.is_some() || p.segments_begun > seen)
+            .await
+            .map_err(|_| JournalError::Stopped)?
+            .segments_begun;
+        Ok(begun)
+    }
+
+    /// The size at which a segment is closed.
+    pub fn segment_bytes(&self) -> u64 {
+        self.shared.segment_bytes
+    }
+
+    /// The segment files on disk, oldest first: each one's first sequence
+    /// number, path and size. The last is the one being written. Reads the
+    /// directory: call it where blocking is allowed.
+    pub fn segments(&self) -> Result<Vec<SegmentFile>, JournalError> {
+        let mut segments = Vec::new();
+        for (path, first) in super::replay::segments(&self.shared.dir)? {
+            let bytes = std::fs::metadata(&path)
+                .map_err(|e| JournalError::io("reading a segment's size", &path, e))?
+                .len();
+            segments.push(SegmentFile { first, path, bytes });
+        }
+        Ok(segments)
+    }
+
+    /// Deletes an old segment whose every live job has been copied forward,
+    /// and syncs the directory. Refuses the segment being written. Blocking.
+    pub fn remove_segment(&self, segment: &SegmentFile) -> Result<(), JournalError> {
+        let newest = self.segments()?.last().map(|s| s.first);
+        if newest.is_none_or(|newest| segment.first >= newest) {
+            return Err(JournalError::io(
+                "removing the segment being written",
+                &segment.path,
+                std::io::Error::other("only older segments can be removed"),
+            ));
+        }
+        std::fs::remove_file(&segment.path)
+            .map_err(|e| JournalError::io("removing a compacted segment", &segment.path, e))?;
+        sync_dir(&self.shared.dir)
     }
 
     /// The sequence number of the last record appended (0 before any).
@@ -374,6 +438,7 @@ impl Writer {
             // newest segment can ever hold an unsynced tail.
             self.sync()?;
             self.segment = Segment::create(&self.dir, first)?;
+            self.shared.progress.send_modify(|p| p.segments_begun += 1);
         }
         self.segment
             .file

@@ -12,10 +12,11 @@ use tokio::time::Instant;
 
 use crate::engine::journal::record::{
     self, Booted, Change, DeadLettered, Enqueued, Entry, Id, JobRef, QueueRef, QueueSettings,
-    Record, Retried,
+    Record, Retried, Snapshot,
 };
 use crate::queue::{
-    Failure, Job, JobChange, JobId, QueueConfig, QueueName, RestoredJob, RestoredPlace, RetryPolicy,
+    Failure, Job, JobChange, JobId, JobSnapshot, QueueConfig, QueueName, RestoredJob,
+    RestoredPlace, RetryPolicy, SnapshotPlace,
 };
 
 /// One moment on both clocks, to turn the core's instants into wall-clock
@@ -105,26 +106,10 @@ fn record(change: Change) -> Record {
 pub(super) fn change_record(queue: &QueueName, change: JobChange, clocks: &Clocks) -> Record {
     record(match change {
         JobChange::Stored { job, delay, key } => {
-            let enqueued_at_micros = micros(job.enqueued_at);
-            Change::Enqueued(Enqueued {
-                job: job_ref(queue, job.id),
-                payload: job.payload.clone(),
-                metadata: job
-                    .metadata
-                    .iter()
-                    .map(|(key, value)| Entry {
-                        key: key.clone(),
-                        value: value.clone(),
-                    })
-                    .collect(),
-                priority: job.priority,
-                max_attempts: job.max_attempts,
-                enqueued_at_micros,
-                due_micros: delay
-                    .filter(|d| !d.is_zero())
-                    .map_or(0, |d| micros(job.enqueued_at + d)),
-                idempotency_key: key.unwrap_or_default(),
-            })
+            let due = delay
+                .filter(|d| !d.is_zero())
+                .map_or(0, |d| micros(job.enqueued_at + d));
+            Change::Enqueued(enqueued_of(queue, &job, due, key.unwrap_or_default()))
         }
         JobChange::Leased { id, attempt } => Change::Leased(record::Leased {
             job: job_ref(queue, id),
@@ -152,6 +137,52 @@ pub(super) fn change_record(queue: &QueueName, change: JobChange, clocks: &Clock
             id: Some(id_of(id)),
         }),
     })
+}
+
+/// A job as stored, with a due time (0 for none).
+fn enqueued_of(queue: &QueueName, job: &Job, due_micros: i64, key: String) -> Enqueued {
+    Enqueued {
+        job: job_ref(queue, job.id),
+        payload: job.payload.clone(),
+        metadata: job
+            .metadata
+            .iter()
+            .map(|(key, value)| Entry {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        priority: job.priority,
+        max_attempts: job.max_attempts,
+        enqueued_at_micros: micros(job.enqueued_at),
+        due_micros,
+        idempotency_key: key,
+    }
+}
+
+/// The record that copies a job forward, as it is now. (Its idempotency
+/// key is not copied: a key lives minutes, a segment is compacted when
+/// it is old.)
+pub(super) fn snapshot_record(
+    queue: &QueueName,
+    snapshot: &JobSnapshot,
+    clocks: &Clocks,
+) -> Record {
+    let due = match snapshot.place {
+        SnapshotPlace::Scheduled(at) => clocks.wall_micros(at),
+        SnapshotPlace::Ready | SnapshotPlace::Leased | SnapshotPlace::Dead => 0,
+    };
+    record(Change::Snapshot(Snapshot {
+        job: Some(enqueued_of(queue, &snapshot.job, due, String::new())),
+        attempts: snapshot.attempts,
+        failures: snapshot
+            .failures
+            .iter()
+            .filter_map(|f| failure(f, clocks))
+            .collect(),
+        leased: snapshot.place == SnapshotPlace::Leased,
+        dead: snapshot.place == SnapshotPlace::Dead,
+    }))
 }
 
 /// The record of a queue's settings.
@@ -192,6 +223,8 @@ enum Place {
 
 #[derive(Clone, Debug)]
 struct Recovering {
+    /// The record its state starts from (its enqueue or latest copy).
+    base: u64,
     job: Job,
     attempts: u32,
     failures: Vec<record::Failure>,
@@ -204,8 +237,9 @@ struct Recovering {
 pub(super) struct RecoveredQueue {
     /// Its settings, if it had any recorded.
     pub(super) settings: Option<(QueueConfig, bool)>,
-    /// Its jobs, in id order.
-    pub(super) jobs: Vec<RestoredJob>,
+    /// Its jobs, in id order, each with the sequence number of the record
+    /// its state starts from.
+    pub(super) jobs: Vec<(u64, RestoredJob)>,
 }
 
 /// What a journal held, queue by queue.
@@ -233,8 +267,8 @@ pub struct RecoveredCounts {
 }
 
 impl Recovery {
-    /// Applies one record read back from the journal.
-    pub fn apply(&mut self, record: Record) {
+    /// Applies record `seq`, read back from the journal.
+    pub fn apply(&mut self, seq: u64, record: Record) {
         let Some(change) = record.change else {
             return;
         };
@@ -247,7 +281,8 @@ impl Recovery {
             Change::QueueDeleted(queue) => {
                 self.queues.remove(&queue.queue);
             }
-            Change::Enqueued(enqueued) => self.enqueued(enqueued),
+            Change::Enqueued(enqueued) => self.enqueued(seq, enqueued),
+            Change::Snapshot(snapshot) => self.snapshot(seq, snapshot),
             Change::Leased(leased) => self.with_job(leased.job.as_ref(), |job| {
                 job.attempts = leased.attempt;
                 job.place = Place::Leased;
@@ -275,47 +310,25 @@ impl Recovery {
         }
     }
 
-    fn enqueued(&mut self, enqueued: Enqueued) {
-        let Some(job_ref) = enqueued.job else {
+    fn enqueued(&mut self, seq: u64, enqueued: Enqueued) {
+        if let Some((queue, id, job)) = recovering(seq, enqueued) {
+            self.queues.entry(queue).or_default().1.insert(id, job);
+        }
+    }
+
+    /// A job copied forward: its whole state, replacing what came before.
+    fn snapshot(&mut self, seq: u64, snapshot: Snapshot) {
+        let Some((queue, id, mut job)) = snapshot.job.and_then(|j| recovering(seq, j)) else {
             return;
         };
-        let Some(id) = job_ref.id.map(job_id) else {
-            return;
-        };
-        let metadata: Box<[(String, String)]> = enqueued
-            .metadata
-            .into_iter()
-            .map(|e| (e.key, e.value))
-            .collect();
-        let size = (enqueued.payload.len()
-            + metadata
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>()) as u64;
-        let job = Job {
-            id,
-            payload: enqueued.payload,
-            metadata,
-            priority: enqueued.priority,
-            max_attempts: enqueued.max_attempts,
-            enqueued_at: from_micros(enqueued.enqueued_at_micros),
-            size,
-        };
-        let place = match enqueued.due_micros {
-            0 => Place::Ready,
-            due => Place::Due(due),
-        };
-        let key = (!enqueued.idempotency_key.is_empty()).then_some(enqueued.idempotency_key);
-        self.queues.entry(job_ref.queue).or_default().1.insert(
-            id,
-            Recovering {
-                job,
-                attempts: 0,
-                failures: Vec::new(),
-                place,
-                key,
-            },
-        );
+        job.attempts = snapshot.attempts;
+        job.failures = snapshot.failures;
+        if snapshot.dead {
+            job.place = Place::Dead;
+        } else if snapshot.leased {
+            job.place = Place::Leased;
+        }
+        self.queues.entry(queue).or_default().1.insert(id, job);
     }
 
     fn with_job(&mut self, job: Option<&JobRef>, change: impl FnOnce(&mut Recovering)) {
@@ -354,7 +367,11 @@ impl Recovery {
             let settings = settings.map(|s| (config_of(&s, defaults), s.paused));
             let mut restored = Vec::with_capacity(jobs.len());
             for (_, job) in jobs {
-                restored.push(restore(job, &clocks, defaults.idempotency_window, counts));
+                let base = job.base;
+                restored.push((
+                    base,
+                    restore(job, &clocks, defaults.idempotency_window, counts),
+                ));
             }
             out.insert(
                 queue,
@@ -366,6 +383,48 @@ impl Recovery {
         }
         out
     }
+}
+
+/// A job as an `Enqueued` record describes it, with its queue and id.
+fn recovering(seq: u64, enqueued: Enqueued) -> Option<(String, JobId, Recovering)> {
+    let job_ref = enqueued.job?;
+    let id = job_ref.id.map(job_id)?;
+    let metadata: Box<[(String, String)]> = enqueued
+        .metadata
+        .into_iter()
+        .map(|e| (e.key, e.value))
+        .collect();
+    let size = (enqueued.payload.len()
+        + metadata
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()) as u64;
+    let job = Job {
+        id,
+        payload: enqueued.payload,
+        metadata,
+        priority: enqueued.priority,
+        max_attempts: enqueued.max_attempts,
+        enqueued_at: from_micros(enqueued.enqueued_at_micros),
+        size,
+    };
+    let place = match enqueued.due_micros {
+        0 => Place::Ready,
+        due => Place::Due(due),
+    };
+    let key = (!enqueued.idempotency_key.is_empty()).then_some(enqueued.idempotency_key);
+    Some((
+        job_ref.queue,
+        id,
+        Recovering {
+            base: seq,
+            job,
+            attempts: 0,
+            failures: Vec::new(),
+            place,
+            key,
+        },
+    ))
 }
 
 fn restore(

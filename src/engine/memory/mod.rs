@@ -9,6 +9,7 @@
 
 mod admin;
 mod budget;
+mod compaction;
 mod durable;
 mod engine;
 mod ids;
@@ -76,7 +77,7 @@ struct Shared {
 const EPOCH_SHIFT: u32 = 40;
 
 /// The error for a journal that cannot make a change durable.
-fn journal_failed(error: crate::engine::journal::JournalError) -> EngineError {
+pub(super) fn journal_failed(error: crate::engine::journal::JournalError) -> EngineError {
     EngineError::StoreFailed {
         store: "journal",
         reason: error.to_string(),
@@ -444,7 +445,12 @@ impl MemoryEngine {
         let epoch = recovery.epoch + 1;
         journal.append(&durable::booted_record(epoch));
         let defaults = config.queue_defaults.clone();
-        let engine = Self::build(config, observer, Some(journal), epoch << EPOCH_SHIFT);
+        let engine = Self::build(
+            config,
+            observer,
+            Some(journal.clone()),
+            epoch << EPOCH_SHIFT,
+        );
         let mut counts = RecoveredCounts::default();
         let now = Instant::now();
         let mut queues = engine
@@ -457,18 +463,33 @@ impl MemoryEngine {
                 .settings
                 .unwrap_or_else(|| (defaults.clone(), false));
             let slot = engine.new_slot(&name, config);
-            let bytes: u64 = recovered.jobs.iter().map(|j| j.job.size).sum();
+            let bytes: u64 = recovered.jobs.iter().map(|(_, j)| j.job.size).sum();
             engine.shared.memory.force_reserve(bytes);
+            let bases: Vec<(u64, JobId)> = recovered
+                .jobs
+                .iter()
+                .map(|(base, job)| (*base, job.job.id))
+                .collect();
             slot.with(|q| {
-                for job in recovered.jobs {
+                for (_, job) in recovered.jobs {
                     q.restore(now, job);
                 }
                 q.set_paused(paused);
             });
+            slot.set_bases(bases);
             queues.insert(name, slot);
         }
         drop(queues);
+        engine
+            .shared
+            .tasks
+            .spawn(compaction::run(engine.clone(), journal, epoch));
         (engine, counts)
+    }
+
+    /// Every queue's slot, for work over all of them.
+    fn slots(&self) -> Vec<Arc<Slot>> {
+        self.read_queues().values().cloned().collect()
     }
 
     /// Whether every change is written to a journal.

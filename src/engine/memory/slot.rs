@@ -1,7 +1,9 @@
 //! [`Slot`]: one queue behind its lock, with the notifications that wake
 //! tasks waiting on it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -13,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::durable::{self, Clocks};
 use crate::engine::QueueObserver;
 use crate::engine::journal::Journal;
-use crate::queue::{Delivery, HolderId, Queue};
+use crate::queue::{Delivery, HolderId, JobChange, JobId, Queue};
 
 /// How many waiting workers one change wakes at most; each woken worker that
 /// leaves jobs behind wakes the next, so none is missed.
@@ -60,6 +62,11 @@ struct SlotState {
     /// Each open worker stream's wake-up for when one of its leases ends
     /// outside the stream (a unary ack, an expiry).
     holders: HashMap<HolderId, Arc<Notify>>,
+    /// With a journal: the sequence number of the record each live job's
+    /// state starts from (its enqueue, or its latest copy), both ways, so
+    /// compaction finds the jobs an old segment holds in O(log n) each.
+    bases: BTreeMap<u64, JobId>,
+    base_of: FxHashMap<JobId, u64>,
 }
 
 impl Slot {
@@ -77,6 +84,8 @@ impl Slot {
                 queue,
                 armed: None,
                 holders: HashMap::new(),
+                bases: BTreeMap::new(),
+                base_of: FxHashMap::default(),
             }),
             ready: Notify::new(),
             room: Notify::new(),
@@ -90,18 +99,76 @@ impl Slot {
 
     /// Writes the queue's job changes down, in the critical section that
     /// made them.
-    fn write_changes(&self, queue: &mut Queue) {
+    fn write_changes(&self, state: &mut SlotState) {
         let Some(journal) = &self.journal else {
             return;
         };
-        let changes = queue.take_changes();
+        let changes = state.queue.take_changes();
         if changes.is_empty() {
             return;
         }
         let clocks = Clocks::now();
         for change in changes {
-            journal.append(&durable::change_record(queue.name(), change, &clocks));
+            let stored = match &change {
+                JobChange::Stored { job, .. } => Some(job.id),
+                JobChange::Removed { id } => {
+                    if let Some(seq) = state.base_of.remove(id) {
+                        state.bases.remove(&seq);
+                    }
+                    None
+                }
+                _ => None,
+            };
+            let seq = journal.append(&durable::change_record(state.queue.name(), change, &clocks));
+            if let Some(id) = stored {
+                state.bases.insert(seq, id);
+                state.base_of.insert(id, seq);
+            }
         }
+    }
+
+    /// Records where the state of each recovered job starts in the
+    /// journal.
+    pub(super) fn set_bases(&self, bases: Vec<(u64, JobId)>) {
+        let mut state = self.lock();
+        for (seq, id) in bases {
+            state.bases.insert(seq, id);
+            state.base_of.insert(id, seq);
+        }
+    }
+
+    /// Copies forward up to `max` live jobs whose state starts before
+    /// record `boundary` (in a segment about to be deleted), each as a
+    /// snapshot of how it is now; returns how many it copied. Bounded, so
+    /// the queue's lock is held briefly; call it again until it copies
+    /// none.
+    pub(super) fn copy_forward(&self, boundary: u64, max: usize) -> usize {
+        let Some(journal) = &self.journal else {
+            return 0;
+        };
+        let mut state = self.lock();
+        let old: Vec<(u64, JobId)> = state
+            .bases
+            .range(..boundary)
+            .take(max)
+            .map(|(seq, id)| (*seq, *id))
+            .collect();
+        let clocks = Clocks::now();
+        for (old_seq, id) in &old {
+            state.bases.remove(old_seq);
+            let Some(snapshot) = state.queue.snapshot(id) else {
+                state.base_of.remove(id);
+                continue;
+            };
+            let seq = journal.append(&durable::snapshot_record(
+                state.queue.name(),
+                &snapshot,
+                &clocks,
+            ));
+            state.bases.insert(seq, *id);
+            state.base_of.insert(*id, seq);
+        }
+        old.len()
     }
 
     /// Writes the queue's settings down, as they are now.
@@ -136,7 +203,7 @@ impl Slot {
         let mut state = self.lock();
         let held = state.queue.len();
         let result = op(&mut state.queue);
-        self.write_changes(&mut state.queue);
+        self.write_changes(&mut state);
         let readied = state.queue.take_readied();
         let released = self.released_holders(&mut state);
         let freed = state.queue.len() < held;
@@ -198,7 +265,7 @@ impl Slot {
     pub(super) fn advance(&self) -> Option<Instant> {
         let mut state = self.lock();
         state.queue.advance(Instant::now());
-        self.write_changes(&mut state.queue);
+        self.write_changes(&mut state);
         let readied = state.queue.take_readied();
         let released = self.released_holders(&mut state);
         let next = state.queue.next_deadline();

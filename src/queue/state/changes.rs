@@ -62,6 +62,32 @@ pub enum JobChange {
     },
 }
 
+/// A stored job as it is now, for a journal that copies it forward.
+#[derive(Clone, Debug)]
+pub struct JobSnapshot {
+    /// The job.
+    pub job: Arc<Job>,
+    /// Deliveries so far.
+    pub attempts: u32,
+    /// Its failed attempts, oldest first.
+    pub failures: Vec<Failure>,
+    /// Where it is.
+    pub place: SnapshotPlace,
+}
+
+/// Where a job is, in a [`JobSnapshot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotPlace {
+    /// Ready now.
+    Ready,
+    /// Ready at this time.
+    Scheduled(Instant),
+    /// Held by a worker.
+    Leased,
+    /// In the dead-letter set.
+    Dead,
+}
+
 /// Where a restored job goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RestoredPlace {
@@ -117,6 +143,27 @@ impl Queue {
         if let Some(changes) = &mut self.changes {
             changes.push(change());
         }
+    }
+
+    /// A stored job as it is now.
+    pub fn snapshot(&self, id: &JobId) -> Option<JobSnapshot> {
+        let entry = self.jobs.get(id)?;
+        let place = match &entry.place {
+            super::Place::Ready(_) => SnapshotPlace::Ready,
+            super::Place::Scheduled(key) => SnapshotPlace::Scheduled(key.0),
+            super::Place::Leased(_) => SnapshotPlace::Leased,
+            super::Place::Dead => SnapshotPlace::Dead,
+        };
+        Some(JobSnapshot {
+            job: Arc::clone(&entry.job),
+            attempts: entry.attempts,
+            failures: entry
+                .failures
+                .as_ref()
+                .map(|f| f.history.clone())
+                .unwrap_or_default(),
+            place,
+        })
     }
 
     /// The latest failure of a job, for a change report.

@@ -7,7 +7,7 @@ mod counts;
 mod status;
 
 pub use admin::{MAX_SCAN, Purged};
-pub use changes::{JobChange, RestoredJob, RestoredPlace};
+pub use changes::{JobChange, JobSnapshot, RestoredJob, RestoredPlace, SnapshotPlace};
 pub use counts::{Acked, QueueCounts, QueueStats};
 pub use status::{Enqueued, JobState, JobStatus};
 use status::{record_failure, state_of, status_of};
