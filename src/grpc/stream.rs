@@ -1,6 +1,12 @@
 //! The `StreamLeases` RPC: a worker's long-lived, credit-limited stream.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::stream::FuturesOrdered;
 
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -58,9 +64,9 @@ pub(super) async fn open(
     let (tx, rx) = mpsc::channel(SEND_BUFFER);
     let span = tracing::info_span!("lease_stream", queue = %worker.queue());
     let session = Session {
-        engine: std::sync::Arc::clone(engine),
+        engine: Arc::clone(engine),
         limits: limits.clone(),
-        worker,
+        worker: Arc::from(worker),
         credits: open.credits,
         lease_for,
         tx,
@@ -79,10 +85,17 @@ enum End {
     Refused(Status),
 }
 
+/// An ack, nack or extend being made durable, and its answer.
+type Settling = Pin<Box<dyn Future<Output = pb::StreamResult> + Send>>;
+
+/// Acks, nacks and extends of one stream whose answers wait for the store
+/// at once, at most: past this the stream stops reading the worker.
+const MAX_SETTLING: usize = 256;
+
 struct Session {
     engine: SharedEngine,
     limits: Limits,
-    worker: Box<dyn WorkerAttachment>,
+    worker: Arc<dyn WorkerAttachment>,
     /// The most leases the stream may hold.
     credits: u32,
     lease_for: Option<Duration>,
@@ -96,6 +109,10 @@ impl Session {
     async fn run(mut self, mut inbound: Streaming<pb::StreamLeasesRequest>) {
         tracing::debug!(credits = self.credits, "lease stream opened");
         let mut shutdown = std::pin::pin!(self.engine.shutting_down());
+        // Answers still waiting for the store, in the order asked: a
+        // worker's acks are applied as they arrive and made durable
+        // together, not one store round trip each.
+        let mut settling: FuturesOrdered<Settling> = FuturesOrdered::new();
         let end = 'session: loop {
             tokio::select! {
                 biased;
@@ -116,11 +133,28 @@ impl Session {
                         }
                     }
                 }
-                message = inbound.next() => match message {
-                    Some(Ok(message)) => match self.handle(message).await {
-                        Ok(Some(result)) => {
-                            if let Some(end) = self.send(ResponseKind::Result(result)).await {
-                                break 'session end;
+                Some(result) = settling.next(), if !settling.is_empty() => {
+                    if let Some(end) = self.send(ResponseKind::Result(result)).await {
+                        break 'session end;
+                    }
+                }
+                message = inbound.next(), if settling.len() < MAX_SETTLING => match message {
+                    Some(Ok(message)) => match self.handle(message) {
+                        Ok(Some(mut answer)) => {
+                            // Answered on the spot (the in-memory engine
+                            // always is) when nothing is ahead of it.
+                            let now = if settling.is_empty() {
+                                (&mut answer).now_or_never()
+                            } else {
+                                None
+                            };
+                            match now {
+                                Some(result) => {
+                                    if let Some(end) = self.send(ResponseKind::Result(result)).await {
+                                        break 'session end;
+                                    }
+                                }
+                                None => settling.push_back(answer),
                             }
                         }
                         Ok(None) => {}
@@ -134,6 +168,9 @@ impl Session {
                 },
             }
         };
+        // Acks, nacks and extends the worker sent count, answered or not:
+        // apply and settle them before the stream's leases go back.
+        while settling.next().await.is_some() {}
         let Session { worker, tx, .. } = self;
         // Give the stream's leases back before saying goodbye.
         drop(worker);
@@ -169,10 +206,7 @@ impl Session {
 
     /// Applies one message from the worker. Returns the result to send
     /// back, or the status that ends the stream for a protocol error.
-    async fn handle(
-        &mut self,
-        message: pb::StreamLeasesRequest,
-    ) -> Result<Option<pb::StreamResult>, Status> {
+    fn handle(&mut self, message: pb::StreamLeasesRequest) -> Result<Option<Settling>, Status> {
         match message.kind {
             None => Err(Status::invalid_argument(
                 "kind: each message on a lease stream must set one of grant, ack, nack, extend or drain",
@@ -196,65 +230,73 @@ impl Session {
                 self.credits = 0;
                 Ok(None)
             }
-            Some(RequestKind::Ack(ack)) => Ok(Some(self.ack(ack).await)),
-            Some(RequestKind::Nack(nack)) => Ok(Some(self.nack(nack).await)),
-            Some(RequestKind::Extend(extend)) => Ok(Some(self.extend(extend).await)),
+            Some(RequestKind::Ack(ack)) => {
+                Ok(Some(Box::pin(ack_answer(Arc::clone(&self.worker), ack))))
+            }
+            Some(RequestKind::Nack(nack)) => {
+                Ok(Some(Box::pin(nack_answer(Arc::clone(&self.worker), nack))))
+            }
+            Some(RequestKind::Extend(extend)) => Ok(Some(Box::pin(extend_answer(
+                Arc::clone(&self.worker),
+                self.limits.clone(),
+                extend,
+            )))),
         }
     }
+}
 
-    async fn ack(&self, ack: pb::StreamAck) -> pb::StreamResult {
-        let outcome = match validate::lease_token("ack.lease_token", &ack.lease_token) {
-            Ok(token) => self
-                .worker
-                .ack(&token)
-                .await
-                .map(|_| pb::StreamResult::default())
-                .map_err(status::from_engine),
-            Err(invalid) => Err(invalid.into()),
-        };
-        result(ack.request_id, outcome)
-    }
+async fn ack_answer(worker: Arc<dyn WorkerAttachment>, ack: pb::StreamAck) -> pb::StreamResult {
+    let outcome = match validate::lease_token("ack.lease_token", &ack.lease_token) {
+        Ok(token) => worker
+            .ack(&token)
+            .await
+            .map(|_| pb::StreamResult::default())
+            .map_err(status::from_engine),
+        Err(invalid) => Err(invalid.into()),
+    };
+    result(ack.request_id, outcome)
+}
 
-    async fn nack(&self, nack: pb::StreamNack) -> pb::StreamResult {
-        let request_id = nack.request_id;
-        let outcome = async {
-            let token = validate::lease_token("nack.lease_token", &nack.lease_token)?;
-            let request =
-                validate::nack_request("nack.", nack.retry_delay, nack.dead_letter, nack.reason)?;
-            let outcome = self
-                .worker
-                .nack(&token, request)
-                .await
-                .map_err(status::from_engine)?;
-            let response = convert::nack_response(outcome);
-            Ok(pb::StreamResult {
-                nack_outcome: response.outcome,
-                time: response.retry_time,
-                ..pb::StreamResult::default()
-            })
-        };
-        result(request_id, outcome.await)
-    }
+async fn nack_answer(worker: Arc<dyn WorkerAttachment>, nack: pb::StreamNack) -> pb::StreamResult {
+    let request_id = nack.request_id;
+    let outcome = async {
+        let token = validate::lease_token("nack.lease_token", &nack.lease_token)?;
+        let request =
+            validate::nack_request("nack.", nack.retry_delay, nack.dead_letter, nack.reason)?;
+        let outcome = worker
+            .nack(&token, request)
+            .await
+            .map_err(status::from_engine)?;
+        let response = convert::nack_response(outcome);
+        Ok(pb::StreamResult {
+            nack_outcome: response.outcome,
+            time: response.retry_time,
+            ..pb::StreamResult::default()
+        })
+    };
+    result(request_id, outcome.await)
+}
 
-    async fn extend(&self, extend: pb::StreamExtend) -> pb::StreamResult {
-        let outcome = async {
-            let token = validate::lease_token("extend.lease_token", &extend.lease_token)?;
-            let lease_for = self
-                .limits
-                .lease_duration("extend.lease_duration", extend.lease_duration)?
-                .ok_or_else(|| Status::invalid_argument("extend.lease_duration: is required"))?;
-            let deadline = self
-                .worker
-                .extend(&token, lease_for)
-                .await
-                .map_err(status::from_engine)?;
-            Ok(pb::StreamResult {
-                time: Some(convert::timestamp(deadline)),
-                ..pb::StreamResult::default()
-            })
-        };
-        result(extend.request_id, outcome.await)
-    }
+async fn extend_answer(
+    worker: Arc<dyn WorkerAttachment>,
+    limits: Limits,
+    extend: pb::StreamExtend,
+) -> pb::StreamResult {
+    let outcome = async {
+        let token = validate::lease_token("extend.lease_token", &extend.lease_token)?;
+        let lease_for = limits
+            .lease_duration("extend.lease_duration", extend.lease_duration)?
+            .ok_or_else(|| Status::invalid_argument("extend.lease_duration: is required"))?;
+        let deadline = worker
+            .extend(&token, lease_for)
+            .await
+            .map_err(status::from_engine)?;
+        Ok(pb::StreamResult {
+            time: Some(convert::timestamp(deadline)),
+            ..pb::StreamResult::default()
+        })
+    };
+    result(extend.request_id, outcome.await)
 }
 
 /// A StreamResult for `request_id`: the success fields, or the error's code

@@ -8,6 +8,7 @@
 //! [`Journal::durable`] for the sequence number it got. No Tokio worker
 //! ever writes or syncs a file.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::frame;
 use super::record::Record;
@@ -86,6 +87,32 @@ pub struct SegmentFile {
     pub bytes: u64,
 }
 
+/// Callers waiting for a sequence number, by the sequence number, so that
+/// a write wakes exactly the callers it covers (not every waiter).
+#[derive(Debug, Default)]
+struct Waiters {
+    written: u64,
+    durable: u64,
+    for_written: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+    for_durable: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+    /// Why the writer stopped, once it has: nothing more will be released.
+    stopped: Option<JournalError>,
+}
+
+impl Waiters {
+    /// Takes the waiters of `map` up to `seq`.
+    fn due(
+        map: &mut BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+        seq: u64,
+    ) -> Vec<oneshot::Sender<()>> {
+        let later = map.split_off(&(seq + 1));
+        std::mem::replace(map, later)
+            .into_values()
+            .flatten()
+            .collect()
+    }
+}
+
 /// The journal's writing end. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Journal {
@@ -99,6 +126,9 @@ struct Shared {
     pending: Mutex<Pending>,
     more: Condvar,
     progress: watch::Sender<Progress>,
+    // A std mutex: held to file or release waiters, never across an
+    // `.await` or any I/O.
+    waiters: Mutex<Waiters>,
     writer: Mutex<Option<JoinHandle<()>>>,
     dir: PathBuf,
     segment_bytes: u64,
@@ -135,6 +165,11 @@ impl Journal {
                 durable: next_seq.saturating_sub(1),
                 segments_begun: 1,
                 ..Progress::default()
+            }),
+            waiters: Mutex::new(Waiters {
+                written: next_seq.saturating_sub(1),
+                durable: next_seq.saturating_sub(1),
+                ..Waiters::default()
             }),
             writer: Mutex::new(None),
             dir: dir.to_path_buf(),
@@ -178,13 +213,13 @@ impl Journal {
     /// Completes once record `seq` is durable, or fails if the writer
     /// stopped first.
     pub async fn durable(&self, seq: u64) -> Result<(), JournalError> {
-        self.wait(|p| p.durable >= seq).await
+        self.wait(seq, true).await
     }
 
     /// Completes once record `seq` is written to its file (whatever the
     /// fsync policy), or fails if the writer stopped first.
     pub async fn written(&self, seq: u64) -> Result<(), JournalError> {
-        self.wait(|p| p.written >= seq).await
+        self.wait(seq, false).await
     }
 
     /// Completes when the writer has failed, with why.
@@ -253,21 +288,43 @@ impl Journal {
         lock(&self.shared.pending).next_seq.saturating_sub(1)
     }
 
-    async fn wait(&self, reached: impl Fn(&Progress) -> bool) -> Result<(), JournalError> {
-        let mut progress = self.shared.progress.subscribe();
-        let reached = progress
-            .wait_for(|p| p.failed.is_some() || reached(p))
-            .await
-            .map_err(|_| JournalError::Stopped)?;
-        match &reached.failed {
-            Some(why) => Err(JournalError::WriterFailed(Arc::clone(why))),
-            None => Ok(()),
+    async fn wait(&self, seq: u64, durable: bool) -> Result<(), JournalError> {
+        let released = {
+            let mut waiters = lock(&self.shared.waiters);
+            if let Some(stopped) = &waiters.stopped {
+                return Err(stopped.clone());
+            }
+            let reached = if durable {
+                waiters.durable
+            } else {
+                waiters.written
+            };
+            if reached >= seq {
+                return Ok(());
+            }
+            let (tx, rx) = oneshot::channel();
+            let map = if durable {
+                &mut waiters.for_durable
+            } else {
+                &mut waiters.for_written
+            };
+            map.entry(seq).or_default().push(tx);
+            rx
+        };
+        match released.await {
+            Ok(()) => Ok(()),
+            // Dropped unreleased: the writer stopped.
+            Err(_) => Err(lock(&self.shared.waiters)
+                .stopped
+                .clone()
+                .unwrap_or(JournalError::Stopped)),
         }
     }
 
     /// Marks the writer failed, as a failed write would.
     #[cfg(test)]
     pub(crate) fn fail_for_test(&self, why: &Arc<str>) {
+        stop_waiters(&self.shared, JournalError::WriterFailed(Arc::clone(why)));
         self.shared
             .progress
             .send_modify(|p| p.failed = Some(Arc::clone(why)));
@@ -293,6 +350,32 @@ impl Journal {
         if let Some(handle) = lock(&self.shared.writer).take() {
             let _ = handle.join();
         }
+    }
+}
+
+/// Marks the writer stopped and lets every waiter go, with `why`.
+fn stop_waiters(shared: &Shared, why: JournalError) {
+    let mut waiters = lock(&shared.waiters);
+    waiters.stopped.get_or_insert(why);
+    // Dropping the senders tells each waiter.
+    waiters.for_written.clear();
+    waiters.for_durable.clear();
+}
+
+/// Records how far the writer has come and releases the waiters covered.
+fn release(shared: &Shared, written: u64, durable: Option<u64>) {
+    let ready = {
+        let mut waiters = lock(&shared.waiters);
+        waiters.written = waiters.written.max(written);
+        let mut ready = Waiters::due(&mut waiters.for_written, written);
+        if let Some(durable) = durable {
+            waiters.durable = waiters.durable.max(durable);
+            ready.extend(Waiters::due(&mut waiters.for_durable, durable));
+        }
+        ready
+    };
+    for waiter in ready {
+        let _ = waiter.send(());
     }
 }
 
@@ -372,8 +455,9 @@ impl Writer {
     fn run(mut self) {
         loop {
             let Some((batch, first, last)) = self.next_batch() else {
-                if let Err(error) = self.sync() {
-                    self.fail(&error);
+                match self.sync() {
+                    Err(error) => self.fail(&error),
+                    Ok(()) => stop_waiters(&self.shared, JournalError::Stopped),
                 }
                 return;
             };
@@ -446,14 +530,17 @@ impl Writer {
             .map_err(|e| JournalError::io("writing", &self.segment.path, e))?;
         self.segment.bytes += batch.len() as u64;
         self.unsynced = true;
+        let always = self.options.fsync == Fsync::Always;
+        release(&self.shared, last, (!always).then_some(last));
+        if always {
+            self.sync()?;
+            release(&self.shared, last, Some(last));
+        }
         self.shared.progress.send_modify(|p| {
             p.written = last;
+            p.durable = last;
             p.writes += 1;
         });
-        if self.options.fsync == Fsync::Always {
-            self.sync()?;
-        }
-        self.shared.progress.send_modify(|p| p.durable = last);
         Ok(())
     }
 
@@ -476,6 +563,7 @@ impl Writer {
     fn fail(&self, error: &JournalError) {
         tracing::error!(%error, "the journal writer failed; nothing more will be made durable");
         let why: Arc<str> = Arc::from(error.to_string());
+        stop_waiters(&self.shared, JournalError::WriterFailed(Arc::clone(&why)));
         self.shared
             .progress
             .send_modify(|p| p.failed = Some(Arc::clone(&why)));
