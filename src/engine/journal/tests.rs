@@ -319,7 +319,10 @@ fn concurrent_appends_share_writes_and_syncs() {
     journal.close();
     assert_eq!(progress.durable, TASKS * EACH);
     assert!(progress.writes <= TASKS * EACH);
-    assert_eq!(progress.syncs, progress.writes, "one sync per write");
+    assert!(
+        progress.syncs <= progress.writes,
+        "a sync covers one write or more"
+    );
     let (read, _) = read_all(&dir, RecoveryMode::Strict).expect("replay");
     assert_eq!(read.len() as u64, TASKS * EACH);
 }
@@ -344,7 +347,7 @@ fn records_appended_while_a_write_is_under_way_share_the_next_write_and_sync() {
         "{} writes for 100 records",
         progress.writes
     );
-    assert_eq!(progress.syncs, progress.writes);
+    assert!(progress.syncs >= 1 && progress.syncs <= progress.writes);
     assert_eq!(progress.durable, 100);
 }
 

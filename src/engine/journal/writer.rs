@@ -129,6 +129,9 @@ struct Shared {
     // A std mutex: held to file or release waiters, never across an
     // `.await` or any I/O.
     waiters: Mutex<Waiters>,
+    /// How far the writer has written, for the syncer.
+    to_sync: Mutex<ToSync>,
+    sync_more: Condvar,
     writer: Mutex<Option<JoinHandle<()>>>,
     dir: PathBuf,
     segment_bytes: u64,
@@ -171,6 +174,12 @@ impl Journal {
                 durable: next_seq.saturating_sub(1),
                 ..Waiters::default()
             }),
+            to_sync: Mutex::new(ToSync {
+                written: next_seq.saturating_sub(1),
+                file: None,
+                closed: false,
+            }),
+            sync_more: Condvar::new(),
             writer: Mutex::new(None),
             dir: dir.to_path_buf(),
             segment_bytes: options.segment_bytes,
@@ -182,8 +191,7 @@ impl Journal {
             dir: dir.to_path_buf(),
             segment,
             options,
-            unsynced: false,
-            last_sync: Instant::now(),
+            last: next_seq.saturating_sub(1),
         };
         let handle = std::thread::Builder::new()
             .name("jobq-journal".into())
@@ -388,7 +396,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The segment being written.
 #[derive(Debug)]
 struct Segment {
-    file: File,
+    // Shared with the syncer thread, which syncs it while the writer
+    // appends (`&File` does both).
+    file: Arc<File>,
     path: PathBuf,
     bytes: u64,
 }
@@ -426,7 +436,7 @@ impl Segment {
         }
         sync_dir(dir)?;
         Ok(Self {
-            file,
+            file: Arc::new(file),
             path,
             bytes: SEGMENT_MAGIC.len() as u64,
         })
@@ -446,39 +456,54 @@ struct Writer {
     dir: PathBuf,
     segment: Segment,
     options: JournalOptions,
-    /// Whether something written is not synced yet.
-    unsynced: bool,
-    last_sync: Instant,
+    /// The last sequence number written.
+    last: u64,
+}
+
+/// What the writer hands the syncer: how far it has written, into which
+/// file.
+#[derive(Debug)]
+struct ToSync {
+    written: u64,
+    file: Option<Arc<File>>,
+    closed: bool,
 }
 
 impl Writer {
+    /// Writes batches as they come, releasing "written" waiters at once;
+    /// a syncer thread of its own syncs behind it (so writing never waits
+    /// for a sync, and one sync covers every write before it).
     fn run(mut self) {
-        loop {
-            let Some((batch, first, last)) = self.next_batch() else {
-                match self.sync() {
-                    Err(error) => self.fail(&error),
-                    Ok(()) => stop_waiters(&self.shared, JournalError::Stopped),
-                }
-                return;
-            };
-            if batch.is_empty() {
-                // The interval passed with nothing new: sync what is there.
-                if let Err(error) = self.sync() {
-                    self.fail(&error);
-                    return;
-                }
-                continue;
+        let syncer = match self.options.fsync {
+            Fsync::Never => None,
+            policy => {
+                let shared = Arc::clone(&self.shared);
+                let first_synced = self.last;
+                std::thread::Builder::new()
+                    .name("jobq-journal-sync".into())
+                    .spawn(move || sync_loop(&shared, policy, first_synced))
+                    .map_err(|e| self.fail(&JournalError::io("starting the syncer", &self.dir, e)))
+                    .ok()
             }
+        };
+        self.hand_to_syncer(false);
+        while let Some((batch, first, last)) = self.next_batch() {
             if let Err(error) = self.write(&batch, first, last) {
                 self.fail(&error);
-                return;
+                break;
             }
         }
+        // Closed (or failed): the syncer makes the last writes durable.
+        lock(&self.shared.to_sync).closed = true;
+        self.shared.sync_more.notify_one();
+        if let Some(syncer) = syncer {
+            let _ = syncer.join();
+        }
+        stop_waiters(&self.shared, JournalError::Stopped);
     }
 
     /// Waits for frames and takes them all, with the first and last
-    /// sequence numbers among them; an empty batch when the sync interval
-    /// has come with nothing new; `None` once closed and drained.
+    /// sequence numbers among them; `None` once closed and drained.
     fn next_batch(&mut self) -> Option<(Vec<u8>, u64, u64)> {
         let mut pending = lock(&self.shared.pending);
         loop {
@@ -489,28 +514,11 @@ impl Writer {
             if pending.closed {
                 return None;
             }
-            match (self.options.fsync, self.unsynced) {
-                (Fsync::Interval(every), true) => {
-                    let due = self.last_sync + every;
-                    let now = Instant::now();
-                    if now >= due {
-                        return Some((Vec::new(), 0, 0));
-                    }
-                    pending = self
-                        .shared
-                        .more
-                        .wait_timeout(pending, due - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-                _ => {
-                    pending = self
-                        .shared
-                        .more
-                        .wait(pending)
-                        .unwrap_or_else(|e| e.into_inner());
-                }
-            }
+            pending = self
+                .shared
+                .more
+                .wait(pending)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -520,8 +528,15 @@ impl Writer {
         if self.segment.bytes >= self.options.segment_bytes {
             // A full segment is synced before the next begins, so only the
             // newest segment can ever hold an unsynced tail.
-            self.sync()?;
+            if self.options.fsync != Fsync::Never {
+                self.segment
+                    .file
+                    .sync_data()
+                    .map_err(|e| JournalError::io("syncing", &self.segment.path, e))?;
+                release(&self.shared, self.last, Some(self.last));
+            }
             self.segment = Segment::create(&self.dir, first)?;
+            self.hand_to_syncer(false);
             self.shared.progress.send_modify(|p| p.segments_begun += 1);
         }
         self.segment
@@ -529,43 +544,102 @@ impl Writer {
             .write_all(batch)
             .map_err(|e| JournalError::io("writing", &self.segment.path, e))?;
         self.segment.bytes += batch.len() as u64;
-        self.unsynced = true;
+        self.last = last;
+        // Under `always`, durable waits for the syncer; otherwise a write
+        // is all the policy asks.
         let always = self.options.fsync == Fsync::Always;
-        release(&self.shared, last, (!always).then_some(last));
-        if always {
-            self.sync()?;
-            release(&self.shared, last, Some(last));
-        }
         self.shared.progress.send_modify(|p| {
             p.written = last;
-            p.durable = last;
+            if !always {
+                p.durable = last;
+            }
             p.writes += 1;
         });
+        release(&self.shared, last, (!always).then_some(last));
+        self.hand_to_syncer(true);
         Ok(())
     }
 
-    fn sync(&mut self) -> Result<(), JournalError> {
-        if !self.unsynced || self.options.fsync == Fsync::Never {
-            return Ok(());
+    /// Tells the syncer how far the current file is written.
+    fn hand_to_syncer(&self, wrote: bool) {
+        let mut to_sync = lock(&self.shared.to_sync);
+        to_sync.written = self.last;
+        if !wrote {
+            to_sync.file = Some(Arc::clone(&self.segment.file));
         }
-        self.segment
-            .file
-            .sync_data()
-            .map_err(|e| JournalError::io("syncing", &self.segment.path, e))?;
-        self.unsynced = false;
-        self.last_sync = Instant::now();
-        self.shared.progress.send_modify(|p| p.syncs += 1);
-        Ok(())
+        drop(to_sync);
+        self.shared.sync_more.notify_one();
     }
 
     /// A failed write or sync ends the writer: after the kernel has dropped
     /// dirty pages, a retried fsync proves nothing. Every waiter is told.
     fn fail(&self, error: &JournalError) {
-        tracing::error!(%error, "the journal writer failed; nothing more will be made durable");
-        let why: Arc<str> = Arc::from(error.to_string());
-        stop_waiters(&self.shared, JournalError::WriterFailed(Arc::clone(&why)));
-        self.shared
-            .progress
-            .send_modify(|p| p.failed = Some(Arc::clone(&why)));
+        fail(&self.shared, error);
+    }
+}
+
+/// Stops the journal for good after a failed write or sync.
+fn fail(shared: &Shared, error: &JournalError) {
+    tracing::error!(%error, "the journal writer failed; nothing more will be made durable");
+    let why: Arc<str> = Arc::from(error.to_string());
+    stop_waiters(shared, JournalError::WriterFailed(Arc::clone(&why)));
+    shared
+        .progress
+        .send_modify(|p| p.failed = Some(Arc::clone(&why)));
+}
+
+/// The syncer thread: syncs whatever the writer has written, as soon as it
+/// is written (`always`) or on the interval, and releases the callers each
+/// sync covers. One sync covers every write before it.
+fn sync_loop(shared: &Shared, policy: Fsync, mut synced: u64) {
+    let mut last_sync = Instant::now();
+    loop {
+        let (target, file, closing) = {
+            let mut to_sync = lock(&shared.to_sync);
+            loop {
+                let behind = to_sync.written > synced;
+                if to_sync.closed || (behind && policy == Fsync::Always) {
+                    break;
+                }
+                to_sync = match policy {
+                    Fsync::Interval(every) if behind => {
+                        let due = last_sync + every;
+                        let now = Instant::now();
+                        if now >= due {
+                            break;
+                        }
+                        shared
+                            .sync_more
+                            .wait_timeout(to_sync, due - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                    _ => shared
+                        .sync_more
+                        .wait(to_sync)
+                        .unwrap_or_else(|e| e.into_inner()),
+                };
+            }
+            (to_sync.written, to_sync.file.clone(), to_sync.closed)
+        };
+        if target > synced
+            && let Some(file) = file
+        {
+            if let Err(error) = file.sync_data() {
+                fail(shared, &JournalError::io("syncing", &shared.dir, error));
+                return;
+            }
+            synced = target;
+            last_sync = Instant::now();
+            // The figures first, so a caller released sees them.
+            shared.progress.send_modify(|p| {
+                p.durable = p.durable.max(target);
+                p.syncs += 1;
+            });
+            release(shared, target, Some(target));
+        }
+        if closing {
+            return;
+        }
     }
 }
