@@ -77,6 +77,15 @@ async fn serving_addr(child: &mut Child) -> String {
     format!("http://{addr}")
 }
 
+/// A connection to a started server.
+async fn connect(addr: String) -> Channel {
+    tonic::transport::Endpoint::from_shared(addr)
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects")
+}
+
 /// What the clients saw.
 #[derive(Default)]
 struct History {
@@ -217,11 +226,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_job() {
 
     for round in 0..=kills {
         let (mut server, addr) = start(&dir).await;
-        let channel = tonic::transport::Endpoint::from_shared(addr.clone())
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connects");
+        let channel = connect(addr.clone()).await;
         if round == kills {
             // The last run: nothing more is produced; drain everything.
             work(
@@ -316,11 +321,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_job() {
 async fn a_restart_brings_every_job_and_setting_back_and_old_tokens_ack_nothing() {
     let dir = temp_dir("restart");
     let (mut server, addr) = start(&dir).await;
-    let channel = tonic::transport::Endpoint::from_shared(addr)
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connects");
+    let channel = connect(addr).await;
     let mut jobs = JobQueueClient::new(channel.clone());
     let mut admin = pb::admin_client::AdminClient::new(channel);
     let enqueue = |payload: &'static str, key: &str, delay: Option<u64>| pb::EnqueueRequest {
@@ -391,11 +392,7 @@ async fn a_restart_brings_every_job_and_setting_back_and_old_tokens_ack_nothing(
     server.start_kill().expect("SIGKILL");
     let _ = server.wait().await;
     let (_server, addr) = start(&dir).await;
-    let channel = tonic::transport::Endpoint::from_shared(addr)
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connects");
+    let channel = connect(addr).await;
     let mut jobs = JobQueueClient::new(channel.clone());
     let mut admin = pb::admin_client::AdminClient::new(channel);
 
@@ -513,11 +510,7 @@ async fn under_steady_enqueue_and_ack_the_journal_stays_bounded_and_keeps_exactl
         .spawn()
         .expect("jobq starts");
     let addr = serving_addr(&mut child).await;
-    let channel = tonic::transport::Endpoint::from_shared(addr)
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connects");
+    let channel = connect(addr).await;
     let mut client = JobQueueClient::new(channel.clone());
     let enqueue = |n: usize| pb::EnqueueRequest {
         queue: QUEUE.into(),
@@ -604,11 +597,7 @@ async fn under_steady_enqueue_and_ack_the_journal_stays_bounded_and_keeps_exactl
     child.start_kill().expect("SIGKILL");
     let _ = child.wait().await;
     let (_server, addr) = start(&dir).await;
-    let channel = tonic::transport::Endpoint::from_shared(addr)
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connects");
+    let channel = connect(addr).await;
     let mut admin = pb::admin_client::AdminClient::new(channel);
     let after = list_ids(&mut admin).await;
     assert_eq!(
