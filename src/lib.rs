@@ -7,9 +7,11 @@
 //!   for producing, consuming and operating queues, and
 //!   [`MemoryEngine`](engine::MemoryEngine), the in-memory implementation
 //!   (every queue behind its own lock, one deadline timer per queue,
-//!   long-poll wake-ups, the server-wide memory budget).
-//! - [`grpc`]: the `jobq.v1.JobQueue` service. Validates requests, converts
-//!   protobuf to core types and back, and maps errors to gRPC statuses.
+//!   long-poll wake-ups, the server-wide memory budget), which with a data
+//!   dir writes every change to the [`journal`](engine::journal).
+//! - [`grpc`]: the `jobq.v1.JobQueue` and `jobq.v1.Admin` services.
+//!   Validates requests, converts protobuf to core types and back, and maps
+//!   errors to gRPC statuses.
 //! - [`server`]: binds it all together with health and reflection services
 //!   and serves until shut down.
 //! - [`config`]: command-line flags and `JOBQ_*` variables.

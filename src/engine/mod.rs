@@ -4,8 +4,9 @@
 //! only the traits here, never a concrete store. They are async and
 //! fallible because a store may have to wait (for an fsync, a database
 //! round trip) and may fail (a disk, a connection); the in-memory engine
-//! ([`MemoryEngine`]) answers every call at once and never fails for its
-//! store. Capabilities are split the way callers use them:
+//! ([`MemoryEngine`]) answers every call at once unless it keeps a
+//! [`journal`], whose durability it then awaits (outside every lock).
+//! Capabilities are split the way callers use them:
 //! - [`Produce`]: storing jobs;
 //! - [`Consume`]: leasing them (one call at a time, or through a
 //!   [`WorkerAttachment`] that holds leases against a worker's credits) and

@@ -1,5 +1,6 @@
-//! The engine traits over [`MemoryEngine`]: every call is answered at once
-//! by its synchronous counterpart, which never fails for its store.
+//! The engine traits over [`MemoryEngine`]: every call is made by its
+//! synchronous counterpart, then, with a journal, waits for the change to
+//! be durable (leases: written) outside every lock.
 
 use std::time::Duration;
 

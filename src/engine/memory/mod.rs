@@ -6,6 +6,11 @@
 //! for another. A timer task per queue applies deadlines as they fall due;
 //! long-polling leases and enqueues waiting for room sleep on notifications,
 //! not loops. Locks are only ever held for one synchronous queue operation.
+//!
+//! Built with [`MemoryEngine::durable`], it also writes every change to a
+//! journal in the critical section that makes it (`durable.rs`), answers
+//! once the change is durable, and keeps the journal compacted
+//! (`compaction.rs`).
 
 mod admin;
 mod budget;
