@@ -256,8 +256,10 @@ impl Queue {
                 continue;
             }
             let key = new.idempotency_key.take();
-            if let Some(key) = &key {
-                self.keys.insert(now, key.clone(), id);
+            // A copy only for a change report; the key itself moves in.
+            let reported_key = self.changes.as_ref().and_then(|_| key.clone());
+            if let Some(key) = key {
+                self.keys.insert(now, key, id);
             }
             let size = new.size();
             let job = Arc::new(Job {
@@ -277,7 +279,7 @@ impl Queue {
             self.note(|| JobChange::Stored {
                 job: Arc::clone(&job),
                 delay,
-                key,
+                key: reported_key,
             });
             self.jobs.insert(
                 id,
