@@ -77,6 +77,20 @@ async fn serving_addr(child: &mut Child) -> String {
     format!("http://{addr}")
 }
 
+/// Up to `max` jobs of the test queue, leased without waiting.
+async fn lease_now(client: &mut JobQueueClient<Channel>, max: u32) -> Vec<pb::Lease> {
+    client
+        .lease(pb::LeaseRequest {
+            queue: QUEUE.into(),
+            max_jobs: max,
+            ..pb::LeaseRequest::default()
+        })
+        .await
+        .expect("lease")
+        .into_inner()
+        .leases
+}
+
 /// A connection to a started server.
 async fn connect(addr: String) -> Channel {
     tonic::transport::Endpoint::from_shared(addr)
@@ -359,16 +373,7 @@ async fn a_restart_brings_every_job_and_setting_back_and_old_tokens_ack_nothing(
         .expect("settings");
     // Lease both ready jobs; dead-letter "doomed" with a reason, keep the
     // lease on "keyed" across the restart.
-    let leases = jobs
-        .lease(pb::LeaseRequest {
-            queue: QUEUE.into(),
-            max_jobs: 10,
-            ..pb::LeaseRequest::default()
-        })
-        .await
-        .expect("lease")
-        .into_inner()
-        .leases;
+    let leases = lease_now(&mut jobs, 10).await;
     assert_eq!(leases.len(), 2);
     let (kept, doomed): (Vec<_>, Vec<_>) = leases
         .into_iter()
@@ -450,16 +455,7 @@ async fn a_restart_brings_every_job_and_setting_back_and_old_tokens_ack_nothing(
         })
         .await
         .expect("resume");
-    let redelivered = jobs
-        .lease(pb::LeaseRequest {
-            queue: QUEUE.into(),
-            max_jobs: 10,
-            ..pb::LeaseRequest::default()
-        })
-        .await
-        .expect("lease")
-        .into_inner()
-        .leases;
+    let redelivered = lease_now(&mut jobs, 10).await;
     assert_eq!(redelivered.len(), 1);
     assert_eq!(redelivered[0].attempt, 2);
     assert_ne!(redelivered[0].lease_token, kept[0].lease_token);
@@ -522,17 +518,7 @@ async fn under_steady_enqueue_and_ack_the_journal_stays_bounded_and_keeps_exactl
     };
     // A dead job from the very start, which must never pin the old files.
     client.enqueue(enqueue(0)).await.expect("enqueue");
-    let first = client
-        .lease(pb::LeaseRequest {
-            queue: QUEUE.into(),
-            max_jobs: 1,
-            ..pb::LeaseRequest::default()
-        })
-        .await
-        .expect("lease")
-        .into_inner()
-        .leases
-        .remove(0);
+    let first = lease_now(&mut client, 1).await.remove(0);
     client
         .nack(pb::NackRequest {
             queue: QUEUE.into(),
@@ -559,16 +545,7 @@ async fn under_steady_enqueue_and_ack_the_journal_stays_bounded_and_keeps_exactl
             .expect("enqueue");
         let mut tokens = Vec::new();
         while tokens.len() < BATCH {
-            let leases = client
-                .lease(pb::LeaseRequest {
-                    queue: QUEUE.into(),
-                    max_jobs: (BATCH - tokens.len()) as u32,
-                    ..pb::LeaseRequest::default()
-                })
-                .await
-                .expect("lease")
-                .into_inner()
-                .leases;
+            let leases = lease_now(&mut client, (BATCH - tokens.len()) as u32).await;
             tokens.extend(leases.into_iter().map(|l| l.lease_token));
         }
         client
