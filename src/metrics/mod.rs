@@ -9,6 +9,7 @@
 //! only, never job ids, so their number stays bounded.
 
 mod jobs;
+mod journal;
 mod queues;
 mod rpc;
 
@@ -22,6 +23,7 @@ use prometheus_client::registry::Registry;
 
 pub use rpc::RpcMetrics;
 
+use crate::engine::journal::{Journal, SyncObserver};
 use crate::engine::{JobObserver, Operate, QueueInfo};
 use crate::queue::QueueName;
 use jobs::JobTimings;
@@ -42,6 +44,8 @@ pub struct Metrics {
     registry: Registry,
     rpc: Arc<RpcMetrics>,
     timings: Arc<JobTimings>,
+    syncs: Arc<journal::SyncTimes>,
+    journal: Arc<journal::JournalFigures>,
     queues: Arc<Mutex<Vec<QueueInfo>>>,
     shutdown_jobs: Gauge,
 }
@@ -62,6 +66,9 @@ impl Metrics {
         let timings = Arc::new(JobTimings::default());
         timings.register(&mut registry);
         rpc.register(&mut registry);
+        let syncs = Arc::new(journal::SyncTimes::default());
+        let journal = Arc::new(journal::JournalFigures::default());
+        journal::register(&mut registry, &syncs, &journal);
         let queues = Arc::new(Mutex::new(Vec::new()));
         registry.register_collector(Box::new(QueueCollector {
             queues: Arc::clone(&queues),
@@ -76,9 +83,22 @@ impl Metrics {
             registry,
             rpc,
             timings,
+            syncs,
+            journal,
             queues,
             shutdown_jobs,
         }
+    }
+
+    /// What the journal tells how long its syncs take.
+    pub fn sync_observer(&self) -> Arc<dyn SyncObserver> {
+        Arc::clone(&self.syncs) as Arc<dyn SyncObserver>
+    }
+
+    /// Exports `journal`'s figures from now on, and how long its recovery
+    /// took.
+    pub fn watch_journal(&self, journal: Journal, recovery: std::time::Duration) {
+        self.journal.watch(journal, recovery);
     }
 
     /// What the engine tells how long jobs wait and run.

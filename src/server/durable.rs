@@ -43,6 +43,7 @@ pub(super) async fn open(
     let options = JournalOptions {
         fsync: config.fsync,
         segment_bytes: config.journal_segment_bytes,
+        sync_observer: Some(metrics.sync_observer()),
     };
     let journal = Journal::open(dir, replayed.next_seq, options)?;
     let (engine, counts) = MemoryEngine::durable(
@@ -51,6 +52,7 @@ pub(super) async fn open(
         journal.clone(),
         recovery,
     );
+    metrics.watch_journal(journal.clone(), started.elapsed());
     tracing::info!(
         data_dir = %dir.display(),
         fsync = ?config.fsync,

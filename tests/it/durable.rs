@@ -610,3 +610,68 @@ async fn list_ids(admin: &mut pb::admin_client::AdminClient<Channel>) -> Vec<(St
         page_token = page.next_page_token;
     }
 }
+
+#[tokio::test]
+async fn the_journal_exports_its_figures() {
+    let dir = temp_dir("metrics");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jobq"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--log-format", "json"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("jobq starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut grpc, mut metrics) = (None, None);
+    while grpc.is_none() || metrics.is_none() {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("jobq logs in time")
+            .expect("log line")
+            .expect("jobq running");
+        let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        let addr = json["fields"]["addr"].as_str().map(str::to_string);
+        match json["fields"]["message"].as_str() {
+            Some("jobq serving") => grpc = addr,
+            Some("metrics at /metrics") => metrics = addr,
+            _ => {}
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut client = JobQueueClient::new(connect(format!("http://{}", grpc.expect("addr"))).await);
+    for _ in 0..10 {
+        client
+            .enqueue(pb::EnqueueRequest {
+                queue: QUEUE.into(),
+                job: Some(crate::common::job("x")),
+                wait_for_room: false,
+            })
+            .await
+            .expect("enqueue");
+    }
+    let scraped = crate::common::http_get_from(
+        metrics.expect("addr").parse().expect("metrics address"),
+        "/metrics",
+    )
+    .await;
+    let value = |series: &str| -> f64 {
+        scraped
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in:\n{scraped}"))
+            .trim()
+            .parse()
+            .expect("a number")
+    };
+    assert!(value("jobq_journal_fsync_seconds_count") >= 1.0);
+    assert!(value("jobq_journal_syncs_total") >= 1.0);
+    // Ten enqueues, a queue's settings and the run's start, at least.
+    assert!(value("jobq_journal_records_total") >= 12.0);
+    assert!(value("jobq_journal_written_bytes_total") > 0.0);
+    assert!(value("jobq_journal_recovery_seconds") >= 0.0);
+    assert!(scraped.contains("jobq_journal_disk_bytes "), "{scraped}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use replay::{Recovered, RecoveryMode, replay};
-pub use writer::{Fsync, Journal, JournalOptions, Progress, SegmentFile};
+pub use writer::{Fsync, Journal, JournalOptions, Progress, SegmentFile, SyncObserver};
 
 /// The first bytes of every segment file: the format and its version.
 const SEGMENT_MAGIC: &[u8; 8] = b"JOBQJNL\x01";

@@ -45,6 +45,8 @@ pub struct JournalOptions {
     pub fsync: Fsync,
     /// A segment past this size is closed and the next one begun.
     pub segment_bytes: u64,
+    /// Told how long each sync took, if anyone listens (the metrics).
+    pub sync_observer: Option<Arc<dyn SyncObserver>>,
 }
 
 impl Default for JournalOptions {
@@ -52,8 +54,15 @@ impl Default for JournalOptions {
         Self {
             fsync: Fsync::Always,
             segment_bytes: 64 << 20,
+            sync_observer: None,
         }
     }
+}
+
+/// Told of every `fdatasync` the journal makes.
+pub trait SyncObserver: Send + Sync + std::fmt::Debug {
+    /// A sync took `took`.
+    fn synced(&self, took: Duration);
 }
 
 /// How far the writer has come.
@@ -71,6 +80,16 @@ pub struct Progress {
     pub syncs: u64,
     /// Segments begun since the journal was opened (the first included).
     pub segments_begun: u64,
+    /// Records written.
+    pub records: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Segment files on disk and their bytes, as compaction last counted.
+    pub segments_on_disk: u64,
+    /// Bytes of those segments.
+    pub bytes_on_disk: u64,
+    /// Jobs compaction copied forward.
+    pub copied: u64,
     /// Why the writer stopped, if a write or sync failed: nothing after it
     /// is durable, and nothing will be.
     pub failed: Option<Arc<str>>,
@@ -254,6 +273,15 @@ impl Journal {
             .map_err(|_| JournalError::Stopped)?
             .segments_begun;
         Ok(begun)
+    }
+
+    /// Records what compaction found on disk, and how many jobs it copied.
+    pub fn note_disk(&self, segments: usize, bytes: u64, copied: u64) {
+        self.shared.progress.send_modify(|p| {
+            p.segments_on_disk = segments as u64;
+            p.bytes_on_disk = bytes;
+            p.copied += copied;
+        });
     }
 
     /// The size at which a segment is closed.
@@ -479,9 +507,10 @@ impl Writer {
             policy => {
                 let shared = Arc::clone(&self.shared);
                 let first_synced = self.last;
+                let observer = self.options.sync_observer.clone();
                 std::thread::Builder::new()
                     .name("jobq-journal-sync".into())
-                    .spawn(move || sync_loop(&shared, policy, first_synced))
+                    .spawn(move || sync_loop(&shared, policy, first_synced, observer.as_deref()))
                     .map_err(|e| self.fail(&JournalError::io("starting the syncer", &self.dir, e)))
                     .ok()
             }
@@ -549,6 +578,8 @@ impl Writer {
         // is all the policy asks.
         let always = self.options.fsync == Fsync::Always;
         self.shared.progress.send_modify(|p| {
+            p.records += last + 1 - first;
+            p.bytes += batch.len() as u64;
             p.written = last;
             if !always {
                 p.durable = last;
@@ -591,7 +622,7 @@ fn fail(shared: &Shared, error: &JournalError) {
 /// The syncer thread: syncs whatever the writer has written, as soon as it
 /// is written (`always`) or on the interval, and releases the callers each
 /// sync covers. One sync covers every write before it.
-fn sync_loop(shared: &Shared, policy: Fsync, mut synced: u64) {
+fn sync_loop(shared: &Shared, policy: Fsync, mut synced: u64, observer: Option<&dyn SyncObserver>) {
     let mut last_sync = Instant::now();
     loop {
         let (target, file, closing) = {
@@ -625,9 +656,13 @@ fn sync_loop(shared: &Shared, policy: Fsync, mut synced: u64) {
         if target > synced
             && let Some(file) = file
         {
+            let started = Instant::now();
             if let Err(error) = file.sync_data() {
                 fail(shared, &JournalError::io("syncing", &shared.dir, error));
                 return;
+            }
+            if let Some(observer) = observer {
+                observer.synced(started.elapsed());
             }
             synced = target;
             last_sync = Instant::now();

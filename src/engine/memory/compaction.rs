@@ -47,6 +47,7 @@ async fn compact(engine: &MemoryEngine, journal: &Journal, epoch: u64) -> Result
             return Ok(());
         };
         let total: u64 = segments.iter().map(|s| s.bytes).sum();
+        journal.note_disk(segments.len(), total, 0);
         let live = engine.memory_used() + engine.jobs_held() as u64 * RECORD_OVERHEAD;
         if total <= 2 * live + journal.segment_bytes() {
             return Ok(());
@@ -72,6 +73,7 @@ async fn compact(engine: &MemoryEngine, journal: &Journal, epoch: u64) -> Result
             .map_err(super::journal_failed)?;
         let oldest = oldest.clone();
         blocking(journal, move |j| j.remove_segment(&oldest)).await?;
+        journal.note_disk(segments.len() - 1, total - segments[0].bytes, copied as u64);
         tracing::debug!(
             segment = %segments[0].path.display(),
             bytes = segments[0].bytes,

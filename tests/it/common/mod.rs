@@ -327,7 +327,12 @@ pub(crate) fn admin(server: &TestServer) -> pb::admin_client::AdminClient<Channe
 /// `GET path` on the metrics port with a plain HTTP/1.0 request: the
 /// whole response, status line and headers included.
 pub(crate) async fn http_get(server: &TestServer, path: &str) -> String {
-    let mut socket = tokio::net::TcpStream::connect(server.metrics_addr)
+    http_get_from(server.metrics_addr, path).await
+}
+
+/// `GET path` from the metrics port at `addr`: the whole response.
+pub(crate) async fn http_get_from(addr: SocketAddr, path: &str) -> String {
+    let mut socket = tokio::net::TcpStream::connect(addr)
         .await
         .expect("metrics port");
     socket
