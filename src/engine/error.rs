@@ -56,6 +56,19 @@ pub enum EngineError {
         /// The cap after the update.
         cap: std::time::Duration,
     },
+    /// The data dir has too little room left: new jobs are refused so the
+    /// acks, nacks and dead-letters of the jobs held always have room.
+    #[error(
+        "the data dir is full: {free} bytes free, and {needed} are needed to store this and keep room for settling the {held} jobs held; free disk space or raise the volume"
+    )]
+    DataDirFull {
+        /// Bytes free.
+        free: u64,
+        /// Bytes this enqueue needs, its reserve included.
+        needed: u64,
+        /// Jobs held.
+        held: usize,
+    },
     /// The store cannot be reached now (a database that is down, a
     /// connection lost); the call may succeed if tried again later.
     #[error("the {store} store is unavailable: {reason}; retry later")]

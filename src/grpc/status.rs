@@ -21,9 +21,9 @@ pub(super) fn from_engine(error: EngineError) -> Status {
                 Status::failed_precondition(message)
             }
         },
-        EngineError::MemoryExhausted { .. } | EngineError::TooManyQueues { .. } => {
-            Status::resource_exhausted(message)
-        }
+        EngineError::MemoryExhausted { .. }
+        | EngineError::TooManyQueues { .. }
+        | EngineError::DataDirFull { .. } => Status::resource_exhausted(message),
         EngineError::QueueNotFound(_) | EngineError::JobNotFound(_) => Status::not_found(message),
         EngineError::QueueBusy { .. } => Status::failed_precondition(message),
         EngineError::BackoffOutOfOrder { .. } => Status::invalid_argument(message),
@@ -112,6 +112,14 @@ mod tests {
                 EngineError::TooManyQueues {
                     queue: queue.clone(),
                     limit: 1,
+                },
+                Code::ResourceExhausted,
+            ),
+            (
+                EngineError::DataDirFull {
+                    free: 10,
+                    needed: 20,
+                    held: 1,
                 },
                 Code::ResourceExhausted,
             ),

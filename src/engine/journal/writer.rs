@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -154,6 +155,9 @@ struct Shared {
     writer: Mutex<Option<JoinHandle<()>>>,
     dir: PathBuf,
     segment_bytes: u64,
+    /// Bytes free for the data dir, as the writer last read them after a
+    /// write (read by enqueues without a system call).
+    free_bytes: AtomicU64,
     /// Held by a test to keep the writer from writing.
     #[cfg(test)]
     paused: Mutex<()>,
@@ -202,6 +206,7 @@ impl Journal {
             writer: Mutex::new(None),
             dir: dir.to_path_buf(),
             segment_bytes: options.segment_bytes,
+            free_bytes: AtomicU64::new(free_space(dir)),
             #[cfg(test)]
             paused: Mutex::new(()),
         });
@@ -282,6 +287,18 @@ impl Journal {
             p.bytes_on_disk = bytes;
             p.copied += copied;
         });
+    }
+
+    /// Bytes free on the data dir's file system for this process, as
+    /// last read (after the latest write).
+    pub fn free_bytes(&self) -> u64 {
+        self.shared.free_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Pretends the data dir has `bytes` free, until the next write.
+    #[cfg(test)]
+    pub(crate) fn pretend_free_for_test(&self, bytes: u64) {
+        self.shared.free_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// The size at which a segment is closed.
@@ -387,6 +404,13 @@ impl Journal {
             let _ = handle.join();
         }
     }
+}
+
+/// Bytes free on `dir`'s file system for this process (as `df` shows
+/// them); 0 when that cannot be read, so enqueues are refused rather than
+/// a disk filled blind.
+fn free_space(dir: &Path) -> u64 {
+    rustix::fs::statvfs(dir).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// Marks the writer stopped and lets every waiter go, with `why`.
@@ -588,6 +612,9 @@ impl Writer {
         });
         release(&self.shared, last, (!always).then_some(last));
         self.hand_to_syncer(true);
+        self.shared
+            .free_bytes
+            .store(free_space(&self.dir), Ordering::Relaxed);
         Ok(())
     }
 

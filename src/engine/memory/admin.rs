@@ -2,6 +2,7 @@
 
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
 
@@ -110,6 +111,7 @@ impl MemoryEngine {
         drop(queues);
         slot.closed.cancel();
         self.shared.memory.release(bytes);
+        self.shared.held.fetch_sub(jobs, Ordering::Relaxed);
         self.shared.observer.queue_deleted(queue);
         tracing::info!(queue = %queue, jobs, "queue deleted");
         Ok(jobs)
@@ -131,6 +133,7 @@ impl MemoryEngine {
             PurgeTarget::Dead => q.purge_dead(),
         });
         self.shared.memory.release(purged.bytes);
+        self.shared.held.fetch_sub(purged.jobs, Ordering::Relaxed);
         tracing::info!(queue = %queue, ?target, jobs = purged.jobs, "queue purged");
         Ok(purged.jobs)
     }
@@ -179,6 +182,7 @@ impl MemoryEngine {
             .existing(&name)?
             .with(|q| q.cancel(Instant::now(), id))?;
         self.shared.memory.release(job.size);
+        self.shared.held.fetch_sub(1, Ordering::Relaxed);
         tracing::info!(queue = %name, job = %id, "job cancelled");
         Ok(())
     }

@@ -26,6 +26,7 @@ impl Produce for MemoryEngine {
         jobs: Vec<NewJob>,
         wait_for_room: Option<Duration>,
     ) -> Result<Vec<Enqueued>, EngineError> {
+        self.check_disk_room(&jobs)?;
         let stored = MemoryEngine::enqueue(self, queue, jobs, wait_for_room).await?;
         self.settle().await?;
         Ok(stored)

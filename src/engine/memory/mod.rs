@@ -24,7 +24,7 @@ mod worker;
 
 use std::collections::BTreeMap;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -75,7 +75,16 @@ struct Shared {
     /// Where each queue's delivery numbers start: the run's epoch, shifted
     /// past any count of deliveries one run can make.
     seq_base: u64,
+    /// Jobs held in every state over all queues, kept as jobs come and go.
+    held: AtomicUsize,
 }
+
+/// Bytes a stored job's enqueue record takes beyond its payload and
+/// metadata, at most about.
+const ENQUEUE_RECORD_BYTES: u64 = 192;
+/// Bytes kept free per job held for the record that settles it (an ack,
+/// nack or dead-letter), at most about.
+const SETTLE_RECORD_BYTES: u64 = 96;
 
 /// Delivery numbers one run can hand out per queue: 2^40, a million a
 /// second for twelve days.
@@ -119,6 +128,7 @@ impl MemoryEngine {
                 tasks: TaskTracker::new(),
                 journal,
                 seq_base,
+                held: AtomicUsize::new(0),
             }),
         }
     }
@@ -226,6 +236,8 @@ impl MemoryEngine {
             .map(|(_, size)| size)
             .sum();
         memory.release(unused);
+        let added = stored.iter().filter(|e| !e.duplicate).count();
+        self.shared.held.fetch_add(added, Ordering::Relaxed);
         Ok(stored)
     }
 
@@ -300,6 +312,7 @@ impl MemoryEngine {
         let slot = self.slot_for_lease(queue, first)?;
         let acked = slot.with(|q| q.ack(Instant::now(), tokens))?;
         self.shared.memory.release(acked.bytes);
+        self.shared.held.fetch_sub(acked.jobs, Ordering::Relaxed);
         for held in &acked.held {
             slot.observer.acked(*held);
         }
@@ -350,8 +363,26 @@ impl MemoryEngine {
 
     /// Jobs held in memory, over all queues.
     pub fn jobs_held(&self) -> usize {
-        let slots: Vec<_> = self.read_queues().values().cloned().collect();
-        slots.iter().map(|slot| slot.with(|q| q.len())).sum()
+        self.shared.held.load(Ordering::Relaxed)
+    }
+
+    /// Refuses `jobs` when the data dir lacks room for them plus the
+    /// records that settle every job held: an ack, nack or dead-letter must
+    /// never find the disk full.
+    pub(super) fn check_disk_room(&self, jobs: &[NewJob]) -> Result<(), EngineError> {
+        let Some(journal) = &self.shared.journal else {
+            return Ok(());
+        };
+        let held = self.jobs_held();
+        let new: u64 = jobs.iter().map(|j| j.size() + ENQUEUE_RECORD_BYTES).sum();
+        let settle = (held + jobs.len()) as u64 * SETTLE_RECORD_BYTES;
+        // Two segments' room for compaction to copy forward into.
+        let needed = new + settle + 2 * journal.segment_bytes();
+        let free = journal.free_bytes();
+        if free < needed {
+            return Err(EngineError::DataDirFull { free, needed, held });
+        }
+        Ok(())
     }
 
     /// Starts shutting down: new enqueues and leases are refused, waiting
@@ -470,6 +501,10 @@ impl MemoryEngine {
             let slot = engine.new_slot(&name, config);
             let bytes: u64 = recovered.jobs.iter().map(|(_, j)| j.job.size).sum();
             engine.shared.memory.force_reserve(bytes);
+            engine
+                .shared
+                .held
+                .fetch_add(recovered.jobs.len(), Ordering::Relaxed);
             let bases: Vec<(u64, JobId)> = recovered
                 .jobs
                 .iter()

@@ -295,3 +295,67 @@ async fn unknown_queue_holds_no_lease() {
         Err(EngineError::Queue(QueueError::LeaseNotFound { .. }))
     ));
 }
+
+/// A durable engine on a fresh directory of this test process, and the
+/// directory (removed by the caller).
+fn durable_engine(
+    name: &str,
+) -> (
+    MemoryEngine,
+    crate::engine::journal::Journal,
+    std::path::PathBuf,
+) {
+    use crate::engine::journal::{Journal, JournalOptions};
+    let dir = std::env::temp_dir().join(format!("jobq-engine-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test dir");
+    let options = JournalOptions {
+        segment_bytes: 64 << 10,
+        ..JournalOptions::default()
+    };
+    let journal = Journal::open(&dir, 1, options).expect("journal");
+    let (engine, _) = MemoryEngine::durable(
+        EngineConfig::default(),
+        std::sync::Arc::new(crate::engine::NoObserver),
+        journal.clone(),
+        crate::engine::Recovery::default(),
+    );
+    (engine, journal, dir)
+}
+
+#[tokio::test]
+async fn a_full_data_dir_refuses_new_jobs_but_never_an_ack() {
+    use crate::engine::{Consume, Produce};
+    let (engine, journal, dir) = durable_engine("full");
+    let q = name("q");
+    Produce::enqueue(&engine, q.clone(), vec![job("first")], None)
+        .await
+        .expect("room enough");
+    // Less than the two segments compaction keeps room for.
+    journal.pretend_free_for_test(100 << 10);
+    let refused = Produce::enqueue(&engine, q.clone(), vec![job("second")], None)
+        .await
+        .expect_err("no room");
+    assert!(
+        matches!(refused, EngineError::DataDirFull { free, held: 1, .. } if free == 100 << 10),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("data dir is full"),
+        "{refused}"
+    );
+    // The job already held still settles.
+    let leased = Consume::lease(&engine, q.clone(), 1, None, Duration::ZERO)
+        .await
+        .expect("lease");
+    journal.pretend_free_for_test(0);
+    let acked = Consume::ack(&engine, &q, &[leased[0].token])
+        .await
+        .expect("an ack always has room");
+    assert_eq!(acked, 1);
+    assert_eq!(engine.jobs_held(), 0);
+    engine.shutdown();
+    crate::engine::Engine::stopped(&engine).await;
+    journal.close();
+    let _ = std::fs::remove_dir_all(&dir);
+}
