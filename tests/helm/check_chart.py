@@ -96,14 +96,24 @@ class KubernetesSchemas(unittest.TestCase):
 
     def test_defaults(self) -> None:
         objects = render()
-        self.assertEqual(sorted(o["kind"] for o in objects), ["Deployment", "Service"])
+        self.assertEqual(
+            sorted(o["kind"] for o in objects), ["Deployment", "PersistentVolumeClaim", "Service"]
+        )
         self.check(objects)
 
     def test_all_optional_parts_on(self) -> None:
         objects = render(ALL_ON)
         self.assertEqual(
             sorted(o["kind"] for o in objects),
-            ["Deployment", "Deployment", "PodDisruptionBudget", "ScaledObject", "Service", "ServiceMonitor"],
+            [
+                "Deployment",
+                "Deployment",
+                "PersistentVolumeClaim",
+                "PodDisruptionBudget",
+                "ScaledObject",
+                "Service",
+                "ServiceMonitor",
+            ],
         )
         self.check(objects)
 
@@ -150,6 +160,39 @@ class ServerObjects(unittest.TestCase):
                 self.assertEqual(service_ports["grpc"]["appProtocol"], "grpc")
                 self.assertEqual(service_ports["metrics"]["port"], 9100)
                 self.assertEqual(service_ports["metrics"]["targetPort"], "metrics")
+
+    def test_the_data_dir_is_on_a_claim_of_its_own(self) -> None:
+        objects = render()
+        claim = one(objects, "PersistentVolumeClaim")
+        self.assertEqual(claim["spec"]["accessModes"], ["ReadWriteOnce"])
+        self.assertEqual(claim["spec"]["resources"]["requests"]["storage"], "10Gi")
+        self.assertEqual(claim["metadata"]["annotations"]["helm.sh/resource-policy"], "keep")
+        self.assertNotIn("storageClassName", claim["spec"])
+        deployment = one(objects, "Deployment", "server")
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        self.assertEqual(env_of(container)["JOBQ_DATA_DIR"], "/var/lib/jobq")
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        self.assertEqual(mounts["data"], "/var/lib/jobq")
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        self.assertEqual(volumes["data"]["persistentVolumeClaim"]["claimName"], claim["metadata"]["name"])
+        self.assertEqual(pod["securityContext"]["fsGroup"], 65532)
+        self.assertEqual(deployment["spec"]["strategy"], {"type": "Recreate"})
+
+        classed = one(render({"persistence": {"storageClass": "fast-ssd", "size": "50Gi"}}), "PersistentVolumeClaim")
+        self.assertEqual(classed["spec"]["storageClassName"], "fast-ssd")
+        self.assertEqual(classed["spec"]["resources"]["requests"]["storage"], "50Gi")
+
+        mine = render({"persistence": {"existingClaim": "my-claim"}})
+        self.assertFalse([o for o in mine if o["kind"] == "PersistentVolumeClaim"])
+        pod = one(mine, "Deployment", "server")["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        self.assertEqual(volumes["data"]["persistentVolumeClaim"]["claimName"], "my-claim")
+
+        memory = render({"persistence": {"enabled": False}})
+        self.assertFalse([o for o in memory if o["kind"] == "PersistentVolumeClaim"])
+        container = one(memory, "Deployment", "server")["spec"]["template"]["spec"]["containers"][0]
+        self.assertNotIn("JOBQ_DATA_DIR", env_of(container))
 
     def test_one_replica_replaced_not_rolled(self) -> None:
         deployment, _, _ = self.server()
@@ -211,7 +254,7 @@ class Secured(unittest.TestCase):
         self.assertEqual(env["JOBQ_TLS_KEY"], "/etc/jobq/tls/tls.key")
         self.assertEqual(env["JOBQ_TLS_CLIENT_CA"], "/etc/jobq/tls/ca.crt")
         self.assertEqual(env["JOBQ_AUTH_TOKENS_FILE"], "/etc/jobq/auth/tokens")
-        volumes = {v["name"]: v["secret"] for v in pod["volumes"]}
+        volumes = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
         self.assertEqual(volumes["tls"], {"secretName": "jobq-tls"})
         self.assertEqual(volumes["auth"], {"secretName": "jobq-tokens"})
         mounts = {m["name"]: m for m in container["volumeMounts"]}
@@ -332,6 +375,7 @@ class BadValues(unittest.TestCase):
     def test_refused_with_a_message(self) -> None:
         cases = [
             ({"replicaCount": 2}, "replicaCount"),
+            ({"persistence": {"size": "lots"}}, "size"),
             ({"config": {"leaseDuration": "soon"}}, "leaseDuration"),
             ({"config": {"backoffJitter": 2}}, "backoffJitter"),
             ({"config": {"maxAttempts": 0}}, "maxAttempts"),
