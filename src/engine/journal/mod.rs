@@ -6,7 +6,8 @@
 //!   an older journal);
 //! - `frame`: how a record sits on disk, length-prefixed and checked with
 //!   CRC32C twice (header and payload);
-//! - [`Journal`]: the writing end, with group commit on a thread of its own;
+//! - [`Journal`]: the writing end, with group commit on a writer thread and
+//!   a syncer thread of its own;
 //! - [`replay`]: reading a data dir back at start-up, cutting a torn tail
 //!   and refusing corruption anywhere else;
 //! - [`DataDir`]: the lock that keeps two servers off one data dir.

@@ -1,6 +1,7 @@
-//! [`Journal`]: appends records in the order callers hand them over, and a
-//! thread of its own writes them to segment files and syncs them, many
-//! callers' records per write and per `fdatasync` (group commit).
+//! [`Journal`]: appends records in the order callers hand them over; a
+//! writer thread writes them to segment files, many callers' records per
+//! write, and a syncer thread syncs behind it, one `fdatasync` covering
+//! every write before it (group commit).
 //!
 //! A caller appends inside the critical section that makes the change (so
 //! the journal's order is the order of changes: [`Journal::append`] never
@@ -85,7 +86,7 @@ pub struct Progress {
     pub records: u64,
     /// Bytes written.
     pub bytes: u64,
-    /// Segment files on disk and their bytes, as compaction last counted.
+    /// Segment files on disk, as compaction last counted.
     pub segments_on_disk: u64,
     /// Bytes of those segments.
     pub bytes_on_disk: u64,

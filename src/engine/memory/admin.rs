@@ -12,11 +12,6 @@ use crate::engine::{JobPage, PurgeTarget, QueueInfo, QueueUpdate};
 use crate::queue::{JobId, JobState, JobStatus, Purged, QueueName};
 
 impl MemoryEngine {
-    /// Every queue's name, sorted.
-    pub fn queue_names(&self) -> Vec<QueueName> {
-        self.read_queues().keys().cloned().collect()
-    }
-
     /// The queues whose names sort after `after`, at most `limit`, with
     /// their settings, counts and totals.
     pub fn queue_page(&self, after: Option<&QueueName>, limit: usize) -> Vec<QueueInfo> {

@@ -350,7 +350,7 @@ impl Recovery {
     /// The queues to rebuild, with their jobs where they belong now: due
     /// times that passed while the server was down are ready at once; a job
     /// that was leased has used that attempt, and is dead if it was its
-    /// last. `defaults` fills settings no record gave; `window` is how long
+    /// last. `defaults` fills settings no record gave, and says how long
     /// idempotency keys live.
     pub(super) fn finish(
         self,
