@@ -36,6 +36,16 @@ impl IdempotencyKeys {
         self.jobs.get(key).map(|(id, _)| *id)
     }
 
+    /// The job `key` made and when the key was first seen, if it was seen
+    /// within the window.
+    pub(super) fn first_seen(&mut self, now: Instant, key: &str) -> Option<(JobId, Instant)> {
+        self.expire(now);
+        let window = self.window;
+        self.jobs
+            .get(key)
+            .map(|(id, expires)| (*id, expires.checked_sub(window).unwrap_or(*expires)))
+    }
+
     /// Records that `key` made job `id` at `now`.
     pub(super) fn insert(&mut self, now: Instant, key: String, id: JobId) {
         self.expire(now);

@@ -870,8 +870,12 @@ fn a_restored_job_is_where_it_was_with_its_attempts_and_failures() {
             attempts: 2,
             failures: vec![failure.clone()],
             place: RestoredPlace::Scheduled(now + 10 * SEC),
-            key: Some(("key".into(), now)),
         },
+    );
+    q.restore_key(now, "key".into(), JobId::from_u128(7), now - SEC);
+    assert_eq!(
+        q.remembered_key(now, "key"),
+        Some((JobId::from_u128(7), now - SEC))
     );
     assert_eq!(q.counts().scheduled, 1);
     let status = q.job_status(now, &JobId::from_u128(7)).expect("held");

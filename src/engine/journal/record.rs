@@ -13,7 +13,7 @@
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Record {
     /// The change; `None` only in a record from a newer jobq.
-    #[prost(oneof = "Change", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "Change", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
     pub change: Option<Change>,
 }
 
@@ -54,6 +54,24 @@ pub enum Change {
     /// recorded it can be deleted: replaces whatever came before.
     #[prost(message, tag = "10")]
     Snapshot(Snapshot),
+    /// An idempotency key still inside its window, copied forward so the
+    /// segment that first recorded it can be deleted.
+    #[prost(message, tag = "11")]
+    Key(Key),
+}
+
+/// An idempotency key and the job it made.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Key {
+    /// The job the key made, with its queue.
+    #[prost(message, optional, tag = "1")]
+    pub job: Option<JobRef>,
+    /// The key.
+    #[prost(string, tag = "2")]
+    pub key: String,
+    /// When the key was first seen: its window runs from then.
+    #[prost(int64, tag = "3")]
+    pub stored_at_micros: i64,
 }
 
 /// A job's whole state.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::record::{
-    Booted, Change, DeadLettered, Enqueued, Entry, Failure, Id, JobRef, Leased, QueueRef,
-    QueueSettings, Record, Retried,
+    Booted, Change, DeadLettered, Enqueued, Entry, Failure, Id, JobRef, Key, Leased, QueueRef,
+    QueueSettings, Record, Retried, Snapshot,
 };
 use super::*;
 use prost::Message;
@@ -101,6 +101,28 @@ fn every_kind() -> Vec<Record> {
             queue: "emails".into(),
         }),
         Change::Booted(Booted { epoch: 3 }),
+        Change::Snapshot(Snapshot {
+            job: Some(Enqueued {
+                job: Some(job("emails", 2)),
+                payload: bytes::Bytes::from_static(b"bob@example.com"),
+                max_attempts: 5,
+                enqueued_at_micros: 1_700_000_000_000_000,
+                ..Enqueued::default()
+            }),
+            attempts: 2,
+            failures: vec![Failure {
+                attempt: 1,
+                error: "smtp 451".into(),
+                at_micros: 1_700_000_001_000_000,
+            }],
+            leased: true,
+            dead: false,
+        }),
+        Change::Key(Key {
+            job: Some(job("emails", 1)),
+            key: "signup-42".into(),
+            stored_at_micros: 1_700_000_000_000_000,
+        }),
     ]
     .into_iter()
     .map(|change| Record {
@@ -160,7 +182,9 @@ fn every_kind_of_record_replays_in_order_with_its_sequence_number() {
     let (read, recovered) = read_all(&dir, RecoveryMode::Strict).expect("replay");
     let expected: Vec<(u64, Record)> = (1..).zip(records).collect();
     assert_eq!(read, expected);
-    assert_eq!(recovered.next_seq, 10);
+    let kinds = expected.len() as u64;
+    assert_eq!(read, expected);
+    assert_eq!(recovered.next_seq, kinds + 1);
     assert_eq!(recovered.torn_bytes, 0);
 
     // A restart goes on numbering where the last one stopped, in a new
@@ -172,9 +196,9 @@ fn every_kind_of_record_replays_in_order_with_its_sequence_number() {
         JournalOptions::default(),
     );
     let (read, recovered) = read_all(&dir, RecoveryMode::Strict).expect("replay");
-    assert_eq!(read.len(), 10);
-    assert_eq!(read[9].0, 10);
-    assert_eq!((recovered.segments, recovered.next_seq), (2, 11));
+    assert_eq!(read.len() as u64, kinds + 1);
+    assert_eq!(read[kinds as usize].0, kinds + 1);
+    assert_eq!((recovered.segments, recovered.next_seq), (2, kinds + 2));
 }
 
 #[test]

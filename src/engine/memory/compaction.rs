@@ -1,9 +1,10 @@
 //! Keeping a durable engine's journal bounded by its live data, not by its
 //! history: whenever the writer begins a segment and the journal holds more
 //! than about twice the live bytes plus one segment, the oldest segment's
-//! live jobs are copied forward (each as a snapshot of how it is now) and
-//! the segment is deleted. A segment with no live job left is deleted
-//! without copying anything. One old delayed or dead job therefore never
+//! live jobs are copied forward (each as a snapshot of how it is now), and
+//! so are its idempotency keys still inside their window (a key outlives
+//! its job), and the segment is deleted. A segment with nothing live left
+//! is deleted without copying anything. One old delayed or dead job therefore never
 //! pins old files, and a steady enqueue/ack load keeps a steady size.
 //!
 //! Jobs are found by the record their state starts from (each slot keeps
@@ -19,6 +20,8 @@ const COPY_BATCH: usize = 1000;
 /// Bytes a live job's record takes beyond its payload and metadata,
 /// roughly: framing, ids, times, counters.
 const RECORD_OVERHEAD: u64 = 96;
+/// Bytes an idempotency key's record takes beyond the key, roughly.
+const KEY_RECORD_OVERHEAD: u64 = 64;
 
 /// Compacts after each new segment until the engine shuts down.
 pub(super) async fn run(engine: MemoryEngine, journal: Journal, epoch: u64) {
@@ -48,12 +51,20 @@ async fn compact(engine: &MemoryEngine, journal: &Journal, epoch: u64) -> Result
         };
         let total: u64 = segments.iter().map(|s| s.bytes).sum();
         journal.note_disk(segments.len(), total, 0);
-        let live = engine.memory_used() + engine.jobs_held() as u64 * RECORD_OVERHEAD;
+        let slots = engine.slots();
+        let keys: u64 = slots
+            .iter()
+            .map(|slot| {
+                let (count, bytes) = slot.keys_on_record();
+                bytes + count as u64 * KEY_RECORD_OVERHEAD
+            })
+            .sum();
+        let live = engine.memory_used() + engine.jobs_held() as u64 * RECORD_OVERHEAD + keys;
         if total <= 2 * live + journal.segment_bytes() {
             return Ok(());
         }
         let mut copied = 0;
-        for slot in engine.slots() {
+        for slot in slots {
             loop {
                 let batch = slot.copy_forward(next.first, COPY_BATCH);
                 if batch == 0 {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use crate::engine::journal::record::{
-    self, Booted, Change, DeadLettered, Enqueued, Entry, Id, JobRef, QueueRef, QueueSettings,
+    self, Booted, Change, DeadLettered, Enqueued, Entry, Id, JobRef, Key, QueueRef, QueueSettings,
     Record, Retried, Snapshot,
 };
 use crate::queue::{
@@ -160,9 +160,9 @@ fn enqueued_of(queue: &QueueName, job: &Job, due_micros: i64, key: String) -> En
     }
 }
 
-/// The record that copies a job forward, as it is now. (Its idempotency
-/// key is not copied: a key lives minutes, a segment is compacted when
-/// it is old.)
+/// The record that copies a job forward, as it is now. Its idempotency
+/// key, if still in its window, is copied on its own (see [`key_record`]):
+/// a key outlives its job.
 pub(super) fn snapshot_record(
     queue: &QueueName,
     snapshot: &JobSnapshot,
@@ -182,6 +182,22 @@ pub(super) fn snapshot_record(
             .collect(),
         leased: snapshot.place == SnapshotPlace::Leased,
         dead: snapshot.place == SnapshotPlace::Dead,
+    }))
+}
+
+/// The record that copies an idempotency key forward: `key` made job `id`
+/// at `first_seen`.
+pub(super) fn key_record(
+    queue: &QueueName,
+    key: &str,
+    id: JobId,
+    first_seen: Instant,
+    clocks: &Clocks,
+) -> Record {
+    record(Change::Key(Key {
+        job: job_ref(queue, id),
+        key: key.to_owned(),
+        stored_at_micros: clocks.wall_micros(first_seen),
     }))
 }
 
@@ -229,7 +245,27 @@ struct Recovering {
     attempts: u32,
     failures: Vec<record::Failure>,
     place: Place,
-    key: Option<String>,
+}
+
+/// A queue as records so far describe it.
+#[derive(Debug, Default)]
+struct Held {
+    settings: Option<QueueSettings>,
+    jobs: BTreeMap<JobId, Recovering>,
+    /// Each idempotency key seen: the job it made, when it was first seen
+    /// (wall clock), and the record that says so. Kept whether or not the
+    /// job is: a key dedupes for its whole window.
+    keys: HashMap<String, (JobId, i64, u64)>,
+}
+
+/// An idempotency key still inside its window.
+#[derive(Debug)]
+pub(super) struct RecoveredKey {
+    /// The record that last wrote it.
+    pub(super) seq: u64,
+    pub(super) key: String,
+    pub(super) id: JobId,
+    pub(super) first_seen: Instant,
 }
 
 /// A queue as the journal left it.
@@ -240,12 +276,14 @@ pub(super) struct RecoveredQueue {
     /// Its jobs, in id order, each with the sequence number of the record
     /// its state starts from.
     pub(super) jobs: Vec<(u64, RestoredJob)>,
+    /// Its idempotency keys still inside their window, oldest first.
+    pub(super) keys: Vec<RecoveredKey>,
 }
 
 /// What a journal held, queue by queue.
 #[derive(Debug, Default)]
 pub struct Recovery {
-    queues: BTreeMap<String, (Option<QueueSettings>, BTreeMap<JobId, Recovering>)>,
+    queues: BTreeMap<String, Held>,
     /// The last run's epoch.
     pub(super) epoch: u64,
 }
@@ -276,13 +314,22 @@ impl Recovery {
             Change::Booted(booted) => self.epoch = self.epoch.max(booted.epoch),
             Change::QueueSettings(settings) => {
                 let queue = settings.queue.clone();
-                self.queues.entry(queue).or_default().0 = Some(settings);
+                self.queues.entry(queue).or_default().settings = Some(settings);
             }
             Change::QueueDeleted(queue) => {
                 self.queues.remove(&queue.queue);
             }
             Change::Enqueued(enqueued) => self.enqueued(seq, enqueued),
             Change::Snapshot(snapshot) => self.snapshot(seq, snapshot),
+            Change::Key(key) => {
+                if let Some((job, id)) = key.job.and_then(|j| j.id.map(|id| (j, job_id(id)))) {
+                    self.queues
+                        .entry(job.queue)
+                        .or_default()
+                        .keys
+                        .insert(key.key, (id, key.stored_at_micros, seq));
+                }
+            }
             Change::Leased(leased) => self.with_job(leased.job.as_ref(), |job| {
                 job.attempts = leased.attempt;
                 job.place = Place::Leased;
@@ -304,15 +351,21 @@ impl Recovery {
             }),
             Change::Removed(job) => {
                 if let (Some(queue), Some(id)) = (self.queues.get_mut(&job.queue), job.id) {
-                    queue.1.remove(&job_id(id));
+                    queue.jobs.remove(&job_id(id));
                 }
             }
         }
     }
 
-    fn enqueued(&mut self, seq: u64, enqueued: Enqueued) {
+    fn enqueued(&mut self, seq: u64, mut enqueued: Enqueued) {
+        let key = std::mem::take(&mut enqueued.idempotency_key);
+        let stored_at = enqueued.enqueued_at_micros;
         if let Some((queue, id, job)) = recovering(seq, enqueued) {
-            self.queues.entry(queue).or_default().1.insert(id, job);
+            let held = self.queues.entry(queue).or_default();
+            held.jobs.insert(id, job);
+            if !key.is_empty() {
+                held.keys.insert(key, (id, stored_at, seq));
+            }
         }
     }
 
@@ -328,7 +381,7 @@ impl Recovery {
         } else if snapshot.leased {
             job.place = Place::Leased;
         }
-        self.queues.entry(queue).or_default().1.insert(id, job);
+        self.queues.entry(queue).or_default().jobs.insert(id, job);
     }
 
     fn with_job(&mut self, job: Option<&JobRef>, change: impl FnOnce(&mut Recovering)) {
@@ -341,7 +394,7 @@ impl Recovery {
         if let Some(found) = self
             .queues
             .get_mut(&job.queue)
-            .and_then(|(_, jobs)| jobs.get_mut(&id))
+            .and_then(|held| held.jobs.get_mut(&id))
         {
             change(found);
         }
@@ -359,25 +412,40 @@ impl Recovery {
     ) -> HashMap<QueueName, RecoveredQueue> {
         let clocks = Clocks::now();
         let mut out = HashMap::new();
-        for (name, (settings, jobs)) in self.queues {
+        for (name, held) in self.queues {
             let Ok(queue) = QueueName::new(&name) else {
                 continue;
             };
             counts.queues += 1;
-            let settings = settings.map(|s| (config_of(&s, defaults), s.paused));
-            let mut restored = Vec::with_capacity(jobs.len());
-            for (_, job) in jobs {
+            let settings = held.settings.map(|s| (config_of(&s, defaults), s.paused));
+            let mut restored = Vec::with_capacity(held.jobs.len());
+            for (_, job) in held.jobs {
                 let base = job.base;
-                restored.push((
-                    base,
-                    restore(job, &clocks, defaults.idempotency_window, counts),
-                ));
+                restored.push((base, restore(job, &clocks, counts)));
             }
+            // A key first seen longer ago than the window is forgotten, as
+            // it would have been without the restart.
+            let mut keys: Vec<RecoveredKey> = held
+                .keys
+                .into_iter()
+                .map(|(key, (id, at, seq))| RecoveredKey {
+                    seq,
+                    key,
+                    id,
+                    first_seen: clocks.instant_of(at),
+                })
+                .filter(|k| {
+                    clocks.instant.saturating_duration_since(k.first_seen)
+                        < defaults.idempotency_window
+                })
+                .collect();
+            keys.sort_by_key(|k| (k.first_seen, k.seq));
             out.insert(
                 queue,
                 RecoveredQueue {
                     settings,
                     jobs: restored,
+                    keys,
                 },
             );
         }
@@ -412,7 +480,6 @@ fn recovering(seq: u64, enqueued: Enqueued) -> Option<(String, JobId, Recovering
         0 => Place::Ready,
         due => Place::Due(due),
     };
-    let key = (!enqueued.idempotency_key.is_empty()).then_some(enqueued.idempotency_key);
     Some((
         job_ref.queue,
         id,
@@ -422,17 +489,11 @@ fn recovering(seq: u64, enqueued: Enqueued) -> Option<(String, JobId, Recovering
             attempts: 0,
             failures: Vec::new(),
             place,
-            key,
         },
     ))
 }
 
-fn restore(
-    mut job: Recovering,
-    clocks: &Clocks,
-    window: Duration,
-    counts: &mut RecoveredCounts,
-) -> RestoredJob {
+fn restore(job: Recovering, clocks: &Clocks, counts: &mut RecoveredCounts) -> RestoredJob {
     let mut failures: Vec<Failure> = job
         .failures
         .iter()
@@ -469,20 +530,11 @@ fn restore(
         RestoredPlace::Scheduled(_) => counts.scheduled += 1,
         RestoredPlace::Dead => counts.dead += 1,
     }
-    // A key made longer ago than the window is forgotten, as it would
-    // have been without the restart.
-    let stored = clocks.instant_of(micros(job.job.enqueued_at));
-    let key = job
-        .key
-        .take()
-        .filter(|_| clocks.instant.saturating_duration_since(stored) < window)
-        .map(|key| (key, stored));
     RestoredJob {
         job: job.job,
         attempts: job.attempts,
         failures,
         place,
-        key,
     }
 }
 

@@ -510,13 +510,21 @@ impl MemoryEngine {
                 .iter()
                 .map(|(base, job)| (*base, job.job.id))
                 .collect();
+            let keys: Vec<(u64, String, JobId)> = recovered
+                .keys
+                .iter()
+                .map(|k| (k.seq, k.key.clone(), k.id))
+                .collect();
             slot.with(|q| {
                 for (_, job) in recovered.jobs {
                     q.restore(now, job);
                 }
+                for key in recovered.keys {
+                    q.restore_key(now, key.key, key.id, key.first_seen);
+                }
                 q.set_paused(paused);
             });
-            slot.set_bases(bases);
+            slot.set_bases(bases, keys);
             queues.insert(name, slot);
         }
         drop(queues);

@@ -67,6 +67,13 @@ struct SlotState {
     /// compaction finds the jobs an old segment holds in O(log n) each.
     bases: BTreeMap<u64, JobId>,
     base_of: FxHashMap<JobId, u64>,
+    /// With a journal: the record that last wrote each idempotency key, so
+    /// compaction copies forward the keys an old segment holds that still
+    /// dedupe. An entry whose key has since expired is dropped when
+    /// compaction reaches it.
+    keys: BTreeMap<u64, (String, JobId)>,
+    /// Bytes of the keys in `keys`.
+    key_bytes: u64,
 }
 
 impl Slot {
@@ -86,6 +93,8 @@ impl Slot {
                 holders: HashMap::new(),
                 bases: BTreeMap::new(),
                 base_of: FxHashMap::default(),
+                keys: BTreeMap::new(),
+                key_bytes: 0,
             }),
             ready: Notify::new(),
             room: Notify::new(),
@@ -109,8 +118,12 @@ impl Slot {
         }
         let clocks = Clocks::now();
         for change in changes {
+            let mut key = None;
             let stored = match &change {
-                JobChange::Stored { job, .. } => Some(job.id),
+                JobChange::Stored { job, key: k, .. } => {
+                    key = k.clone();
+                    Some(job.id)
+                }
                 JobChange::Removed { id } => {
                     if let Some(seq) = state.base_of.remove(id) {
                         state.bases.remove(&seq);
@@ -123,26 +136,85 @@ impl Slot {
             if let Some(id) = stored {
                 state.bases.insert(seq, id);
                 state.base_of.insert(id, seq);
+                if let Some(key) = key {
+                    state.key_bytes += key.len() as u64;
+                    state.keys.insert(seq, (key, id));
+                }
             }
         }
     }
 
     /// Records where the state of each recovered job starts in the
     /// journal.
-    pub(super) fn set_bases(&self, bases: Vec<(u64, JobId)>) {
+    pub(super) fn set_bases(&self, bases: Vec<(u64, JobId)>, keys: Vec<(u64, String, JobId)>) {
         let mut state = self.lock();
         for (seq, id) in bases {
             state.bases.insert(seq, id);
             state.base_of.insert(id, seq);
         }
+        for (seq, key, id) in keys {
+            state.key_bytes += key.len() as u64;
+            state.keys.insert(seq, (key, id));
+        }
+    }
+
+    /// Idempotency keys this queue has on record, and their bytes.
+    pub(super) fn keys_on_record(&self) -> (usize, u64) {
+        let state = self.lock();
+        (state.keys.len(), state.key_bytes)
     }
 
     /// Copies forward up to `max` live jobs whose state starts before
     /// record `boundary` (in a segment about to be deleted), each as a
-    /// snapshot of how it is now; returns how many it copied. Bounded, so
-    /// the queue's lock is held briefly; call it again until it copies
-    /// none.
+    /// snapshot of how it is now, and then up to `max` idempotency keys
+    /// written before it that still dedupe; returns how many it looked at.
+    /// Bounded, so the queue's lock is held briefly; call it again until it
+    /// returns 0.
     pub(super) fn copy_forward(&self, boundary: u64, max: usize) -> usize {
+        let jobs = self.copy_jobs_forward(boundary, max);
+        if jobs > 0 {
+            return jobs;
+        }
+        self.copy_keys_forward(boundary, max)
+    }
+
+    fn copy_keys_forward(&self, boundary: u64, max: usize) -> usize {
+        let Some(journal) = &self.journal else {
+            return 0;
+        };
+        let mut state = self.lock();
+        let old: Vec<u64> = state
+            .keys
+            .range(..boundary)
+            .take(max)
+            .map(|(seq, _)| *seq)
+            .collect();
+        let clocks = Clocks::now();
+        let now = Instant::now();
+        for old_seq in &old {
+            let Some((key, id)) = state.keys.remove(old_seq) else {
+                continue;
+            };
+            match state.queue.remembered_key(now, &key) {
+                Some((holder, first_seen)) if holder == id => {
+                    let seq = journal.append(&durable::key_record(
+                        state.queue.name(),
+                        &key,
+                        id,
+                        first_seen,
+                        &clocks,
+                    ));
+                    state.keys.insert(seq, (key, id));
+                }
+                // Expired, or the key was used again later (its newer
+                // record is the one that counts).
+                _ => state.key_bytes -= key.len() as u64,
+            }
+        }
+        old.len()
+    }
+
+    fn copy_jobs_forward(&self, boundary: u64, max: usize) -> usize {
         let Some(journal) = &self.journal else {
             return 0;
         };

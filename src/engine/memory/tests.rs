@@ -305,22 +305,98 @@ fn durable_engine(
     crate::engine::journal::Journal,
     std::path::PathBuf,
 ) {
-    use crate::engine::journal::{Journal, JournalOptions};
     let dir = std::env::temp_dir().join(format!("jobq-engine-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("test dir");
+    let (engine, journal) = reopen(&dir);
+    (engine, journal, dir)
+}
+
+/// A durable engine on what `dir`'s journal holds.
+fn reopen(dir: &std::path::Path) -> (MemoryEngine, crate::engine::journal::Journal) {
+    use crate::engine::journal::{self, Journal, JournalOptions, RecoveryMode};
+    let mut recovery = crate::engine::Recovery::default();
+    let replayed = journal::replay(dir, RecoveryMode::Strict, |seq, record| {
+        recovery.apply(seq, record);
+    })
+    .expect("replay");
     let options = JournalOptions {
         segment_bytes: 64 << 10,
         ..JournalOptions::default()
     };
-    let journal = Journal::open(&dir, 1, options).expect("journal");
+    let journal = Journal::open(dir, replayed.next_seq, options).expect("journal");
     let (engine, _) = MemoryEngine::durable(
         EngineConfig::default(),
         std::sync::Arc::new(crate::engine::NoObserver),
         journal.clone(),
-        crate::engine::Recovery::default(),
+        recovery,
     );
-    (engine, journal, dir)
+    (engine, journal)
+}
+
+async fn stop(engine: MemoryEngine, journal: crate::engine::journal::Journal) {
+    engine.shutdown();
+    crate::engine::Engine::stopped(&engine).await;
+    tokio::task::spawn_blocking(move || journal.close())
+        .await
+        .expect("close");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_outlives_its_job_compaction_and_a_restart() {
+    use crate::engine::{Consume, Produce};
+    let (engine, journal, dir) = durable_engine("keys");
+    let q = name("q");
+    let keyed = NewJob {
+        payload: Bytes::from_static(b"charge"),
+        idempotency_key: Some("order-7".into()),
+        ..NewJob::default()
+    };
+    let first = Produce::enqueue(&engine, q.clone(), vec![keyed.clone()], None)
+        .await
+        .expect("enqueue")[0]
+        .id;
+    let leased = Consume::lease(&engine, q.clone(), 1, None, Duration::ZERO)
+        .await
+        .expect("lease");
+    Consume::ack(&engine, &q, &[leased[0].token])
+        .await
+        .expect("ack");
+    // Enough acked traffic after it that compaction deletes the segment
+    // that recorded the key.
+    let big = NewJob {
+        payload: Bytes::from(vec![7u8; 4 << 10]),
+        ..NewJob::default()
+    };
+    let first_segment = journal.segments().expect("segments")[0].path.clone();
+    let mut rounds = 0;
+    while first_segment.exists() {
+        rounds += 1;
+        assert!(
+            rounds < 10_000,
+            "compaction never removed the first segment"
+        );
+        Produce::enqueue(&engine, q.clone(), vec![big.clone(); 4], None)
+            .await
+            .expect("enqueue");
+        let leased = Consume::lease(&engine, q.clone(), 4, None, Duration::ZERO)
+            .await
+            .expect("lease");
+        let tokens: Vec<_> = leased.iter().map(|d| d.token).collect();
+        Consume::ack(&engine, &q, &tokens).await.expect("ack");
+        tokio::task::yield_now().await;
+    }
+    stop(engine, journal).await;
+
+    let (engine, journal) = reopen(&dir);
+    let again = Produce::enqueue(&engine, q.clone(), vec![keyed], None)
+        .await
+        .expect("enqueue");
+    assert!(again[0].duplicate, "the key was forgotten: {again:?}");
+    assert_eq!(again[0].id, first);
+    assert_eq!(engine.jobs_held(), 0);
+    stop(engine, journal).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -354,8 +430,6 @@ async fn a_full_data_dir_refuses_new_jobs_but_never_an_ack() {
         .expect("an ack always has room");
     assert_eq!(acked, 1);
     assert_eq!(engine.jobs_held(), 0);
-    engine.shutdown();
-    crate::engine::Engine::stopped(&engine).await;
-    journal.close();
+    stop(engine, journal).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

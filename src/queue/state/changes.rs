@@ -111,9 +111,6 @@ pub struct RestoredJob {
     pub failures: Vec<Failure>,
     /// Where it goes.
     pub place: RestoredPlace,
-    /// Its idempotency key, with the instant it was stored at (in the past
-    /// for a key made before the restart), if it is still within the window.
-    pub key: Option<(String, Instant)>,
 }
 
 impl Queue {
@@ -177,14 +174,25 @@ impl Queue {
             .cloned()
     }
 
+    /// Remembers an idempotency key recovered from a journal: `key` made
+    /// job `id` at `first_seen` (in the past for a key made before the
+    /// restart), and dedupes until its window from then ends, whether or not
+    /// the job is still held. Restore keys oldest first.
+    pub fn restore_key(&mut self, now: Instant, key: String, id: JobId, first_seen: Instant) {
+        self.keys.insert(first_seen.min(now), key, id);
+    }
+
+    /// The job an idempotency key made and when the key was first seen, if
+    /// it still dedupes at `now`: what a journal copies forward.
+    pub fn remembered_key(&mut self, now: Instant, key: &str) -> Option<(JobId, Instant)> {
+        self.keys.first_seen(now, key)
+    }
+
     /// Puts a job recovered from a journal in its place, as it was. Reports
     /// no change: the journal already holds it.
     pub fn restore(&mut self, now: Instant, restored: RestoredJob) {
         let id = restored.job.id;
         let priority = restored.job.priority;
-        if let Some((key, at)) = restored.key {
-            self.keys.insert(at.min(now), key, id);
-        }
         let place = match restored.place {
             RestoredPlace::Ready => self.make_ready(id, priority),
             RestoredPlace::Scheduled(at) if at > now => self.schedule(id, at),
