@@ -23,6 +23,7 @@ mod info;
 pub mod journal;
 pub mod memory;
 mod observer;
+mod starting;
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub use error::EngineError;
 pub use info::{EngineConfig, EngineStats, JobPage, PurgeTarget, QueueInfo, QueueUpdate};
 pub use memory::{MemoryAttachment, MemoryBudget, MemoryEngine, RecoveredCounts, Recovery};
 pub use observer::{JobObserver, NoObserver, QueueObserver};
+pub use starting::Starting;
 
 use crate::queue::{
     Delivery, Enqueued, JobId, JobState, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob,

@@ -102,9 +102,9 @@ impl Collector for JournalCollector {
                 |p| p.bytes,
             ),
             (
-                "journal_compaction_copied_jobs",
-                "Jobs copied forward so old segments could be deleted",
-                |p| p.copied,
+                "journal_compaction_copied_bytes",
+                "Bytes of live jobs and idempotency keys copied forward so old segments could be deleted",
+                |p| p.copied_bytes,
             ),
         ];
         for (name, help, value) in counters {

@@ -22,8 +22,9 @@ pub(super) struct Durable {
 }
 
 /// Locks `dir`, replays its journal (on a blocking thread: this is all
-/// file I/O), and starts the engine on it. Nothing is served before this
-/// returns, so no call sees a half-recovered state.
+/// file I/O), and starts the engine on it. Until this returns, the server
+/// refuses every call (see [`crate::engine::Starting`]), so none sees a
+/// half-recovered state.
 pub(super) async fn open(
     dir: &Path,
     config: &Config,

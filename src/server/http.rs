@@ -2,6 +2,7 @@
 //! for probes that cannot speak gRPC over TLS.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -10,15 +11,16 @@ use crate::engine::SharedEngine;
 use crate::metrics::Metrics;
 
 /// Serves `GET /metrics` in the Prometheus text format, and `GET /healthz`
-/// (200 while serving, 503 once shutdown begins) for probes that cannot
-/// speak gRPC over TLS, until `stop`.
+/// (200 while `serving`: 503 while the engine is still opening and once
+/// shutdown begins) for probes that cannot speak gRPC over TLS, until
+/// `stop`.
 pub(super) async fn serve_metrics(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     engine: SharedEngine,
+    serving: Arc<AtomicBool>,
     stop: CancellationToken,
 ) {
-    let health = Arc::clone(&engine);
     let app = axum::Router::new()
         .route(
             "/metrics",
@@ -39,7 +41,7 @@ pub(super) async fn serve_metrics(
         .route(
             "/healthz",
             axum::routing::get(move || {
-                let serving = !health.is_shutting_down();
+                let serving = serving.load(Ordering::Relaxed);
                 async move {
                     if serving {
                         (axum::http::StatusCode::OK, "SERVING\n")

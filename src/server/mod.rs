@@ -7,8 +7,9 @@ mod durable;
 mod http;
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +21,7 @@ pub use connections::{ConnectionLimit, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES};
 
 use crate::auth::{AuthLayer, Tokens};
 use crate::config::Config;
-use crate::engine::{Engine, MemoryEngine, SharedEngine};
+use crate::engine::{Engine, MemoryEngine, SharedEngine, Starting};
 use crate::grpc::pb::{self, admin_server::AdminServer, job_queue_server::JobQueueServer};
 use crate::grpc::{AdminService, JobQueueService};
 use crate::metrics::Metrics;
@@ -56,9 +57,11 @@ pub const ADMIN_SERVICE_NAME: &str = "jobq.v1.Admin";
 /// Without `config.data_dir`, jobs live only in this process's memory:
 /// whatever is still queued or leased at exit is lost; the count is logged,
 /// and is in the gauge `jobq_shutdown_jobs_in_memory` from the start of
-/// shutdown. With it, the journal there is read back first (nothing is
-/// served before), every change is written to it, and it is synced and
-/// closed at exit; a journal that fails stops the server with an error.
+/// shutdown. With it, the journal there is read back first: meanwhile the
+/// port answers health checks with NOT_SERVING and every other call with
+/// UNAVAILABLE, so nothing sees a half-recovered state. Then every change
+/// is written to it, and it is synced and closed at exit; a journal that
+/// cannot be read back, or fails later, stops the server with an error.
 pub async fn run(
     config: Config,
     listeners: Listeners,
@@ -70,23 +73,41 @@ pub async fn run(
         let engine = memory_engine(&config, &metrics);
         return serve(Arc::new(engine), metrics, config, listeners, shutdown).await;
     };
-    let durable = durable::open(&dir, &config, &metrics).await?;
-    let served = tokio::select! {
-        served = serve(
-            Arc::new(durable.engine.clone()),
-            metrics,
-            config,
-            listeners,
-            shutdown,
-        ) => served,
-        why = durable.journal.failed() => Err(anyhow::anyhow!(
-            "the journal in {} failed ({why}); stopping, since nothing more can be made durable",
-            dir.display()
-        )),
+    let starting = Arc::new(Starting::new(
+        "memory",
+        format!("replaying the journal in {}", dir.display()),
+        config.engine().queue_defaults,
+    ));
+    // The opened journal, to close at exit however serving ends.
+    let opened: Arc<Mutex<Option<durable::Durable>>> = Arc::default();
+    let open = {
+        let (starting, opened) = (Arc::clone(&starting), Arc::clone(&opened));
+        let (config, metrics) = (config.clone(), Arc::clone(&metrics));
+        async move {
+            let durable = durable::open(&dir, &config, &metrics).await?;
+            starting.ready(Arc::new(durable.engine.clone()));
+            let journal = durable.journal.clone();
+            *opened.lock().unwrap_or_else(|e| e.into_inner()) = Some(durable);
+            let failed: StoreFailed = Box::pin(async move {
+                let why = journal.failed().await;
+                anyhow::anyhow!(
+                    "the journal in {} failed ({why}); stopping, since nothing more can be made durable",
+                    dir.display()
+                )
+            });
+            Ok(failed)
+        }
     };
-    durable.close().await;
+    let served = serve_opening(starting, open, metrics, config, listeners, shutdown).await;
+    let durable = opened.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(durable) = durable {
+        durable.close().await;
+    }
     served
 }
+
+/// Completes, with why, if an opened engine's store fails for good.
+pub type StoreFailed = Pin<Box<dyn Future<Output = anyhow::Error> + Send>>;
 
 /// The in-memory engine `config` asks for, reporting job timings to
 /// `metrics`.
@@ -103,6 +124,35 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let open: Option<std::future::Ready<anyhow::Result<StoreFailed>>> = None;
+    serve_with(engine, open, metrics, config, listeners, shutdown).await
+}
+
+/// As [`serve`], over an engine that `open` is still opening: until it
+/// completes, health reports NOT_SERVING and `starting` refuses every call
+/// with UNAVAILABLE; once it has handed `starting` the engine, health
+/// reports SERVING. If `open` fails, the server stops with its error; if
+/// the store fails later, with that.
+pub async fn serve_opening(
+    starting: Arc<Starting>,
+    open: impl Future<Output = anyhow::Result<StoreFailed>>,
+    metrics: Arc<Metrics>,
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    serve_with(starting, Some(open), metrics, config, listeners, shutdown).await
+}
+
+/// Serves `engine`, once `open` (if any) has opened it.
+async fn serve_with(
+    engine: SharedEngine,
+    open: Option<impl Future<Output = anyhow::Result<StoreFailed>>>,
+    metrics: Arc<Metrics>,
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     config.validate()?;
     let listener = listeners.grpc;
     let local = listener.local_addr()?;
@@ -112,7 +162,16 @@ pub async fn serve(
     // Every task the server spawns, so shutdown can wait for them all.
     let tasks = TaskTracker::new();
     let (health, health_service) = tonic_health::server::health_reporter();
-    set_health(&health, ServingStatus::Serving).await;
+    // Set before the port is served, so no call sees it change.
+    let mut opened = open.is_none();
+    let initial = if opened {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    set_health(&health, initial).await;
+    // What `/healthz` reports, beside gRPC health.
+    let serving = Arc::new(AtomicBool::new(opened));
     let router = router(&engine, &metrics, &config, tokens, health_service, &tasks)?;
 
     let stop = CancellationToken::new();
@@ -136,8 +195,11 @@ pub async fn serve(
         tls = tls.is_some(),
         mutual_tls = tls.as_ref().is_some_and(|t| t.mutual()),
         reflection = config.reflection,
-        "jobq serving"
+        "jobq listening"
     );
+    if opened {
+        tracing::info!(addr = %local, "jobq serving");
+    }
     // The metrics endpoint outlives the gRPC one, so the shutdown's count
     // of jobs about to be dropped can be scraped during the grace period.
     let metrics_stop = CancellationToken::new();
@@ -147,17 +209,44 @@ pub async fn serve(
             listener,
             Arc::clone(&metrics),
             Arc::clone(&engine),
+            Arc::clone(&serving),
             metrics_stop.clone(),
         ));
     }
     // Stops the metrics endpoint however this function returns.
     let metrics_stop = metrics_stop.drop_guard();
 
-    tokio::select! {
-        result = &mut serve => return Ok(result?),
-        () = shutdown => {}
+    let mut shutdown = pin!(shutdown);
+    let mut open = pin!(open);
+    let mut failed: StoreFailed = Box::pin(std::future::pending());
+    loop {
+        tokio::select! {
+            result = &mut serve => return Ok(result?),
+            () = &mut shutdown => break,
+            done = async {
+                match open.as_mut().as_pin_mut() {
+                    Some(open) => open.await,
+                    None => std::future::pending().await,
+                }
+            }, if !opened => match done {
+                Ok(store_failed) => {
+                    opened = true;
+                    failed = store_failed;
+                    set_health(&health, ServingStatus::Serving).await;
+                    serving.store(true, Ordering::Relaxed);
+                    tracing::info!(addr = %local, "jobq serving");
+                }
+                Err(error) => {
+                    stop.cancel();
+                    let _ = tokio::time::timeout(config.shutdown_grace, &mut serve).await;
+                    return Err(error);
+                }
+            },
+            why = &mut failed => return Err(why),
+        }
     }
     tracing::info!(grace = ?config.shutdown_grace, "shutting down");
+    serving.store(false, Ordering::Relaxed);
     set_health(&health, ServingStatus::NotServing).await;
     let stopping = Stopping {
         engine,

@@ -672,6 +672,7 @@ async fn the_journal_exports_its_figures() {
     assert!(value("jobq_journal_records_total") >= 12.0);
     assert!(value("jobq_journal_written_bytes_total") > 0.0);
     assert!(value("jobq_journal_recovery_seconds") >= 0.0);
+    assert_eq!(value("jobq_journal_compaction_copied_bytes_total"), 0.0);
     assert!(scraped.contains("jobq_journal_disk_bytes "), "{scraped}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -25,6 +25,7 @@ mod metrics;
 mod python_example;
 mod security;
 mod service;
+mod starting;
 mod stream_enqueue;
 mod stream_leases;
 mod unary_rpcs;

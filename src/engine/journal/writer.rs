@@ -90,8 +90,9 @@ pub struct Progress {
     pub segments_on_disk: u64,
     /// Bytes of those segments.
     pub bytes_on_disk: u64,
-    /// Jobs compaction copied forward.
-    pub copied: u64,
+    /// Bytes compaction copied forward (jobs and idempotency keys that
+    /// still live, out of segments about to be deleted).
+    pub copied_bytes: u64,
     /// Why the writer stopped, if a write or sync failed: nothing after it
     /// is durable, and nothing will be.
     pub failed: Option<Arc<str>>,
@@ -146,7 +147,11 @@ struct Shared {
     // the buffer, never across an `.await` or any I/O.
     pending: Mutex<Pending>,
     more: Condvar,
-    progress: watch::Sender<Progress>,
+    /// Counters, read by metrics; kept apart from `events` so that a write
+    /// wakes no task that waits for an event.
+    counters: Counters,
+    /// Rare events tasks wait for: a segment begun, the writer failed.
+    events: watch::Sender<Events>,
     // A std mutex: held to file or release waiters, never across an
     // `.await` or any I/O.
     waiters: Mutex<Waiters>,
@@ -156,8 +161,8 @@ struct Shared {
     writer: Mutex<Option<JoinHandle<()>>>,
     dir: PathBuf,
     segment_bytes: u64,
-    /// Bytes free for the data dir, as the writer last read them after a
-    /// write (read by enqueues without a system call).
+    /// Bytes free for the data dir, as the writer last read them (read by
+    /// enqueues without a system call).
     free_bytes: AtomicU64,
     /// Held by a test to keep the writer from writing.
     #[cfg(test)]
@@ -172,7 +177,37 @@ struct Pending {
     /// The sequence number of the first frame in `buf`.
     first: u64,
     closed: bool,
+    /// Whether the writer is waiting for frames: only then does an append
+    /// wake it (a wake-up is a system call, and a busy writer takes every
+    /// frame appended meanwhile anyway).
+    writer_idle: bool,
 }
+
+/// The writer's and syncer's figures, as they go.
+#[derive(Debug, Default)]
+struct Counters {
+    written: AtomicU64,
+    durable: AtomicU64,
+    writes: AtomicU64,
+    syncs: AtomicU64,
+    records: AtomicU64,
+    bytes: AtomicU64,
+    copied_bytes: AtomicU64,
+    segments_on_disk: AtomicU64,
+    bytes_on_disk: AtomicU64,
+}
+
+/// What tasks wait for.
+#[derive(Clone, Debug, Default)]
+struct Events {
+    segments_begun: u64,
+    failed: Option<Arc<str>>,
+}
+
+/// Bytes written between two reads of the data dir's free space: far less
+/// than the two segments of room an enqueue keeps spare, so a disk filling
+/// up is seen in time.
+const FREE_SPACE_EVERY: u64 = 1 << 20;
 
 impl Journal {
     /// Starts a journal in `dir` whose next record gets `next_seq` (one past
@@ -185,13 +220,17 @@ impl Journal {
                 buf: Vec::new(),
                 first: next_seq,
                 closed: false,
+                writer_idle: false,
             }),
             more: Condvar::new(),
-            progress: watch::Sender::new(Progress {
-                written: next_seq.saturating_sub(1),
-                durable: next_seq.saturating_sub(1),
+            counters: Counters {
+                written: AtomicU64::new(next_seq.saturating_sub(1)),
+                durable: AtomicU64::new(next_seq.saturating_sub(1)),
+                ..Counters::default()
+            },
+            events: watch::Sender::new(Events {
                 segments_begun: 1,
-                ..Progress::default()
+                failed: None,
             }),
             waiters: Mutex::new(Waiters {
                 written: next_seq.saturating_sub(1),
@@ -217,6 +256,7 @@ impl Journal {
             segment,
             options,
             last: next_seq.saturating_sub(1),
+            since_free_space: 0,
         };
         let handle = std::thread::Builder::new()
             .name("jobq-journal".into())
@@ -230,6 +270,22 @@ impl Journal {
     /// waits for I/O: await [`durable`](Self::durable) for that, after
     /// releasing any lock.
     pub fn append(&self, record: &Record) -> u64 {
+        self.append_framed(record).0
+    }
+
+    /// As [`append`](Self::append), for a record that compaction copies
+    /// forward: its bytes are counted in [`Progress::copied_bytes`].
+    pub fn append_copy(&self, record: &Record) -> u64 {
+        let (seq, bytes) = self.append_framed(record);
+        self.shared
+            .counters
+            .copied_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+        seq
+    }
+
+    /// Appends a record; returns its sequence number and framed size.
+    fn append_framed(&self, record: &Record) -> (u64, u64) {
         let payload = record.encode_to_vec();
         let mut pending = lock(&self.shared.pending);
         let seq = pending.next_seq;
@@ -237,10 +293,15 @@ impl Journal {
         if pending.buf.is_empty() {
             pending.first = seq;
         }
+        let before = pending.buf.len();
         frame::encode(seq, &payload, &mut pending.buf);
+        let bytes = (pending.buf.len() - before) as u64;
+        let wake = std::mem::take(&mut pending.writer_idle);
         drop(pending);
-        self.shared.more.notify_one();
-        seq
+        if wake {
+            self.shared.more.notify_one();
+        }
+        (seq, bytes)
     }
 
     /// Completes once record `seq` is durable, or fails if the writer
@@ -257,8 +318,8 @@ impl Journal {
 
     /// Completes when the writer has failed, with why.
     pub async fn failed(&self) -> Arc<str> {
-        let mut progress = self.shared.progress.subscribe();
-        let failed = progress
+        let mut events = self.shared.events.subscribe();
+        let failed = events
             .wait_for(|p| p.failed.is_some())
             .await
             .ok()
@@ -272,8 +333,8 @@ impl Journal {
 
     /// Completes when the writer begins a segment after the `seen`th.
     pub async fn segment_begun(&self, seen: u64) -> Result<u64, JournalError> {
-        let mut progress = self.shared.progress.subscribe();
-        let begun = progress
+        let mut events = self.shared.events.subscribe();
+        let begun = events
             .wait_for(|p| p.failed.is_some() || p.segments_begun > seen)
             .await
             .map_err(|_| JournalError::Stopped)?
@@ -281,22 +342,23 @@ impl Journal {
         Ok(begun)
     }
 
-    /// Records what compaction found on disk, and how many jobs it copied.
-    pub fn note_disk(&self, segments: usize, bytes: u64, copied: u64) {
-        self.shared.progress.send_modify(|p| {
-            p.segments_on_disk = segments as u64;
-            p.bytes_on_disk = bytes;
-            p.copied += copied;
-        });
+    /// Records what compaction found on disk.
+    pub fn note_disk(&self, segments: usize, bytes: u64) {
+        let counters = &self.shared.counters;
+        counters
+            .segments_on_disk
+            .store(segments as u64, Ordering::Relaxed);
+        counters.bytes_on_disk.store(bytes, Ordering::Relaxed);
     }
 
     /// Bytes free on the data dir's file system for this process, as
-    /// last read (after the latest write).
+    /// last read (at the start, and after each mebibyte written).
     pub fn free_bytes(&self) -> u64 {
         self.shared.free_bytes.load(Ordering::Relaxed)
     }
 
-    /// Pretends the data dir has `bytes` free, until the next write.
+    /// Pretends the data dir has `bytes` free, until the writer next reads
+    /// the free space.
     #[cfg(test)]
     pub(crate) fn pretend_free_for_test(&self, bytes: u64) {
         self.shared.free_bytes.store(bytes, Ordering::Relaxed);
@@ -380,8 +442,8 @@ impl Journal {
     pub(crate) fn fail_for_test(&self, why: &Arc<str>) {
         stop_waiters(&self.shared, JournalError::WriterFailed(Arc::clone(why)));
         self.shared
-            .progress
-            .send_modify(|p| p.failed = Some(Arc::clone(why)));
+            .events
+            .send_modify(|e| e.failed = Some(Arc::clone(why)));
     }
 
     /// Keeps the writer from writing while the guard lives.
@@ -392,14 +454,32 @@ impl Journal {
 
     /// How far the writer has come.
     pub fn progress(&self) -> Progress {
-        self.shared.progress.borrow().clone()
+        let events = self.shared.events.borrow().clone();
+        let c = &self.shared.counters;
+        let get = |counter: &AtomicU64| counter.load(Ordering::Acquire);
+        Progress {
+            written: get(&c.written),
+            durable: get(&c.durable),
+            writes: get(&c.writes),
+            syncs: get(&c.syncs),
+            segments_begun: events.segments_begun,
+            records: get(&c.records),
+            bytes: get(&c.bytes),
+            segments_on_disk: get(&c.segments_on_disk),
+            bytes_on_disk: get(&c.bytes_on_disk),
+            copied_bytes: get(&c.copied_bytes),
+            failed: events.failed,
+        }
     }
 
     /// Writes and syncs what is pending, then stops the writer thread and
     /// waits for it: blocking, so call it where blocking is allowed (for
     /// example in `spawn_blocking`).
     pub fn close(&self) {
-        lock(&self.shared.pending).closed = true;
+        let mut pending = lock(&self.shared.pending);
+        pending.closed = true;
+        pending.writer_idle = false;
+        drop(pending);
         self.shared.more.notify_one();
         if let Some(handle) = lock(&self.shared.writer).take() {
             let _ = handle.join();
@@ -511,6 +591,8 @@ struct Writer {
     options: JournalOptions,
     /// The last sequence number written.
     last: u64,
+    /// Bytes written since the free space was last read.
+    since_free_space: u64,
 }
 
 /// What the writer hands the syncer: how far it has written, into which
@@ -568,6 +650,7 @@ impl Writer {
             if pending.closed {
                 return None;
             }
+            pending.writer_idle = true;
             pending = self
                 .shared
                 .more
@@ -591,7 +674,7 @@ impl Writer {
             }
             self.segment = Segment::create(&self.dir, first)?;
             self.hand_to_syncer(false);
-            self.shared.progress.send_modify(|p| p.segments_begun += 1);
+            self.shared.events.send_modify(|e| e.segments_begun += 1);
         }
         self.segment
             .file
@@ -602,20 +685,27 @@ impl Writer {
         // Under `always`, durable waits for the syncer; otherwise a write
         // is all the policy asks.
         let always = self.options.fsync == Fsync::Always;
-        self.shared.progress.send_modify(|p| {
-            p.records += last + 1 - first;
-            p.bytes += batch.len() as u64;
-            p.written = last;
-            if !always {
-                p.durable = last;
-            }
-            p.writes += 1;
-        });
+        let counters = &self.shared.counters;
+        counters
+            .records
+            .fetch_add(last + 1 - first, Ordering::Relaxed);
+        counters
+            .bytes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        counters.writes.fetch_add(1, Ordering::Relaxed);
+        counters.written.store(last, Ordering::Release);
+        if !always {
+            counters.durable.store(last, Ordering::Release);
+        }
         release(&self.shared, last, (!always).then_some(last));
         self.hand_to_syncer(true);
-        self.shared
-            .free_bytes
-            .store(free_space(&self.dir), Ordering::Relaxed);
+        self.since_free_space += batch.len() as u64;
+        if self.since_free_space >= FREE_SPACE_EVERY {
+            self.since_free_space = 0;
+            self.shared
+                .free_bytes
+                .store(free_space(&self.dir), Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -643,8 +733,8 @@ fn fail(shared: &Shared, error: &JournalError) {
     let why: Arc<str> = Arc::from(error.to_string());
     stop_waiters(shared, JournalError::WriterFailed(Arc::clone(&why)));
     shared
-        .progress
-        .send_modify(|p| p.failed = Some(Arc::clone(&why)));
+        .events
+        .send_modify(|e| e.failed = Some(Arc::clone(&why)));
 }
 
 /// The syncer thread: syncs whatever the writer has written, as soon as it
@@ -695,10 +785,8 @@ fn sync_loop(shared: &Shared, policy: Fsync, mut synced: u64, observer: Option<&
             synced = target;
             last_sync = Instant::now();
             // The figures first, so a caller released sees them.
-            shared.progress.send_modify(|p| {
-                p.durable = p.durable.max(target);
-                p.syncs += 1;
-            });
+            shared.counters.durable.fetch_max(target, Ordering::Release);
+            shared.counters.syncs.fetch_add(1, Ordering::Relaxed);
             release(shared, target, Some(target));
         }
         if closing {

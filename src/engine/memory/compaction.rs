@@ -50,7 +50,7 @@ async fn compact(engine: &MemoryEngine, journal: &Journal, epoch: u64) -> Result
             return Ok(());
         };
         let total: u64 = segments.iter().map(|s| s.bytes).sum();
-        journal.note_disk(segments.len(), total, 0);
+        journal.note_disk(segments.len(), total);
         let slots = engine.slots();
         let keys: u64 = slots
             .iter()
@@ -84,7 +84,7 @@ async fn compact(engine: &MemoryEngine, journal: &Journal, epoch: u64) -> Result
             .map_err(super::journal_failed)?;
         let oldest = oldest.clone();
         blocking(journal, move |j| j.remove_segment(&oldest)).await?;
-        journal.note_disk(segments.len() - 1, total - segments[0].bytes, copied as u64);
+        journal.note_disk(segments.len() - 1, total - segments[0].bytes);
         tracing::debug!(
             segment = %segments[0].path.display(),
             bytes = segments[0].bytes,

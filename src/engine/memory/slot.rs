@@ -197,7 +197,7 @@ impl Slot {
             };
             match state.queue.remembered_key(now, &key) {
                 Some((holder, first_seen)) if holder == id => {
-                    let seq = journal.append(&durable::key_record(
+                    let seq = journal.append_copy(&durable::key_record(
                         state.queue.name(),
                         &key,
                         id,
@@ -232,7 +232,7 @@ impl Slot {
                 state.base_of.remove(id);
                 continue;
             };
-            let seq = journal.append(&durable::snapshot_record(
+            let seq = journal.append_copy(&durable::snapshot_record(
                 state.queue.name(),
                 &snapshot,
                 &clocks,

@@ -386,6 +386,9 @@ async fn an_idempotency_key_outlives_its_job_compaction_and_a_restart() {
         Consume::ack(&engine, &q, &tokens).await.expect("ack");
         tokio::task::yield_now().await;
     }
+    // The key was copied; no job was live to copy.
+    let copied = journal.progress().copied_bytes;
+    assert!(copied > 0 && copied < 1 << 10, "{copied}");
     stop(engine, journal).await;
 
     let (engine, journal) = reopen(&dir);
