@@ -167,6 +167,10 @@ struct Shared {
     /// Held by a test to keep the writer from writing.
     #[cfg(test)]
     paused: Mutex<()>,
+    /// For a test that loses what was not synced: each segment's length
+    /// as of its last sync, noted before the sync's callers are released.
+    #[cfg(test)]
+    synced_lengths: Mutex<std::collections::HashMap<PathBuf, u64>>,
 }
 
 #[derive(Debug)]
@@ -239,7 +243,10 @@ impl Journal {
             }),
             to_sync: Mutex::new(ToSync {
                 written: next_seq.saturating_sub(1),
+                bytes: 0,
                 file: None,
+                #[cfg(test)]
+                path: PathBuf::new(),
                 closed: false,
             }),
             sync_more: Condvar::new(),
@@ -249,6 +256,8 @@ impl Journal {
             free_bytes: AtomicU64::new(free_space(dir)),
             #[cfg(test)]
             paused: Mutex::new(()),
+            #[cfg(test)]
+            synced_lengths: Mutex::default(),
         });
         let writer = Writer {
             shared: Arc::clone(&shared),
@@ -446,6 +455,12 @@ impl Journal {
             .send_modify(|e| e.failed = Some(Arc::clone(why)));
     }
 
+    /// Each segment's length as of its last sync (what a power loss keeps).
+    #[cfg(test)]
+    pub(crate) fn synced_lengths_for_test(&self) -> std::collections::HashMap<PathBuf, u64> {
+        lock(&self.shared.synced_lengths).clone()
+    }
+
     /// Keeps the writer from writing while the guard lives.
     #[cfg(test)]
     pub(crate) fn pause_for_test(&self) -> MutexGuard<'_, ()> {
@@ -600,7 +615,12 @@ struct Writer {
 #[derive(Debug)]
 struct ToSync {
     written: u64,
+    /// How long the file is once `written` is in it.
+    bytes: u64,
     file: Option<Arc<File>>,
+    /// The file's path, for a test that loses what was not synced.
+    #[cfg(test)]
+    path: PathBuf,
     closed: bool,
 }
 
@@ -670,6 +690,8 @@ impl Writer {
                     .file
                     .sync_data()
                     .map_err(|e| JournalError::io("syncing", &self.segment.path, e))?;
+                #[cfg(test)]
+                note_synced(&self.shared, &self.segment.path, self.segment.bytes);
                 release(&self.shared, self.last, Some(self.last));
             }
             self.segment = Segment::create(&self.dir, first)?;
@@ -713,8 +735,14 @@ impl Writer {
     fn hand_to_syncer(&self, wrote: bool) {
         let mut to_sync = lock(&self.shared.to_sync);
         to_sync.written = self.last;
+        to_sync.bytes = self.segment.bytes;
         if !wrote {
             to_sync.file = Some(Arc::clone(&self.segment.file));
+            #[cfg(test)]
+            {
+                to_sync.path = self.segment.path.clone();
+                note_synced(&self.shared, &self.segment.path, self.segment.bytes);
+            }
         }
         drop(to_sync);
         self.shared.sync_more.notify_one();
@@ -725,6 +753,27 @@ impl Writer {
     fn fail(&self, error: &JournalError) {
         fail(&self.shared, error);
     }
+}
+
+impl ToSync {
+    /// What a sync now would cover, for a test that loses what was not
+    /// synced: the file and its length.
+    #[cfg(test)]
+    fn covered(&self) -> (PathBuf, u64) {
+        (self.path.clone(), self.bytes)
+    }
+
+    #[cfg(not(test))]
+    fn covered(&self) {}
+}
+
+/// Notes how long a segment is as of a sync, for a test that loses what
+/// was not synced.
+#[cfg(test)]
+fn note_synced(shared: &Shared, path: &Path, bytes: u64) {
+    let mut lengths = lock(&shared.synced_lengths);
+    let length = lengths.entry(path.to_path_buf()).or_default();
+    *length = (*length).max(bytes);
 }
 
 /// Stops the journal for good after a failed write or sync.
@@ -743,7 +792,7 @@ fn fail(shared: &Shared, error: &JournalError) {
 fn sync_loop(shared: &Shared, policy: Fsync, mut synced: u64, observer: Option<&dyn SyncObserver>) {
     let mut last_sync = Instant::now();
     loop {
-        let (target, file, closing) = {
+        let (target, file, closing, _covered) = {
             let mut to_sync = lock(&shared.to_sync);
             loop {
                 let behind = to_sync.written > synced;
@@ -769,7 +818,12 @@ fn sync_loop(shared: &Shared, policy: Fsync, mut synced: u64, observer: Option<&
                         .unwrap_or_else(|e| e.into_inner()),
                 };
             }
-            (to_sync.written, to_sync.file.clone(), to_sync.closed)
+            (
+                to_sync.written,
+                to_sync.file.clone(),
+                to_sync.closed,
+                to_sync.covered(),
+            )
         };
         if target > synced
             && let Some(file) = file
@@ -779,6 +833,8 @@ fn sync_loop(shared: &Shared, policy: Fsync, mut synced: u64, observer: Option<&
                 fail(shared, &JournalError::io("syncing", &shared.dir, error));
                 return;
             }
+            #[cfg(test)]
+            note_synced(shared, &_covered.0, _covered.1);
             if let Some(observer) = observer {
                 observer.synced(started.elapsed());
             }

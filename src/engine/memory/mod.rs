@@ -576,4 +576,6 @@ impl MemoryEngine {
 }
 
 #[cfg(test)]
+mod power_loss;
+#[cfg(test)]
 mod tests;
