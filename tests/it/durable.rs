@@ -559,9 +559,13 @@ async fn under_steady_enqueue_and_ack_the_journal_stays_bounded_and_keeps_exactl
             most = most.max(journal_bytes(&dir));
         }
     }
-    // Live: 201 jobs of about 130 bytes, well under one segment; the bound
-    // is twice that plus a segment, and the segment being written and the
-    // one compaction is working on may be on disk beside it.
+    // Live: 201 jobs of about 130 bytes (some 250 bytes each on disk), well
+    // under one segment; the bound is twice that plus a segment. Segments
+    // this small fill in a few milliseconds, and compaction waits for its
+    // copies to be synced (here up to 10 ms) before it deletes a segment,
+    // so up to two more may be written meanwhile. (At the default 64 MiB,
+    // that wait is a rounding error: `jobq-bench steady` measures the
+    // bound itself.)
     let bound = 3 * SEGMENT + 2 * (DEPTH as u64 + 1) * 250;
     assert!(
         most <= bound,

@@ -33,6 +33,7 @@ mod echo;
 mod enqueue;
 mod pipeline;
 mod report;
+mod steady;
 mod tasks;
 
 use depth::depth;
@@ -41,6 +42,7 @@ use echo::baseline;
 use enqueue::enqueue;
 use pipeline::pipeline;
 use report::{Report, cpu_since, cpu_time, histogram, record};
+use steady::steady;
 use tasks::{Finish, payload, prefill, queue_name, run_tasks};
 
 /// The echo baseline's generated code (`jobq.bench.v1`).
@@ -125,8 +127,24 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         deep: usize,
     },
+    /// Against a server with `--data-dir`: holds a queue at `depth` jobs
+    /// while `--jobs` jobs are enqueued and acked through it (100 per RPC),
+    /// and measures the server's data dir against the journal's bound of
+    /// twice the live bytes plus one segment.
+    Steady {
+        /// Jobs kept queued.
+        #[arg(long, default_value_t = 10_000)]
+        depth: usize,
+        /// The server's data dir (a fresh one), to measure.
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+        /// The server's `--journal-segment-bytes`.
+        #[arg(long, default_value_t = 64 << 20)]
+        segment_bytes: u64,
+    },
     /// Every measurement above but `depth` (which wants `--embedded` and a
-    /// million jobs of its own), with ratios to the baseline.
+    /// million jobs of its own) and `steady` (which wants a server on a
+    /// data dir), with ratios to the baseline.
     All,
 }
 
@@ -167,6 +185,11 @@ async fn main() -> anyhow::Result<()> {
             .await?
             .print(None),
         Command::Depth { deep } => depth(&args, &client, *deep).await?,
+        Command::Steady {
+            depth,
+            data_dir,
+            segment_bytes,
+        } => steady(&args, &client, *depth, data_dir, *segment_bytes).await?,
         Command::Baseline => baseline(&args).await?.print(),
         Command::All => {
             let echo = baseline(&args).await?;

@@ -205,8 +205,14 @@ struct Counters {
 #[derive(Clone, Debug, Default)]
 struct Events {
     segments_begun: u64,
+    /// Steps of growth: one per segment begun, and one per 256th of a
+    /// segment written, so compaction looks again as the journal grows.
+    grown: u64,
     failed: Option<Arc<str>>,
 }
+
+/// How many growth steps a segment has (see [`Events::grown`]).
+const GROWTH_STEPS: u64 = 256;
 
 /// Bytes written between two reads of the data dir's free space: far less
 /// than the two segments of room an enqueue keeps spare, so a disk filling
@@ -234,6 +240,7 @@ impl Journal {
             },
             events: watch::Sender::new(Events {
                 segments_begun: 1,
+                grown: 1,
                 failed: None,
             }),
             waiters: Mutex::new(Waiters {
@@ -340,15 +347,17 @@ impl Journal {
         }
     }
 
-    /// Completes when the writer begins a segment after the `seen`th.
-    pub async fn segment_begun(&self, seen: u64) -> Result<u64, JournalError> {
+    /// Completes when the journal has grown by a step after the `seen`th:
+    /// a segment begun, or another 256th of a segment written. Returns
+    /// the steps so far.
+    pub async fn grown(&self, seen: u64) -> Result<u64, JournalError> {
         let mut events = self.shared.events.subscribe();
-        let begun = events
-            .wait_for(|p| p.failed.is_some() || p.segments_begun > seen)
+        let grown = events
+            .wait_for(|p| p.failed.is_some() || p.grown > seen)
             .await
             .map_err(|_| JournalError::Stopped)?
-            .segments_begun;
-        Ok(begun)
+            .grown;
+        Ok(grown)
     }
 
     /// Records what compaction found on disk.
@@ -696,13 +705,21 @@ impl Writer {
             }
             self.segment = Segment::create(&self.dir, first)?;
             self.hand_to_syncer(false);
-            self.shared.events.send_modify(|e| e.segments_begun += 1);
+            self.shared.events.send_modify(|e| {
+                e.segments_begun += 1;
+                e.grown += 1;
+            });
         }
         self.segment
             .file
             .write_all(batch)
             .map_err(|e| JournalError::io("writing", &self.segment.path, e))?;
+        let step = (self.options.segment_bytes / GROWTH_STEPS).max(1);
+        let before = self.segment.bytes / step;
         self.segment.bytes += batch.len() as u64;
+        if self.segment.bytes / step > before {
+            self.shared.events.send_modify(|e| e.grown += 1);
+        }
         self.last = last;
         // Under `always`, durable waits for the syncer; otherwise a write
         // is all the policy asks.

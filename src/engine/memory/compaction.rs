@@ -1,11 +1,12 @@
 //! Keeping a durable engine's journal bounded by its live data, not by its
-//! history: whenever the writer begins a segment and the journal holds more
-//! than about twice the live bytes plus one segment, the oldest segment's
-//! live jobs are copied forward (each as a snapshot of how it is now), and
-//! so are its idempotency keys still inside their window (a key outlives
-//! its job), and the segment is deleted. A segment with nothing live left
-//! is deleted without copying anything. One old delayed or dead job therefore never
-//! pins old files, and a steady enqueue/ack load keeps a steady size.
+//! history. Whenever the journal has grown by a 256th of a segment (or begun
+//! one), its oldest segment is looked at: one that holds nothing live is
+//! deleted at once; one that does is compacted once the journal holds more
+//! than about twice the live bytes plus one segment: its live jobs are
+//! copied forward (each as a snapshot of how it is now), and so are its
+//! idempotency keys still inside their window (a key outlives its job),
+//! then it is deleted. One old delayed or dead job therefore never pins old
+//! files, and a steady enqueue/ack load keeps a steady size.
 //!
 //! Jobs are found by the record their state starts from (each slot keeps
 //! that index), a bounded batch per hold of a queue's lock, so compaction
@@ -23,7 +24,7 @@ const RECORD_OVERHEAD: u64 = 96;
 /// Bytes an idempotency key's record takes beyond the key, roughly.
 const KEY_RECORD_OVERHEAD: u64 = 64;
 
-/// Compacts after each new segment until the engine shuts down.
+/// Compacts as the journal grows, until the engine shuts down.
 pub(super) async fn run(engine: MemoryEngine, journal: Journal, epoch: u64) {
     let mut seen = 0;
     loop {
@@ -33,8 +34,8 @@ pub(super) async fn run(engine: MemoryEngine, journal: Journal, epoch: u64) {
         }
         tokio::select! {
             () = engine.shared.shutdown.cancelled() => return,
-            begun = journal.segment_begun(seen) => match begun {
-                Ok(begun) => seen = begun,
+            grown = journal.grown(seen) => match grown {
+                Ok(grown) => seen = grown,
                 Err(_) => return,
             },
         }
@@ -52,16 +53,25 @@ async fn compact(engine: &MemoryEngine, journal: &Journal, epoch: u64) -> Result
         let total: u64 = segments.iter().map(|s| s.bytes).sum();
         journal.note_disk(segments.len(), total);
         let slots = engine.slots();
-        let keys: u64 = slots
-            .iter()
-            .map(|slot| {
-                let (count, bytes) = slot.keys_on_record();
-                bytes + count as u64 * KEY_RECORD_OVERHEAD
-            })
-            .sum();
-        let live = engine.memory_used() + engine.jobs_held() as u64 * RECORD_OVERHEAD + keys;
-        if total <= 2 * live + journal.segment_bytes() {
-            return Ok(());
+        // An oldest segment with nothing live in it goes at once, at the
+        // cost of rewriting the settings; one that holds live jobs or keys
+        // goes once the journal is over its bound.
+        if slots.iter().any(|slot| slot.holds_live_before(next.first)) {
+            let bound = |live: u64| 2 * live + journal.segment_bytes();
+            let jobs = engine.memory_used() + engine.jobs_held() as u64 * RECORD_OVERHEAD;
+            if total <= bound(jobs) {
+                return Ok(());
+            }
+            let keys: u64 = slots
+                .iter()
+                .map(|slot| {
+                    let (count, bytes) = slot.keys_on_record();
+                    bytes + count as u64 * KEY_RECORD_OVERHEAD
+                })
+                .sum();
+            if total <= bound(jobs + keys) {
+                return Ok(());
+            }
         }
         let mut copied = 0;
         for slot in slots {
@@ -90,7 +100,6 @@ async fn compact(engine: &MemoryEngine, journal: &Journal, epoch: u64) -> Result
             bytes = segments[0].bytes,
             copied,
             journal_bytes = total - segments[0].bytes,
-            live_bytes = live,
             "journal segment compacted"
         );
     }

@@ -158,6 +158,14 @@ impl Slot {
         }
     }
 
+    /// Whether a live job's state, or an idempotency key, starts before
+    /// record `boundary`: whether the segments before it still matter.
+    pub(super) fn holds_live_before(&self, boundary: u64) -> bool {
+        let state = self.lock();
+        state.bases.range(..boundary).next().is_some()
+            || state.keys.range(..boundary).next().is_some()
+    }
+
     /// Idempotency keys this queue has on record, and their bytes.
     pub(super) fn keys_on_record(&self) -> (usize, u64) {
         let state = self.lock();
