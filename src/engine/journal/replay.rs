@@ -65,6 +65,7 @@ pub fn replay(
         );
         match end {
             SegmentEnd::Whole => {}
+            SegmentEnd::Unused { at } => truncate(path, at)?,
             SegmentEnd::Torn { at } => {
                 recovered.torn_bytes = bytes.len() as u64 - at;
                 truncate(path, at)?;
@@ -114,6 +115,9 @@ pub fn replay(
 enum SegmentEnd {
     /// At a record boundary.
     Whole,
+    /// At a record boundary followed by zeros up to the end of the file:
+    /// space the writer allocated ahead and never filled.
+    Unused { at: u64 },
     /// Inside the last record of the last segment, at this offset.
     Torn { at: u64 },
     /// At a record that does not read back.
@@ -170,6 +174,7 @@ fn read_segment(
                 *expected = Some(seq + 1);
                 at += size;
             }
+            _ if unused(&body[at..]) => return SegmentEnd::Unused { at: offset },
             Decoded::Short if last => return SegmentEnd::Torn { at: offset },
             Decoded::Short => {
                 return SegmentEnd::Corrupt {
@@ -196,14 +201,22 @@ fn read_segment(
     SegmentEnd::Whole
 }
 
+/// Whether the bytes after the last record are space allocated ahead and
+/// never written: nothing but zeros.
+fn unused(rest: &[u8]) -> bool {
+    rest.iter().all(|b| *b == 0)
+}
+
 /// Whether bad bytes at the end of the last segment are a write cut short
-/// rather than damage: nothing but zeros (space the file system extended
-/// but never filled), or a record whose header holds and whose payload
-/// runs to the end of the file or past it.
+/// rather than damage: up to where only zeros (space allocated ahead)
+/// follow, a header cut short, or a record whose header holds and whose
+/// payload runs that far or past it.
 fn torn(rest: &[u8]) -> bool {
-    if rest.iter().all(|b| *b == 0) {
-        return true;
-    }
+    let written = rest
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |last| last + 1);
+    let rest = &rest[..written];
     if rest.len() < frame::HEADER {
         return true;
     }

@@ -236,6 +236,20 @@ fn a_torn_tail_is_cut_at_every_byte_offset_of_the_last_record() {
         );
         let (read, _) = read_all(&dir, RecoveryMode::Strict).expect("after the cut");
         assert_eq!(read, (1..=3).zip((1..=3).map(removed)).collect::<Vec<_>>());
+
+        // The same cut inside space allocated ahead: zeros follow it.
+        let padded_dir = self::dir("torn-padded");
+        let padded = super::segment_path(&padded_dir, 1);
+        let mut bytes = whole[..cut].to_vec();
+        bytes.resize(whole.len() + 4096, 0);
+        std::fs::write(&padded, &bytes).expect("copy");
+        let (read, _) = read_all(&padded_dir, RecoveryMode::Strict)
+            .unwrap_or_else(|e| panic!("padded cut at {cut}: {e}"));
+        assert_eq!(read.len(), 2, "padded cut at {cut}");
+        assert_eq!(
+            std::fs::metadata(&padded).expect("segment").len(),
+            last_start as u64
+        );
     }
 }
 
@@ -419,7 +433,7 @@ fn a_waiter_is_told_when_the_writer_has_failed() {
 }
 
 #[test]
-fn zeros_or_a_garbled_last_record_at_the_end_are_a_torn_tail_too() {
+fn zeros_after_the_records_are_unused_space_and_a_garbled_last_record_a_torn_tail() {
     let source = dir("garbled-source");
     write(
         &source,
@@ -429,13 +443,31 @@ fn zeros_or_a_garbled_last_record_at_the_end_are_a_torn_tail_too() {
     );
     let whole = std::fs::read(only_segment(&source)).expect("segment");
 
-    // Space the file system extended but never filled.
+    // Space allocated ahead and never filled, in the last segment and in
+    // an older one: nothing is torn, and the space is given back.
     let zeros = dir("zeros");
     let mut bytes = whole.clone();
     bytes.extend(std::iter::repeat_n(0u8, 4096));
     std::fs::write(super::segment_path(&zeros, 1), &bytes).expect("copy");
-    let (read, recovered) = read_all(&zeros, RecoveryMode::Strict).expect("zeros are torn");
-    assert_eq!((read.len(), recovered.torn_bytes), (2, 4096));
+    let (read, recovered) = read_all(&zeros, RecoveryMode::Strict).expect("zeros are unused");
+    assert_eq!((read.len(), recovered.torn_bytes), (2, 0));
+    let cut = std::fs::metadata(super::segment_path(&zeros, 1)).expect("segment");
+    assert_eq!(cut.len(), whole.len() as u64);
+    std::fs::write(super::segment_path(&zeros, 1), &bytes).expect("copy");
+    write(&zeros, 3, &[removed(3)], JournalOptions::default());
+    let (read, _) = read_all(&zeros, RecoveryMode::Strict).expect("zeros are unused");
+    assert_eq!(read.len(), 3);
+    // But zeros with records after them in the same segment are damage.
+    let mut holed = whole.clone();
+    holed.extend(std::iter::repeat_n(0u8, 64));
+    holed.extend_from_slice(&whole[SEGMENT_MAGIC.len()..]);
+    let hole = dir("hole");
+    std::fs::write(super::segment_path(&hole, 1), &holed).expect("copy");
+    write(&hole, 3, &[removed(3)], JournalOptions::default());
+    assert!(matches!(
+        read_all(&hole, RecoveryMode::Strict),
+        Err(JournalError::Corrupt { offset, .. }) if offset == whole.len() as u64
+    ));
 
     // The last record's payload half written over.
     let garbled = dir("garbled");

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -115,23 +115,28 @@ pub struct SegmentFile {
 struct Waiters {
     written: u64,
     durable: u64,
-    for_written: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
-    for_durable: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+    /// Keyed by sequence number, then by order of arrival.
+    for_written: BTreeMap<(u64, u64), oneshot::Sender<()>>,
+    for_durable: BTreeMap<(u64, u64), oneshot::Sender<()>>,
+    /// Numbers waiters in order of arrival.
+    arrivals: u64,
     /// Why the writer stopped, once it has: nothing more will be released.
     stopped: Option<JournalError>,
 }
 
 impl Waiters {
-    /// Takes the waiters of `map` up to `seq`.
+    /// Moves the waiters of `map` up to `seq` into `ready`.
     fn due(
-        map: &mut BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+        map: &mut BTreeMap<(u64, u64), oneshot::Sender<()>>,
         seq: u64,
-    ) -> Vec<oneshot::Sender<()>> {
-        let later = map.split_off(&(seq + 1));
-        std::mem::replace(map, later)
-            .into_values()
-            .flatten()
-            .collect()
+        ready: &mut Vec<oneshot::Sender<()>>,
+    ) {
+        while let Some(entry) = map.first_entry() {
+            if entry.key().0 > seq {
+                break;
+            }
+            ready.push(entry.remove());
+        }
     }
 }
 
@@ -211,6 +216,11 @@ struct Events {
     failed: Option<Arc<str>>,
 }
 
+/// Space is allocated ahead a segment's 64th at a time (between 4 KiB and
+/// 1 MiB): the file's size, and so its metadata, changes once per chunk
+/// instead of at every sync.
+const ALLOCATION_STEPS: u64 = 64;
+
 /// How many growth steps a segment has (see [`Events::grown`]).
 const GROWTH_STEPS: u64 = 256;
 
@@ -223,7 +233,7 @@ impl Journal {
     /// Starts a journal in `dir` whose next record gets `next_seq` (one past
     /// the last record recovery read), in a new segment.
     pub fn open(dir: &Path, next_seq: u64, options: JournalOptions) -> Result<Self, JournalError> {
-        let segment = Segment::create(dir, next_seq)?;
+        let segment = Segment::create(dir, next_seq, options.segment_bytes)?;
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
                 next_seq,
@@ -255,6 +265,7 @@ impl Journal {
                 #[cfg(test)]
                 path: PathBuf::new(),
                 closed: false,
+                syncer_idle: false,
             }),
             sync_more: Condvar::new(),
             writer: Mutex::new(None),
@@ -437,12 +448,14 @@ impl Journal {
                 return Ok(());
             }
             let (tx, rx) = oneshot::channel();
+            waiters.arrivals += 1;
+            let key = (seq, waiters.arrivals);
             let map = if durable {
                 &mut waiters.for_durable
             } else {
                 &mut waiters.for_written
             };
-            map.entry(seq).or_default().push(tx);
+            map.insert(key, tx);
             rx
         };
         match released.await {
@@ -529,16 +542,16 @@ fn stop_waiters(shared: &Shared, why: JournalError) {
 
 /// Records how far the writer has come and releases the waiters covered.
 fn release(shared: &Shared, written: u64, durable: Option<u64>) {
-    let ready = {
+    let mut ready = Vec::new();
+    {
         let mut waiters = lock(&shared.waiters);
         waiters.written = waiters.written.max(written);
-        let mut ready = Waiters::due(&mut waiters.for_written, written);
+        Waiters::due(&mut waiters.for_written, written, &mut ready);
         if let Some(durable) = durable {
             waiters.durable = waiters.durable.max(durable);
-            ready.extend(Waiters::due(&mut waiters.for_durable, durable));
+            Waiters::due(&mut waiters.for_durable, durable, &mut ready);
         }
-        ready
-    };
+    }
     for waiter in ready {
         let _ = waiter.send(());
     }
@@ -554,21 +567,31 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 struct Segment {
     // Shared with the syncer thread, which syncs it while the writer
-    // appends (`&File` does both).
+    // writes (`&File` does both).
     file: Arc<File>,
     path: PathBuf,
+    /// Bytes written.
     bytes: u64,
+    /// The file's length: space allocated ahead of `bytes`, so that most
+    /// syncs find the file's size unchanged and write no metadata.
+    allocated: u64,
+    /// How much to allocate ahead at a time.
+    chunk: u64,
 }
 
 impl Segment {
     /// The segment whose first record is `first`: new, or the empty one a
     /// start that wrote nothing left (replay has cut any torn header), with
     /// its header synced and the directory entry too.
-    fn create(dir: &Path, first: u64) -> Result<Self, JournalError> {
+    fn create(dir: &Path, first: u64, segment_bytes: u64) -> Result<Self, JournalError> {
         let path = segment_path(dir, first);
-        let mut file = OpenOptions::new()
+        // Not in append mode: records are written at their offsets, into
+        // space allocated ahead (and `O_APPEND` would ignore the offset).
+        let file = OpenOptions::new()
             .create(true)
-            .append(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
             .open(&path)
             .map_err(|e| JournalError::io("creating a segment", &path, e))?;
         let bytes = file
@@ -577,7 +600,7 @@ impl Segment {
             .len();
         match bytes {
             0 => file
-                .write_all(SEGMENT_MAGIC)
+                .write_all_at(SEGMENT_MAGIC, 0)
                 .and_then(|()| file.sync_data())
                 .map_err(|e| JournalError::io("writing a segment header", &path, e))?,
             n if n == SEGMENT_MAGIC.len() as u64 => {}
@@ -592,11 +615,54 @@ impl Segment {
             }
         }
         sync_dir(dir)?;
+        let header = SEGMENT_MAGIC.len() as u64;
         Ok(Self {
             file: Arc::new(file),
             path,
-            bytes: SEGMENT_MAGIC.len() as u64,
+            bytes: header,
+            allocated: header,
+            chunk: (segment_bytes / ALLOCATION_STEPS).clamp(4 << 10, 1 << 20),
         })
+    }
+
+    /// Writes `batch` after what is written, allocating more space ahead
+    /// first when it would not fit.
+    fn write(&mut self, batch: &[u8]) -> Result<(), JournalError> {
+        let end = self.bytes + batch.len() as u64;
+        if end > self.allocated {
+            let to = end.div_ceil(self.chunk) * self.chunk;
+            // Allocated and zeroed, so that writes into it change no size;
+            // a file system without it just grows the file as it writes.
+            if rustix::fs::fallocate(
+                &*self.file,
+                rustix::fs::FallocateFlags::empty(),
+                self.allocated,
+                to - self.allocated,
+            )
+            .is_ok()
+            {
+                self.allocated = to;
+            }
+        }
+        self.file
+            .write_all_at(batch, self.bytes)
+            .map_err(|e| JournalError::io("writing", &self.path, e))?;
+        self.bytes = end;
+        self.allocated = self.allocated.max(end);
+        Ok(())
+    }
+
+    /// Gives back the space allocated past what was written, once the
+    /// segment is full and synced. (If this is lost in a crash, replay
+    /// reads the zeros as unused space, and cuts them then.)
+    fn trim(&mut self) -> Result<(), JournalError> {
+        if self.allocated > self.bytes {
+            self.file
+                .set_len(self.bytes)
+                .map_err(|e| JournalError::io("trimming a full segment", &self.path, e))?;
+            self.allocated = self.bytes;
+        }
+        Ok(())
     }
 }
 
@@ -631,6 +697,8 @@ struct ToSync {
     #[cfg(test)]
     path: PathBuf,
     closed: bool,
+    /// Whether the syncer is waiting: only then does a write wake it.
+    syncer_idle: bool,
 }
 
 impl Writer {
@@ -663,6 +731,11 @@ impl Writer {
         self.shared.sync_more.notify_one();
         if let Some(syncer) = syncer {
             let _ = syncer.join();
+        }
+        // What was allocated ahead is not needed any more (replay would
+        // cut it anyway).
+        if let Err(error) = self.segment.trim() {
+            tracing::warn!(%error, "could not give back a segment's unused space");
         }
         stop_waiters(&self.shared, JournalError::Stopped);
     }
@@ -703,20 +776,17 @@ impl Writer {
                 note_synced(&self.shared, &self.segment.path, self.segment.bytes);
                 release(&self.shared, self.last, Some(self.last));
             }
-            self.segment = Segment::create(&self.dir, first)?;
+            self.segment.trim()?;
+            self.segment = Segment::create(&self.dir, first, self.options.segment_bytes)?;
             self.hand_to_syncer(false);
             self.shared.events.send_modify(|e| {
                 e.segments_begun += 1;
                 e.grown += 1;
             });
         }
-        self.segment
-            .file
-            .write_all(batch)
-            .map_err(|e| JournalError::io("writing", &self.segment.path, e))?;
         let step = (self.options.segment_bytes / GROWTH_STEPS).max(1);
         let before = self.segment.bytes / step;
-        self.segment.bytes += batch.len() as u64;
+        self.segment.write(batch)?;
         if self.segment.bytes / step > before {
             self.shared.events.send_modify(|e| e.grown += 1);
         }
@@ -761,8 +831,11 @@ impl Writer {
                 note_synced(&self.shared, &self.segment.path, self.segment.bytes);
             }
         }
+        let wake = std::mem::take(&mut to_sync.syncer_idle) || !wrote;
         drop(to_sync);
-        self.shared.sync_more.notify_one();
+        if wake {
+            self.shared.sync_more.notify_one();
+        }
     }
 
     /// A failed write or sync ends the writer: after the kernel has dropped
@@ -816,6 +889,7 @@ fn sync_loop(shared: &Shared, policy: Fsync, mut synced: u64, observer: Option<&
                 if to_sync.closed || (behind && policy == Fsync::Always) {
                     break;
                 }
+                to_sync.syncer_idle = true;
                 to_sync = match policy {
                     Fsync::Interval(every) if behind => {
                         let due = last_sync + every;
