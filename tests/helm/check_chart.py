@@ -142,10 +142,14 @@ class ServerObjects(unittest.TestCase):
             with self.subTest(grpc_port=grpc_port):
                 _, container, service = self.server({"ports": {"grpc": grpc_port, "metrics": 9100}})
                 self.assertEqual(container["livenessProbe"]["grpc"], {"port": grpc_port, "service": ""})
+                self.assertEqual(container["startupProbe"]["grpc"], {"port": grpc_port, "service": ""})
+                # A long recovery (NOT_SERVING) must not trip liveness.
+                startup = container["startupProbe"]
+                self.assertGreaterEqual(startup["periodSeconds"] * startup["failureThreshold"], 600)
                 self.assertEqual(
                     container["readinessProbe"]["grpc"], {"port": grpc_port, "service": "jobq.v1.JobQueue"}
                 )
-                for probe in ("livenessProbe", "readinessProbe"):
+                for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                     self.assertNotIn("httpGet", container[probe])
                     self.assertNotIn("exec", container[probe])
                 env = env_of(container)
@@ -262,7 +266,7 @@ class Secured(unittest.TestCase):
             self.assertTrue(mounts[name]["readOnly"])
             self.assertNotIn("subPath", mounts[name], "subPath mounts never see Secret updates")
         # gRPC probes cannot speak TLS: /healthz on the metrics port instead.
-        for probe in ("livenessProbe", "readinessProbe"):
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             self.assertEqual(container[probe]["httpGet"], {"path": "/healthz", "port": "metrics"})
             self.assertNotIn("grpc", container[probe])
 
