@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use base64::Engine as _;
 use clap::ValueEnum;
 use comfy_table::Table;
 use jobq::grpc::pb;
@@ -159,8 +160,22 @@ fn state(job: &pb::JobInfo) -> &'static str {
     }
 }
 
-fn payload_text(job: &pb::Job) -> String {
-    String::from_utf8_lossy(&job.payload).into_owned()
+/// A payload as a terminal can show it: its text when it is UTF-8 with no
+/// control characters (tabs aside), else a hex preview of its first bytes,
+/// so a binary payload never writes raw control codes to the terminal.
+fn payload_text(payload: &[u8], max: usize) -> String {
+    match std::str::from_utf8(payload) {
+        Ok(text) if !text.chars().any(|c| c.is_control() && c != '\t') => preview(text, max),
+        _ => {
+            let shown = payload.len().min(max / 2);
+            let hex: String = payload[..shown]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let more = if shown < payload.len() { "…" } else { "" };
+            format!("hex {hex}{more} ({} bytes)", payload.len())
+        }
+    }
 }
 
 fn preview(text: &str, max: usize) -> String {
@@ -179,7 +194,7 @@ pub(super) fn job_row(info: &pb::JobInfo) -> Vec<String> {
         info.attempts.to_string(),
         job.priority.to_string(),
         preview(&info.last_error, 40),
-        preview(&payload_text(&job), 40),
+        payload_text(&job.payload, 40),
     ]
 }
 
@@ -193,8 +208,11 @@ pub(super) fn job_json(info: &pb::JobInfo) -> Value {
         "attempts": info.attempts,
         "max_attempts": job.max_attempts,
         "priority": job.priority,
-        "payload": payload_text(&job),
-        "payload_bytes": job.payload.len(),
+        // Any bytes, so base64 (standard alphabet, padded); empty for a
+        // job that has left the queue, whose payload_bytes still counts.
+        "payload": base64::engine::general_purpose::STANDARD.encode(&job.payload),
+        "payload_encoding": "base64",
+        "payload_bytes": info.payload_bytes,
         "metadata": job.metadata,
         "enqueue_time": time(job.enqueue_time),
         "finish_time": time(info.finish_time),
@@ -225,7 +243,8 @@ pub(super) fn job_details(info: &pb::JobInfo) -> String {
             "finished",
             time(info.finish_time).unwrap_or_else(|| "-".into()),
         ),
-        ("payload", preview(&payload_text(&job), 200)),
+        ("payload", payload_text(&job.payload, 200)),
+        ("payload bytes", info.payload_bytes.to_string()),
         ("last error", info.last_error.clone()),
     ];
     let mut metadata: Vec<_> = job.metadata.iter().collect();

@@ -86,6 +86,7 @@ pub(super) fn job_info(queue: &QueueName, status: JobStatus) -> pb::JobInfo {
             })
             .collect(),
         finish_time: status.finished_at.map(timestamp),
+        payload_bytes: status.payload_bytes,
     }
 }
 

@@ -19,14 +19,16 @@ pub(super) enum Outcome {
     Cancelled,
 }
 
-/// A job that left the queue. Its payload is not kept, and the record is
-/// held by value: finishing a job allocates nothing for it.
-#[derive(Clone, Debug)]
+/// A job that left the queue. Its payload is not kept (its size is), and
+/// the record is held by value: finishing a job allocates nothing for it
+/// (its failure history, if it had one, moves in as it was).
+#[derive(Debug)]
 pub(super) struct Finished {
     pub(super) job: Job,
+    pub(super) payload_bytes: u64,
     pub(super) outcome: Outcome,
     pub(super) attempts: u32,
-    pub(super) last_error: Option<String>,
+    pub(super) failures: Option<Box<super::state::Failures>>,
     pub(super) at: Instant,
 }
 

@@ -1,6 +1,6 @@
 //! The `jobq` binary's operator commands against a real server.
 
-use crate::common::{TestServer, enqueue, job, lease};
+use crate::common::{TestServer, ack, admin, enqueue, job, lease};
 use jobq::grpc::pb;
 use serde_json::Value;
 use tokio::process::Command;
@@ -74,7 +74,10 @@ async fn enqueue_then_inspect_the_queue_and_the_job() {
 
     let shown = jobq_json(&server, &["job", &id]).await;
     assert_eq!(shown["state"], "ready");
-    assert_eq!(shown["payload"], "alice@example.com");
+    // JSON carries any payload as base64, and says so.
+    assert_eq!(shown["payload"], "YWxpY2VAZXhhbXBsZS5jb20=");
+    assert_eq!(shown["payload_encoding"], "base64");
+    assert_eq!(shown["payload_bytes"], 17);
     assert_eq!(shown["metadata"]["template"], "welcome");
     assert_eq!(shown["priority"], -2);
 
@@ -151,4 +154,66 @@ async fn errors_exit_non_zero_with_the_reason() {
     .await;
     assert!(!ok);
     assert!(stderr.contains("is not KEY=VALUE"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_binary_payload_is_base64_in_json_and_a_hex_preview_in_the_table() {
+    let server = TestServer::start().await;
+    let mut client = server.client();
+    let binary = pb::NewJob {
+        payload: bytes::Bytes::from_static(&[0x00, 0x01, 0x1b, 0xff]),
+        ..pb::NewJob::default()
+    };
+    let id = enqueue(&mut client, "blobs", binary).await;
+    let shown = jobq_json(&server, &["job", &id]).await;
+    assert_eq!(shown["payload"], "AAEb/w==");
+    assert_eq!(shown["payload_bytes"], 4);
+    let (ok, text, _) = jobq(&server, &["job", &id]).await;
+    assert!(ok);
+    assert!(text.contains("hex 00011bff (4 bytes)"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "a raw escape reached the terminal"
+    );
+    let (ok, table, _) = jobq(&server, &["jobs", "blobs"]).await;
+    assert!(ok && table.contains("hex 00011bff") && !table.contains('\u{1b}'));
+}
+
+#[tokio::test]
+async fn a_finished_job_keeps_its_failures_and_payload_size() {
+    let server = TestServer::start().await;
+    let mut client = server.client();
+    let id = enqueue(&mut client, "q", job("ab")).await;
+    let first = lease(&mut client, "q", 1, 0).await.remove(0);
+    client
+        .nack(pb::NackRequest {
+            queue: "q".into(),
+            lease_token: first.lease_token,
+            reason: "smtp 451".into(),
+            retry_delay: Some(prost_types::Duration::default()),
+            ..pb::NackRequest::default()
+        })
+        .await
+        .expect("nack");
+    let second = lease(&mut client, "q", 1, 5).await.remove(0);
+    ack(&mut client, "q", vec![second.lease_token])
+        .await
+        .expect("ack");
+    let info = admin(&server)
+        .get_job(pb::GetJobRequest {
+            queue: "q".into(),
+            job_id: id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .job
+        .expect("job");
+    assert_eq!(info.state(), pb::JobState::Acked);
+    assert_eq!(info.payload_bytes, 2);
+    assert_eq!(info.failures.len(), 1);
+    assert_eq!(info.failures[0].error, "smtp 451");
+    let shown = jobq_json(&server, &["job", &id]).await;
+    assert_eq!(shown["payload_bytes"], 2);
+    assert_eq!(shown["failures"][0]["error"], "smtp 451");
 }

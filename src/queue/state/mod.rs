@@ -81,11 +81,11 @@ struct Entry {
 
 /// A job's failed attempts.
 #[derive(Debug)]
-struct Failures {
-    last_error: String,
+pub(in crate::queue) struct Failures {
+    pub(in crate::queue) last_error: String,
     /// The latest failed attempts, oldest first, at most [`MAX_HISTORY`]
     /// of them.
-    history: Vec<Failure>,
+    pub(in crate::queue) history: Vec<Failure>,
 }
 
 /// Failed attempts kept per job.
@@ -592,19 +592,26 @@ impl Queue {
         }
         self.finished.get(now, id).map(|f| JobStatus {
             job: Arc::new(f.job.clone()),
+            payload_bytes: f.payload_bytes,
             state: match f.outcome {
                 Outcome::Acked => JobState::Acked,
                 Outcome::Cancelled => JobState::Cancelled,
             },
             attempts: f.attempts,
-            last_error: f.last_error.clone(),
-            history: Vec::new(),
+            last_error: f.failures.as_ref().map(|f| f.last_error.clone()),
+            history: f
+                .failures
+                .as_ref()
+                .map(|f| f.history.clone())
+                .unwrap_or_default(),
             finished_at: Some(f.at),
         })
     }
 
-    /// Keeps a record of a job that left the queue, without its payload.
+    /// Keeps a record of a job that left the queue, with its failure
+    /// history and its payload's size but not the payload.
     fn finish(&mut self, now: Instant, entry: Entry, outcome: Outcome) {
+        let payload_bytes = entry.job.payload.len() as u64;
         let job = Job {
             payload: bytes::Bytes::new(),
             metadata: entry.job.metadata.clone(),
@@ -612,9 +619,10 @@ impl Queue {
         };
         self.finished.record(Finished {
             job,
+            payload_bytes,
             outcome,
             attempts: entry.attempts,
-            last_error: entry.failures.map(|f| f.last_error),
+            failures: entry.failures,
             at: now,
         });
     }

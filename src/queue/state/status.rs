@@ -27,8 +27,10 @@ pub enum JobState {
 /// A job and where it is.
 #[derive(Clone, Debug)]
 pub struct JobStatus {
-    /// The job.
+    /// The job. Its payload is empty once it has left the queue.
     pub job: Arc<Job>,
+    /// The payload's size in bytes, kept when the payload is not.
+    pub payload_bytes: u64,
     /// Its state.
     pub state: JobState,
     /// Deliveries so far.
@@ -64,6 +66,7 @@ pub(super) fn state_of(entry: &Entry) -> JobState {
 pub(super) fn status_of(entry: &Entry) -> JobStatus {
     JobStatus {
         job: Arc::clone(&entry.job),
+        payload_bytes: entry.job.payload.len() as u64,
         state: state_of(entry),
         attempts: entry.attempts,
         last_error: entry.failures.as_ref().map(|f| f.last_error.clone()),
