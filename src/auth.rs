@@ -165,10 +165,13 @@ impl Tokens {
         if role == needed || role == Role::Admin {
             Ok(())
         } else {
+            let may = match needed {
+                Role::Admin => "an admin token".to_string(),
+                other => format!("a {} or an admin token", other.name()),
+            };
             Err(Status::permission_denied(format!(
-                "a {} token may not call {path}; it needs a {} or admin token",
+                "a {} token may not call {path}; it needs {may}",
                 role.name(),
-                needed.name()
             )))
         }
     }
@@ -309,8 +312,14 @@ mod tests {
         assert_eq!(denied.code(), tonic::Code::PermissionDenied);
         assert!(denied.message().contains("worker"), "{}", denied.message());
         assert_eq!(
-            t.check(admin, &w).expect_err("worker admin").code(),
-            tonic::Code::PermissionDenied
+            denied.message(),
+            "a producer token may not call /jobq.v1.JobQueue/StreamLeases; it needs a worker or an admin token"
+        );
+        let denied = t.check(admin, &w).expect_err("worker admin");
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        assert_eq!(
+            denied.message(),
+            "a worker token may not call /jobq.v1.Admin/ListQueues; it needs an admin token"
         );
         assert_eq!(
             t.check(enqueue, &w).expect_err("worker enqueue").code(),

@@ -462,6 +462,7 @@ impl Config {
             max_lease_duration: self.max_lease_duration,
             max_lease_wait: self.max_lease_wait,
             max_enqueue_wait: self.max_enqueue_wait,
+            max_request_bytes: self.max_request_bytes,
         }
     }
 }

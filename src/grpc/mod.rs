@@ -9,6 +9,7 @@
 mod admin;
 mod convert;
 mod observe;
+mod oversize;
 pub mod pb;
 mod produce;
 mod service;
@@ -17,5 +18,6 @@ mod stream;
 mod validate;
 
 pub use admin::AdminService;
+pub(crate) use oversize::OversizeLayer;
 pub use service::JobQueueService;
 pub use validate::{InvalidField, Limits};

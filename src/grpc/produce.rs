@@ -195,7 +195,8 @@ impl Stream for ResponseStream {
                 // A frame that does not decode, or a broken connection: the
                 // jobs before it are stored and answered first.
                 Poll::Ready(Some(Err(status))) => {
-                    this.broke = Some(status);
+                    let limit = this.limits.max_request_bytes;
+                    this.broke = Some(super::oversize::explain(&status, limit).unwrap_or(status));
                     this.inbound_done = true;
                 }
                 Poll::Ready(None) => this.inbound_done = true,

@@ -161,6 +161,11 @@ impl Session {
                         Err(status) => break 'session End::Refused(status),
                     },
                     Some(Err(status)) => {
+                        if let Some(oversized) =
+                            super::oversize::explain(&status, self.limits.max_request_bytes)
+                        {
+                            break 'session End::Refused(oversized);
+                        }
                         tracing::debug!(%status, "lease stream broke");
                         break 'session End::WorkerGone;
                     }

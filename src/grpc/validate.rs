@@ -53,6 +53,8 @@ pub struct Limits {
     pub max_lease_wait: Duration,
     /// Longest wait for room on enqueue.
     pub max_enqueue_wait: Duration,
+    /// Largest request message, in bytes.
+    pub max_request_bytes: usize,
 }
 
 /// Checks a queue name.
@@ -522,6 +524,7 @@ mod tests {
             max_lease_duration: Duration::from_secs(60),
             max_lease_wait: Duration::from_secs(20),
             max_enqueue_wait: Duration::from_secs(30),
+            max_request_bytes: 1 << 20,
         }
     }
 
@@ -636,6 +639,7 @@ mod fuzz {
             max_lease_duration: Duration::from_secs(60),
             max_lease_wait: Duration::from_secs(20),
             max_enqueue_wait: Duration::from_secs(30),
+            max_request_bytes: 1 << 20,
         }
     }
 

@@ -83,13 +83,43 @@ async fn a_giant_length_prefix_is_refused_before_its_body_is_sent() {
     call.send(Bytes::from_static(&[0, 0xff, 0xff, 0xff, 0xff]));
     match call.ending().await {
         Ending::Status(code, message) => {
+            assert_eq!(code, Code::OutOfRange, "{message}");
+            // The size, the limit and the flag that sets it.
             assert!(
-                matches!(code, Code::OutOfRange | Code::ResourceExhausted),
-                "{code:?} {message}"
+                message.contains("4294967295-byte message")
+                    && message.contains(&format!(
+                        "limit of {} bytes",
+                        jobq::config::Config::defaults().max_request_bytes
+                    ))
+                    && message.contains("--max-request-bytes"),
+                "{message}"
             );
-            assert!(message.contains("too large"), "{message}");
         }
         Ending::Closed(why) => panic!("closed without a status: {why}"),
+    }
+    still_serving(&server).await;
+}
+
+#[tokio::test]
+async fn an_oversized_message_on_a_stream_is_refused_naming_the_limit_and_its_flag() {
+    let server = TestServer::start().await;
+    for path in [
+        "/jobq.v1.JobQueue/StreamEnqueue",
+        "/jobq.v1.JobQueue/StreamLeases",
+    ] {
+        let mut call = RawCall::start(server.addr, path).await;
+        call.send(Bytes::from_static(&[0, 0x7f, 0xff, 0xff, 0xff]));
+        match call.ending().await {
+            Ending::Status(code, message) => {
+                assert_eq!(code, Code::OutOfRange, "{path}: {message}");
+                assert!(
+                    message.contains("2147483647-byte message")
+                        && message.contains("--max-request-bytes"),
+                    "{path}: {message}"
+                );
+            }
+            Ending::Closed(why) => panic!("{path}: closed without a status: {why}"),
+        }
     }
     still_serving(&server).await;
 }
