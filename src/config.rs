@@ -1,7 +1,6 @@
 //! The server's settings: every flag has a `JOBQ_*` environment variable and
 //! a default, all shown by `jobq --help`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,13 +18,15 @@ use jobq_proto::limits::{MAX_ATTEMPTS_LIMIT, MAX_DELAY};
 #[derive(Clone, Debug, Parser)]
 #[command(name = "jobq", version, about, long_about = None)]
 pub struct Config {
-    /// Address the gRPC server listens on.
-    #[arg(long, env = "JOBQ_LISTEN", default_value = "127.0.0.1:50051")]
-    pub listen: SocketAddr,
+    /// Address the gRPC server listens on: IP:PORT or HOST:PORT (a host
+    /// name is resolved at start).
+    #[arg(long, env = "JOBQ_LISTEN", default_value = "127.0.0.1:50051", value_parser = listen_address)]
+    pub listen: String,
 
-    /// Address of the Prometheus metrics endpoint (`/metrics`).
-    #[arg(long, env = "JOBQ_METRICS_LISTEN", default_value = "127.0.0.1:9090")]
-    pub metrics_listen: SocketAddr,
+    /// Address of the Prometheus metrics endpoint (`/metrics`): IP:PORT or
+    /// HOST:PORT.
+    #[arg(long, env = "JOBQ_METRICS_LISTEN", default_value = "127.0.0.1:9090", value_parser = listen_address)]
+    pub metrics_listen: String,
 
     /// Log format: `pretty` for people, `json` for log collectors.
     #[arg(long, env = "JOBQ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
@@ -264,6 +265,22 @@ fn parse_fsync(text: &str) -> Result<Fsync, String> {
 pub struct InvalidConfig {
     flag: &'static str,
     problem: String,
+}
+
+/// Checks a listen address's form, HOST:PORT (an IPv6 host in brackets);
+/// the host is resolved when the server binds it.
+fn listen_address(value: &str) -> Result<String, String> {
+    let (host, port) = value.rsplit_once(':').ok_or_else(|| {
+        format!("{value:?} is not HOST:PORT (e.g. 0.0.0.0:50051 or localhost:50051)")
+    })?;
+    if host.is_empty() {
+        return Err(format!(
+            "{value:?} has no host: use 0.0.0.0{value} for every interface"
+        ));
+    }
+    port.parse::<u16>()
+        .map_err(|_| format!("{value:?}: the port {port:?} is not a number from 0 to 65535"))?;
+    Ok(value.to_string())
 }
 
 impl Config {

@@ -33,10 +33,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Kept until exit: dropping it flushes buffered traces.
     let _telemetry = jobq::telemetry::init(&config.telemetry())?;
     config.validate()?;
-    let grpc = TcpListener::bind(config.listen)
+    let grpc = TcpListener::bind(config.listen.as_str())
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let metrics = TcpListener::bind(config.metrics_listen)
+    let metrics = TcpListener::bind(config.metrics_listen.as_str())
         .await
         .with_context(|| format!("cannot listen on {} for metrics", config.metrics_listen))?;
     let listeners = Listeners {

@@ -158,6 +158,7 @@ async fn serve_with(
     let local = listener.local_addr()?;
     let (tokens, tls) = security(&config)?;
     warn_if_exposed(local, tokens.as_ref(), tls.as_deref());
+    let auth = tokens.is_some();
 
     // Every task the server spawns, so shutdown can wait for them all.
     let tasks = TaskTracker::new();
@@ -191,7 +192,9 @@ async fn serve_with(
     };
     tracing::info!(
         addr = %local,
+        version = env!("CARGO_PKG_VERSION"),
         store = engine.store_kind(),
+        auth,
         tls = tls.is_some(),
         mutual_tls = tls.as_ref().is_some_and(|t| t.mutual()),
         reflection = config.reflection,

@@ -69,6 +69,29 @@ async fn start_on(
 }
 
 #[tokio::test]
+async fn listens_on_a_host_name_takes_host_port_addresses_and_logs_its_version_and_auth() {
+    let ((child, addr, _), before) = start_on("localhost:0", &[]).await;
+    let listening = before
+        .iter()
+        .find(|l| l.contains("jobq listening"))
+        .unwrap_or_else(|| panic!("no start-up line in {before:#?}"));
+    let json: serde_json::Value = serde_json::from_str(listening).expect("JSON");
+    assert_eq!(json["fields"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(json["fields"]["auth"], false);
+    // A bare host:port, no scheme.
+    let port = addr.rsplit_once(':').expect("port").1;
+    let client = Client::connect_within(format!("localhost:{port}"), PATIENCE)
+        .await
+        .expect("host:port reaches the server");
+    client
+        .enqueue("q", bytes::Bytes::from_static(b"x"))
+        .send_unary()
+        .await
+        .expect("served");
+    drop(child);
+}
+
+#[tokio::test]
 async fn warns_loudly_when_reachable_from_other_machines_without_auth() {
     let ((child, _, _), before) = start_on("0.0.0.0:0", &[]).await;
     let warning = before

@@ -61,13 +61,16 @@ impl ClientOptions {
     }
 
     /// The endpoint for `address` with these settings, for callers that
-    /// build their own channel.
+    /// build their own channel. `address` is a URL (`http://host:port`,
+    /// `https://host:port`) or a bare `host:port`, which means `https://`
+    /// when TLS is configured and `http://` otherwise.
     pub fn endpoint(&self, address: &str) -> Result<Endpoint, ClientError> {
         let invalid = |source| ClientError::InvalidAddress {
             address: address.to_string(),
             source,
         };
-        let endpoint = Endpoint::from_shared(address.to_string()).map_err(invalid)?;
+        let url = with_scheme(address, self.tls.is_some());
+        let endpoint = Endpoint::from_shared(url).map_err(invalid)?;
         match &self.tls {
             None => Ok(endpoint),
             Some(tls) => endpoint.tls_config(tls.clone()).map_err(invalid),
@@ -79,6 +82,18 @@ impl ClientOptions {
         Bearer {
             token: self.token.clone(),
         }
+    }
+}
+
+/// `address` as a URL: unchanged if it has a scheme, else with the one TLS
+/// implies.
+fn with_scheme(address: &str, tls: bool) -> String {
+    if address.contains("://") {
+        address.to_string()
+    } else if tls {
+        format!("https://{address}")
+    } else {
+        format!("http://{address}")
     }
 }
 
@@ -105,5 +120,27 @@ impl Interceptor for Bearer {
                 .insert("authorization", token.clone());
         }
         Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_host_and_port_takes_the_scheme_tls_implies() {
+        assert_eq!(
+            with_scheme("127.0.0.1:50051", false),
+            "http://127.0.0.1:50051"
+        );
+        assert_eq!(
+            with_scheme("jobq.svc:50051", true),
+            "https://jobq.svc:50051"
+        );
+        assert_eq!(with_scheme("https://jobq:1", false), "https://jobq:1");
+        let endpoint = ClientOptions::new()
+            .endpoint("localhost:50051")
+            .expect("valid");
+        assert_eq!(endpoint.uri().to_string(), "http://localhost:50051/");
     }
 }

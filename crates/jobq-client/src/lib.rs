@@ -73,7 +73,8 @@ pub struct Client {
 pub type RawClient = JobQueueClient<InterceptedService<Channel, Bearer>>;
 
 impl Client {
-    /// Connects to `address` (e.g. `http://127.0.0.1:50051`), retrying with
+    /// Connects to `address` (`http://127.0.0.1:50051`, or `127.0.0.1:50051`
+    /// for short), retrying with
     /// exponential backoff for up to 30 s while the server is not up yet.
     pub async fn connect(address: impl Into<String>) -> Result<Self, ClientError> {
         Self::connect_within(address, DEFAULT_CONNECT_TIMEOUT).await
