@@ -22,11 +22,25 @@ async fn main() -> ExitCode {
         Err(error) => {
             match error.downcast_ref::<tonic::Status>() {
                 Some(status) => eprintln!("error: {:?}: {}", status.code(), status.message()),
-                None => eprintln!("error: {error:#}"),
+                None => eprintln!("error: {}", causes(&error)),
             }
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, outermost first, with a cause that only
+/// repeats the words before it left out ("tcp connect error: tcp connect
+/// error" is said once).
+fn causes(error: &anyhow::Error) -> String {
+    let mut said: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if said.last().is_none_or(|last| !last.ends_with(&text)) {
+            said.push(text);
+        }
+    }
+    said.join(": ")
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -17,17 +17,25 @@ pub(crate) async fn run(command: RemoteCommand) -> anyhow::Result<()> {
             remote,
             queue,
             payload,
+            payload_file,
             metadata,
             priority,
             delay,
+            not_before,
             max_attempts,
             idempotency_key,
         } => {
+            let payload = match (payload, payload_file) {
+                (Some(text), _) => text.into_bytes(),
+                (None, Some(path)) => read_payload(&path)?,
+                (None, None) => anyhow::bail!("give --payload TEXT or --payload-file PATH"),
+            };
             let job = NewJobArgs {
                 payload,
                 metadata,
                 priority,
                 delay,
+                not_before,
                 max_attempts,
                 idempotency_key,
             };
@@ -51,16 +59,171 @@ pub(crate) async fn run(command: RemoteCommand) -> anyhow::Result<()> {
             remote,
             queue,
             dead,
-        } => purge(&remote, queue, dead).await,
+            yes,
+        } => purge(&remote, queue, dead, yes).await,
+        RemoteCommand::UpdateQueue {
+            remote,
+            queue,
+            capacity,
+            lease,
+            max_attempts,
+            backoff_base,
+            backoff_cap,
+            create,
+        } => {
+            let duration = |d: Option<Duration>, flag: &str| {
+                d.map(prost_types::Duration::try_from)
+                    .transpose()
+                    .with_context(|| format!("{flag} is too long"))
+            };
+            let request = pb::UpdateQueueRequest {
+                queue,
+                capacity,
+                lease_duration: duration(lease, "--lease")?,
+                max_attempts,
+                backoff_base: duration(backoff_base, "--backoff-base")?,
+                backoff_cap: duration(backoff_cap, "--backoff-cap")?,
+                paused: None,
+                allow_missing: create,
+            };
+            update_queue(&remote, request).await
+        }
+        RemoteCommand::DeleteQueue {
+            remote,
+            queue,
+            force,
+            yes,
+        } => delete_queue(&remote, queue, force, yes).await,
+        RemoteCommand::Cancel { remote, id, queue } => cancel(&remote, id, queue).await,
     }
+}
+
+/// "1 job", "2 jobs", with `what` between: "1 ready job".
+fn jobs_phrase(count: u64, what: &str) -> String {
+    let noun = if count == 1 { "job" } else { "jobs" };
+    match what {
+        "" => format!("{count} {noun}"),
+        what => format!("{count} {what} {noun}"),
+    }
+}
+
+/// A payload file's bytes; `-` is standard input.
+fn read_payload(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    if path == std::path::Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .context("cannot read the payload from standard input")?;
+        return Ok(bytes);
+    }
+    std::fs::read(path).with_context(|| format!("cannot read --payload-file {}", path.display()))
+}
+
+/// Whether to ask before a removal: on a terminal, unless `--yes`
+/// (scripts pass --yes, or run with no terminal).
+fn should_ask(yes: bool) -> bool {
+    use std::io::IsTerminal;
+    !yes && std::io::stdin().is_terminal()
+}
+
+/// Asks on the terminal whether to go on.
+fn confirm(question: &str) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    match answer.trim() {
+        "y" | "Y" | "yes" => Ok(()),
+        _ => anyhow::bail!("not confirmed; nothing was changed (pass --yes to skip the question)"),
+    }
+}
+
+async fn queue_counts(remote: &Remote, queue: &str) -> anyhow::Result<pb::QueueCounts> {
+    Ok(remote
+        .admin()
+        .await?
+        .get_queue(pb::GetQueueRequest {
+            queue: queue.to_string(),
+        })
+        .await?
+        .into_inner()
+        .queue
+        .unwrap_or_default()
+        .counts
+        .unwrap_or_default())
+}
+
+async fn update_queue(remote: &Remote, request: pb::UpdateQueueRequest) -> anyhow::Result<()> {
+    let info = remote
+        .admin()
+        .await?
+        .update_queue(request)
+        .await?
+        .into_inner()
+        .queue
+        .unwrap_or_default();
+    remote
+        .output
+        .print(queue_json(&info), || output::queue_stats(&info));
+    Ok(())
+}
+
+async fn delete_queue(
+    remote: &Remote,
+    queue: String,
+    force: bool,
+    yes: bool,
+) -> anyhow::Result<()> {
+    if should_ask(yes) {
+        let c = queue_counts(remote, &queue).await?;
+        let held = c.ready + c.scheduled + c.leased + c.dead;
+        confirm(&format!(
+            "delete queue {queue} and its {}?",
+            jobs_phrase(held, "")
+        ))?;
+    }
+    let deleted = remote
+        .admin()
+        .await?
+        .delete_queue(pb::DeleteQueueRequest {
+            queue: queue.clone(),
+            force,
+        })
+        .await?
+        .into_inner()
+        .deleted_job_count;
+    remote
+        .output
+        .print(json!({"queue": queue, "deleted_jobs": deleted}), || {
+            format!("deleted queue {queue} and its {}", jobs_phrase(deleted, ""))
+        });
+    Ok(())
+}
+
+async fn cancel(remote: &Remote, id: String, queue: Option<String>) -> anyhow::Result<()> {
+    remote
+        .admin()
+        .await?
+        .cancel_job(pb::CancelJobRequest {
+            job_id: id.clone(),
+            queue: queue.unwrap_or_default(),
+        })
+        .await?;
+    remote
+        .output
+        .print(json!({"job_id": id, "cancelled": true}), || {
+            format!("cancelled {id}")
+        });
+    Ok(())
 }
 
 /// The job `jobq enqueue` was given.
 struct NewJobArgs {
-    payload: String,
+    payload: Vec<u8>,
     metadata: Vec<String>,
     priority: i32,
     delay: Option<Duration>,
+    not_before: Option<std::time::SystemTime>,
     max_attempts: u32,
     idempotency_key: Option<String>,
 }
@@ -76,15 +239,18 @@ impl NewJobArgs {
                     .with_context(|| format!("--metadata {pair:?} is not KEY=VALUE"))
             })
             .collect::<anyhow::Result<_>>()?;
+        let schedule = match (self.delay, self.not_before) {
+            (Some(delay), _) => Some(pb::new_job::Schedule::Delay(
+                delay.try_into().context("--delay is too long")?,
+            )),
+            (None, Some(at)) => Some(pb::new_job::Schedule::NotBefore(at.into())),
+            (None, None) => None,
+        };
         Ok(pb::NewJob {
-            payload: self.payload.into_bytes().into(),
+            payload: self.payload.into(),
             metadata,
             priority: self.priority,
-            schedule: self
-                .delay
-                .map(|d| d.try_into().map(pb::new_job::Schedule::Delay))
-                .transpose()
-                .context("--delay is too long")?,
+            schedule,
             max_attempts: self.max_attempts,
             idempotency_key: self.idempotency_key.unwrap_or_default(),
         })
@@ -160,8 +326,10 @@ async fn jobs(
     limit: usize,
 ) -> anyhow::Result<()> {
     let mut admin = remote.admin().await?;
+    let limit = if limit == 0 { usize::MAX } else { limit };
     let mut jobs = Vec::new();
     let mut page_token = String::new();
+    let mut more = false;
     while jobs.len() < limit {
         let page = admin
             .list_jobs(pb::ListJobsRequest {
@@ -173,10 +341,18 @@ async fn jobs(
             .await?
             .into_inner();
         jobs.extend(page.jobs);
-        if page.next_page_token.is_empty() {
+        more = !page.next_page_token.is_empty();
+        if !more {
             break;
         }
         page_token = page.next_page_token;
+    }
+    if more {
+        // On standard error, so the JSON on standard output stays whole.
+        eprintln!(
+            "showing the first {}; more remain: pass --limit 0 for all, or a larger --limit",
+            jobs_phrase(jobs.len() as u64, "")
+        );
     }
     remote
         .output
@@ -228,7 +404,11 @@ async fn redrive(remote: &Remote, queue: String, ids: Vec<String>) -> anyhow::Re
         .into_inner();
     let count = reply.redriven_job_count;
     remote.output.print(json!({"redriven": count}), || {
-        format!("{count} dead-lettered jobs of {queue} are ready again")
+        let verb = if count == 1 { "is" } else { "are" };
+        format!(
+            "{} of {queue} {verb} ready again",
+            jobs_phrase(count, "dead-lettered")
+        )
     });
     Ok(())
 }
@@ -257,12 +437,21 @@ async fn pause(remote: &Remote, queue: String, paused: bool) -> anyhow::Result<(
     Ok(())
 }
 
-async fn purge(remote: &Remote, queue: String, dead: bool) -> anyhow::Result<()> {
+async fn purge(remote: &Remote, queue: String, dead: bool, yes: bool) -> anyhow::Result<()> {
     let target = if dead {
         pb::PurgeTarget::Dead
     } else {
         pb::PurgeTarget::Ready
     };
+    let what = if dead { "dead-lettered" } else { "ready" };
+    if should_ask(yes) {
+        let c = queue_counts(remote, &queue).await?;
+        let count = if dead { c.dead } else { c.ready };
+        confirm(&format!(
+            "purge {} from {queue}?",
+            jobs_phrase(count, what)
+        ))?;
+    }
     let purged = remote
         .admin()
         .await?
@@ -273,9 +462,8 @@ async fn purge(remote: &Remote, queue: String, dead: bool) -> anyhow::Result<()>
         .await?
         .into_inner()
         .purged_job_count;
-    let what = if dead { "dead-lettered" } else { "ready" };
     remote.output.print(json!({"purged": purged}), || {
-        format!("purged {purged} {what} jobs from {queue}")
+        format!("purged {} from {queue}", jobs_phrase(purged, what))
     });
     Ok(())
 }

@@ -67,8 +67,16 @@ pub(crate) enum RemoteCommand {
         /// The queue.
         queue: String,
         /// The payload, as text.
-        #[arg(long)]
-        payload: String,
+        #[arg(
+            long,
+            required_unless_present = "payload_file",
+            conflicts_with = "payload_file"
+        )]
+        payload: Option<String>,
+        /// The payload: this file's bytes, as they are (`-` reads standard
+        /// input), for binary payloads or ones too long for a command line.
+        #[arg(long, value_name = "PATH")]
+        payload_file: Option<std::path::PathBuf>,
         /// A header, as KEY=VALUE; repeat for more.
         #[arg(long = "metadata", value_name = "KEY=VALUE")]
         metadata: Vec<String>,
@@ -76,8 +84,12 @@ pub(crate) enum RemoteCommand {
         #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
         priority: i32,
         /// Make the job leasable only after this long (e.g. 30s, 5m).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "not_before")]
         delay: Option<Duration>,
+        /// Make the job leasable only from this time, RFC 3339 (e.g.
+        /// 2026-12-24T18:00:00Z).
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        not_before: Option<std::time::SystemTime>,
         /// Deliveries before dead-lettering (0: the queue's default).
         #[arg(long, default_value_t = 0)]
         max_attempts: u32,
@@ -107,7 +119,7 @@ pub(crate) enum RemoteCommand {
         /// Only jobs in this state.
         #[arg(long, value_enum)]
         state: Option<State>,
-        /// Show at most this many jobs.
+        /// Show at most this many jobs (0: all of them, page by page).
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
@@ -141,6 +153,7 @@ pub(crate) enum RemoteCommand {
         queue: String,
     },
     /// Remove a queue's ready jobs (or, with --dead, its dead letters).
+    /// On a terminal, asks first, naming how many.
     Purge {
         #[command(flatten)]
         remote: Remote,
@@ -149,6 +162,60 @@ pub(crate) enum RemoteCommand {
         /// Purge the dead-letter set instead of the ready jobs.
         #[arg(long)]
         dead: bool,
+        /// Do not ask.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Change a queue's settings; those not given stay as they are.
+    UpdateQueue {
+        #[command(flatten)]
+        remote: Remote,
+        /// The queue.
+        queue: String,
+        /// Jobs held at most.
+        #[arg(long)]
+        capacity: Option<u32>,
+        /// Default lease (e.g. 30s, 5m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        lease: Option<Duration>,
+        /// Default deliveries before dead-lettering.
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        /// Backoff after the first failure (e.g. 1s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        backoff_base: Option<Duration>,
+        /// Longest backoff (e.g. 10m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        backoff_cap: Option<Duration>,
+        /// Create the queue, with the server's defaults, if it does not
+        /// exist.
+        #[arg(long)]
+        create: bool,
+    },
+    /// Delete a queue and every job in it. On a terminal, asks first,
+    /// naming how many jobs go with it.
+    DeleteQueue {
+        #[command(flatten)]
+        remote: Remote,
+        /// The queue.
+        queue: String,
+        /// Delete even while workers hold leased jobs (their acks will
+        /// then fail).
+        #[arg(long)]
+        force: bool,
+        /// Do not ask.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Cancel a job no worker holds.
+    Cancel {
+        #[command(flatten)]
+        remote: Remote,
+        /// The job's id.
+        id: String,
+        /// Its queue, if known (otherwise every queue is searched).
+        #[arg(long)]
+        queue: Option<String>,
     },
 }
 

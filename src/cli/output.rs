@@ -50,10 +50,24 @@ fn seconds(d: Option<prost_types::Duration>) -> Option<f64> {
 
 fn human_duration(d: Option<prost_types::Duration>) -> String {
     d.and_then(|d| Duration::try_from(d).ok())
-        .map(|d| {
-            humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
-        })
+        .map(rounded)
         .unwrap_or_else(|| "-".into())
+}
+
+/// A duration as a person reads it: milliseconds under a second, tenths of
+/// a second under a minute, whole seconds beyond (`597ms`, `5.6s`,
+/// `3m 5s`, `2h 3m`).
+fn rounded(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
+    if d < Duration::from_secs(60) {
+        return format!("{:.1}s", d.as_secs_f64());
+    }
+    let secs = d.as_secs_f64().round() as u64;
+    // Past an hour the seconds say nothing.
+    let secs = if secs >= 3600 { secs / 60 * 60 } else { secs };
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
 fn time(t: Option<prost_types::Timestamp>) -> Option<String> {
@@ -274,4 +288,31 @@ pub(super) fn job_details(info: &pb::JobInfo) -> String {
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_rounded_for_people() {
+        let ms = Duration::from_millis;
+        assert_eq!(rounded(ms(597)), "597ms");
+        assert_eq!(rounded(ms(5_640)), "5.6s");
+        assert_eq!(rounded(ms(185_597)), "3m 6s");
+        assert_eq!(rounded(ms(7_384_000)), "2h 3m");
+    }
+
+    #[test]
+    fn a_payload_is_shown_as_text_only_when_it_is_printable() {
+        assert_eq!(payload_text(b"alice@example.com", 40), "alice@example.com");
+        assert_eq!(
+            payload_text(&[0, 1, 0x1b, 0xff], 40),
+            "hex 00011bff (4 bytes)"
+        );
+        assert_eq!(
+            payload_text(b"a\x1b[31mred", 40),
+            "hex 611b5b33316d726564 (9 bytes)"
+        );
+    }
 }

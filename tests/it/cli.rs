@@ -217,3 +217,122 @@ async fn a_finished_job_keeps_its_failures_and_payload_size() {
     assert_eq!(shown["payload_bytes"], 2);
     assert_eq!(shown["failures"][0]["error"], "smtp 451");
 }
+
+/// Runs `jobq ARGS` with `input` on standard input.
+async fn jobq_with_input(server: &TestServer, args: &[&str], input: &[u8]) -> Value {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jobq"))
+        .args(args)
+        .args(["--output", "json"])
+        .env("JOBQ_SERVER", server.addr.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("jobq runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input).await.expect("write");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("jobq ends");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON output")
+}
+
+#[tokio::test]
+async fn payloads_come_from_files_or_standard_input_and_times_from_not_before() {
+    let server = TestServer::start().await;
+    let path = std::env::temp_dir().join(format!("jobq-cli-payload-{}", std::process::id()));
+    std::fs::write(&path, [0u8, 159, 146, 150]).expect("payload file");
+    let from_file = jobq_json(
+        &server,
+        &[
+            "enqueue",
+            "q",
+            "--payload-file",
+            path.to_str().expect("path"),
+        ],
+    )
+    .await;
+    let _ = std::fs::remove_file(&path);
+    let shown = jobq_json(&server, &["job", from_file["job_id"].as_str().expect("id")]).await;
+    assert_eq!(shown["payload"], "AJ+Slg==");
+    // The bare host:port of JOBQ_SERVER is enough, and `-` is stdin.
+    let from_stdin =
+        jobq_with_input(&server, &["enqueue", "q", "--payload-file", "-"], b"piped").await;
+    let shown = jobq_json(
+        &server,
+        &["job", from_stdin["job_id"].as_str().expect("id")],
+    )
+    .await;
+    assert_eq!(shown["payload"], "cGlwZWQ=");
+    let tomorrow = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+    let tomorrow = humantime::format_rfc3339_seconds(tomorrow).to_string();
+    let later = jobq_json(
+        &server,
+        &["enqueue", "q", "--payload", "x", "--not-before", &tomorrow],
+    )
+    .await;
+    let shown = jobq_json(&server, &["job", later["job_id"].as_str().expect("id")]).await;
+    assert_eq!(shown["state"], "scheduled");
+    let (ok, _, stderr) = jobq(&server, &["enqueue", "q"]).await;
+    assert!(!ok && stderr.contains("--payload"), "{stderr}");
+}
+
+#[tokio::test]
+async fn queues_are_updated_and_deleted_and_jobs_cancelled_from_the_cli() {
+    let server = TestServer::start().await;
+    let mut client = server.client();
+    let updated = jobq_json(
+        &server,
+        &[
+            "update-queue",
+            "reports",
+            "--create",
+            "--capacity",
+            "50",
+            "--max-attempts",
+            "3",
+            "--lease",
+            "2m",
+        ],
+    )
+    .await;
+    assert_eq!(updated["settings"]["capacity"], 50);
+    assert_eq!(updated["settings"]["max_attempts"], 3);
+    let id = enqueue(&mut client, "reports", job("r1")).await;
+    enqueue(&mut client, "reports", job("r2")).await;
+    let cancelled = jobq_json(&server, &["cancel", &id]).await;
+    assert_eq!(cancelled["cancelled"], true);
+    let shown = jobq_json(&server, &["job", &id]).await;
+    assert_eq!(shown["state"], "cancelled");
+    // No terminal here, so no question; the count is named.
+    let (ok, text, _) = jobq(&server, &["delete-queue", "reports"]).await;
+    assert!(ok, "{text}");
+    assert_eq!(text.trim(), "deleted queue reports and its 1 job");
+    let (ok, _, stderr) = jobq(&server, &["stats", "reports"]).await;
+    assert!(!ok && stderr.contains("does not exist"), "{stderr}");
+}
+
+#[tokio::test]
+async fn jobs_says_when_more_remain_and_lists_all_with_limit_0() {
+    let server = TestServer::start().await;
+    let mut client = server.client();
+    for n in 0..5 {
+        enqueue(&mut client, "q", job(&format!("j{n}"))).await;
+    }
+    let (ok, stdout, stderr) =
+        jobq(&server, &["jobs", "q", "--limit", "3", "--output", "json"]).await;
+    assert!(ok);
+    let listed: Value = serde_json::from_str(&stdout).expect("JSON stays whole");
+    assert_eq!(listed.as_array().expect("list").len(), 3);
+    assert!(stderr.contains("first 3 jobs; more remain"), "{stderr}");
+    let all = jobq_json(&server, &["jobs", "q", "--limit", "0"]).await;
+    assert_eq!(all.as_array().expect("list").len(), 5);
+    let (ok, text, _) = jobq(&server, &["purge", "q"]).await;
+    assert!(ok);
+    assert_eq!(text.trim(), "purged 5 ready jobs from q");
+}
