@@ -447,10 +447,7 @@ async fn purge(remote: &Remote, queue: String, dead: bool, yes: bool) -> anyhow:
     if should_ask(yes) {
         let c = queue_counts(remote, &queue).await?;
         let count = if dead { c.dead } else { c.ready };
-        confirm(&format!(
-            "purge {} from {queue}?",
-            jobs_phrase(count, what)
-        ))?;
+        confirm(&format!("purge {} from {queue}?", jobs_phrase(count, what)))?;
     }
     let purged = remote
         .admin()

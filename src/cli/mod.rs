@@ -16,8 +16,19 @@ use jobq::grpc::pb;
 use output::Output;
 
 /// A job queue served over gRPC. With no command, `jobq` runs the server.
+///
+/// The server's flags are taken with or without `serve` (`jobq --data-dir
+/// DIR` is `jobq serve --data-dir DIR`), but only `jobq serve --help`
+/// lists them, so this help stays short.
 #[derive(Debug, Parser)]
-#[command(name = "jobq", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "jobq",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    mut_args = |arg: clap::Arg| arg.hide(true),
+    after_help = "Server flags (also taken without `serve`): jobq serve --help\nA command's flags: jobq <COMMAND> --help"
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -336,3 +336,31 @@ async fn jobs_says_when_more_remain_and_lists_all_with_limit_0() {
     assert!(ok);
     assert_eq!(text.trim(), "purged 5 ready jobs from q");
 }
+
+#[tokio::test]
+async fn the_top_help_lists_the_commands_and_leaves_server_flags_to_serve_help() {
+    let help = |args: &'static [&'static str]| async move {
+        let output = Command::new(env!("CARGO_BIN_EXE_jobq"))
+            .args(args)
+            .output()
+            .await
+            .expect("jobq runs");
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    let top = help(&["--help"]).await;
+    assert!(top.lines().count() < 45, "{top}");
+    assert!(
+        top.contains("update-queue") && top.contains("jobq serve --help"),
+        "{top}"
+    );
+    assert!(
+        !top.contains("--fsync") && !top.contains("--max-connections"),
+        "{top}"
+    );
+    let serve = help(&["serve", "--help"]).await;
+    assert!(
+        serve.contains("--data-dir") && serve.contains("--fsync"),
+        "{serve}"
+    );
+}
