@@ -21,8 +21,10 @@ def main():
     with grpc.insecure_channel(args.server) as channel:
         jobq = jobq_pb2_grpc.JobQueueStub(channel)
         for i in range(args.count):
+            # One address every twenty the mail server always refuses.
+            address = "mallory@example.com" if i % 20 == 7 else f"user{i}@example.com"
             job = jobq_pb2.NewJob(
-                payload=f"user{i}@example.com".encode(),
+                payload=address.encode(),
                 metadata={"template": "welcome", "source": "python"},
             )
             # W3C trace context, by hand: jobq stores it with the job and

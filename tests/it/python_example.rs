@@ -85,7 +85,22 @@ async fn python_producer_and_worker_process_every_job() {
         ]))
         .await,
     );
-    assert!(worked.contains("acked 25 jobs"), "{worked}");
+    // 25 jobs: one to mallory@ (refused, dead-lettered at once), the rest
+    // acked, some after a retry with the queue's backoff.
+    let summary = worked.lines().last().unwrap_or_default();
+    assert!(summary.starts_with("acked 24 jobs, retried "), "{worked}");
+    assert!(summary.ends_with("dead-lettered 1"), "{worked}");
+    let retried: u32 = summary
+        .split("retried ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a retry count");
+    assert!(retried > 0, "{worked}");
+    assert!(
+        worked.contains("(attempt 2)"),
+        "a retried job came back as attempt 2: {worked}"
+    );
     // The trace context the producer set by hand reached the worker.
     let trace = produced
         .lines()
@@ -101,9 +116,11 @@ async fn python_producer_and_worker_process_every_job() {
     );
 
     let queue = QueueName::new("py").expect("valid");
-    eventually("every Python job acked", || {
-        server.engine.jobs_held() == 0
-            && server.engine.counts(&queue).is_some_and(|c| c.leased == 0)
+    eventually("every Python job acked or dead", || {
+        server
+            .engine
+            .counts(&queue)
+            .is_some_and(|c| c.leased == 0 && c.ready == 0 && c.scheduled == 0 && c.dead == 1)
     })
     .await;
 }
