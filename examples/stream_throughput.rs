@@ -85,6 +85,9 @@ async fn drain(client: &Client, queue: &str, credits: u32, jobs: usize) -> anyho
                 anyhow::ensure!(result.code == 0, "ack refused: {}", result.message);
                 acked += 1;
             }
+            Some(In::QueueState(state)) => {
+                anyhow::ensure!(!state.paused, "the queue is paused; resume it first");
+            }
             None => anyhow::bail!("stream ended early"),
         }
     }

@@ -144,6 +144,9 @@ pub trait WorkerAttachment: Send + Sync + std::fmt::Debug {
     /// Extends one of this queue's leases.
     async fn extend(&self, token: &LeaseToken, lease_for: Duration)
     -> Result<Instant, EngineError>;
+
+    /// Whether the queue is paused, now and as it changes.
+    fn paused(&self) -> tokio::sync::watch::Receiver<bool>;
 }
 
 /// What operators do with queues and jobs, and what metrics read.

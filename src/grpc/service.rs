@@ -215,11 +215,22 @@ impl JobQueue for JobQueueService {
                 span.record("jobq.lease_token", only.token.to_string());
             }
             tracing::debug!("leased");
+            // Only an empty answer needs to say why; a lost race with a
+            // delete leaves it unsaid rather than failing the call.
+            let queue_paused = deliveries.is_empty()
+                && self
+                    .engine
+                    .queue_info(&queue)
+                    .await
+                    .is_ok_and(|info| info.paused);
             let leases = deliveries
                 .into_iter()
                 .map(|d| convert::lease(&queue, d))
                 .collect();
-            Ok(Response::new(pb::LeaseResponse { leases }))
+            Ok(Response::new(pb::LeaseResponse {
+                leases,
+                queue_paused,
+            }))
         };
         self.observed("Lease", span, call).await
     }

@@ -113,10 +113,30 @@ impl Session {
         // worker's acks are applied as they arrive and made durable
         // together, not one store round trip each.
         let mut settling: FuturesOrdered<Settling> = FuturesOrdered::new();
+        // A worker is told when its queue is paused, so that a paused queue
+        // does not look like an empty one: at once if it is paused now, and
+        // on each change after.
+        let mut paused = self.worker.paused();
+        let mut pause_known = true;
+        if *paused.borrow() {
+            paused.mark_changed();
+        }
         let end = 'session: loop {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break 'session End::Shutdown,
+                changed = paused.changed(), if pause_known => {
+                    if changed.is_err() {
+                        // The queue is gone; its end comes from next_leases.
+                        pause_known = false;
+                        continue;
+                    }
+                    let now = *paused.borrow_and_update();
+                    let state = ResponseKind::QueueState(pb::QueueState { paused: now });
+                    if let Some(end) = self.send(state).await {
+                        break 'session end;
+                    }
+                }
                 leased = self.worker.next_leases(self.credits as usize, LEASE_BATCH, self.lease_for) => {
                     let leased = match leased {
                         Ok(leased) => leased,

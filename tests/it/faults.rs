@@ -449,6 +449,8 @@ async fn worker(
                     waiting.insert(next_request, (job.id, lease.lease_token, kind, invoked));
                     tx.send(request(message)).await.expect("stream open");
                 }
+                // This suite never pauses its queue.
+                Some(In::QueueState(state)) => panic!("unexpected queue state {state:?}"),
                 None => panic!("empty message"),
             }
         };

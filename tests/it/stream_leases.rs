@@ -233,3 +233,68 @@ async fn shutdown_ends_streams_with_unavailable() {
     assert_eq!(err.code(), Code::Unavailable);
     assert!(err.message().contains("reconnect"), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_worker_is_told_when_its_queue_is_paused_and_resumed() {
+    use pb::stream_leases_response::Kind as Message;
+    let server = TestServer::start().await;
+    let mut admin = crate::common::admin(&server);
+    let mut client = server.client();
+    enqueue(&mut client, "held", job("a")).await;
+    admin
+        .pause_queue(pb::PauseQueueRequest {
+            queue: "held".into(),
+        })
+        .await
+        .expect("pause");
+    // A paused queue says so on a unary lease, unlike an empty one.
+    let reply = client
+        .lease(pb::LeaseRequest {
+            queue: "held".into(),
+            max_jobs: 1,
+            ..pb::LeaseRequest::default()
+        })
+        .await
+        .expect("lease")
+        .into_inner();
+    assert!(reply.leases.is_empty() && reply.queue_paused);
+    let reply = client
+        .lease(pb::LeaseRequest {
+            queue: "empty".into(),
+            max_jobs: 1,
+            ..pb::LeaseRequest::default()
+        })
+        .await
+        .expect("lease")
+        .into_inner();
+    assert!(reply.leases.is_empty() && !reply.queue_paused);
+
+    // A stream opened on it hears it first, and hears the resume.
+    let mut stream = open_stream(&server, "held", 10).await;
+    match stream.next().await.expect("ok").expect("open").kind {
+        Some(Message::QueueState(state)) => assert!(state.paused),
+        other => panic!("expected the queue's state, got {other:?}"),
+    }
+    admin
+        .resume_queue(pb::ResumeQueueRequest {
+            queue: "held".into(),
+        })
+        .await
+        .expect("resume");
+    match stream.next().await.expect("ok").expect("open").kind {
+        Some(Message::QueueState(state)) => assert!(!state.paused),
+        other => panic!("expected the queue's state, got {other:?}"),
+    }
+    assert_eq!(stream.next_lease().await.job.expect("job").payload, "a");
+    // And a pause while it is open.
+    admin
+        .pause_queue(pb::PauseQueueRequest {
+            queue: "held".into(),
+        })
+        .await
+        .expect("pause");
+    match stream.next().await.expect("ok").expect("open").kind {
+        Some(Message::QueueState(state)) => assert!(state.paused),
+        other => panic!("expected the queue's state, got {other:?}"),
+    }
+}

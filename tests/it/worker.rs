@@ -367,3 +367,95 @@ async fn client_unary_calls_lease_extend_nack_and_batch() {
     assert_eq!(err.status().map(|s| s.code()), Some(tonic::Code::NotFound));
     assert_eq!(held(&server, "q"), 1, "only the dead letter is left");
 }
+
+/// Log lines written through `tracing` while it lives, on this thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log")).into_owned()
+    }
+}
+
+// One thread: the worker's tasks log through this thread's subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn a_worker_on_a_paused_queue_says_so_once_and_works_once_resumed() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = TestServer::start().await;
+    let mut admin = crate::common::admin(&server);
+    admin
+        .update_queue(jobq::grpc::pb::UpdateQueueRequest {
+            queue: "paused".into(),
+            paused: Some(true),
+            allow_missing: true,
+            ..Default::default()
+        })
+        .await
+        .expect("pause");
+    let c = client(&server);
+    c.enqueue("paused", bytes::Bytes::from_static(b"x"))
+        .send_unary()
+        .await
+        .expect("enqueue");
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let done_tx = Arc::new(std::sync::Mutex::new(Some(done_tx)));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn({
+        let (c, stop) = (c.clone(), stop.clone());
+        async move {
+            c.worker("paused")
+                .run(
+                    move |_job| {
+                        let done_tx = Arc::clone(&done_tx);
+                        async move {
+                            if let Some(tx) = done_tx.lock().expect("once").take() {
+                                let _ = tx.send(());
+                            }
+                            Ok(())
+                        }
+                    },
+                    stop.cancelled_owned(),
+                )
+                .await
+        }
+    });
+    eventually("the worker heard the queue is paused", || {
+        captured.text().contains("the queue is paused")
+    })
+    .await;
+    admin
+        .resume_queue(jobq::grpc::pb::ResumeQueueRequest {
+            queue: "paused".into(),
+        })
+        .await
+        .expect("resume");
+    tokio::time::timeout(PATIENCE, done_rx)
+        .await
+        .expect("the job runs once resumed")
+        .expect("handler ran");
+    stop.cancel();
+    worker.await.expect("worker");
+    let log = captured.text();
+    assert_eq!(log.matches("the queue is paused").count(), 1, "{log}");
+    assert_eq!(log.matches("the queue was resumed").count(), 1, "{log}");
+}

@@ -150,6 +150,9 @@ pub(crate) async fn drain_stream(
                 })
                 .await?;
             }
+            ResponseKind::QueueState(state) => {
+                anyhow::ensure!(!state.paused, "the queue is paused; resume it to measure");
+            }
             ResponseKind::Result(result) => {
                 anyhow::ensure!(result.code == 0, "ack refused: {}", result.message);
                 if let Some(at) = sent.remove(&result.request_id) {

@@ -221,7 +221,7 @@ impl Worker {
                 Arc::clone(counters),
             ));
         };
-        if let Some(why) = take_jobs(&mut inbound, &mut running, stop, spawn).await {
+        if let Some(why) = take_jobs(&self.queue, &mut inbound, &mut running, stop, spawn).await {
             running.hard_stop.cancel();
             while running.tasks.join_next().await.is_some() {}
             return SessionEnd::Lost {
@@ -291,7 +291,7 @@ impl Worker {
                             let _ = tx.send(nack(&counters.next_request, &job.lease_token, &abandon_error())).await;
                         }
                         Some(ResponseKind::Result(result)) => log_result(&result),
-                        None => {}
+                        Some(ResponseKind::QueueState(_)) | None => {}
                     },
                     Ok(None) | Err(_) => reading = false,
                 },
@@ -324,6 +324,7 @@ struct Running {
 /// Hands each pushed lease to `spawn` until `stop` (returns `None`) or the
 /// stream is lost (returns why).
 async fn take_jobs(
+    queue: &str,
     inbound: &mut Streaming<pb::StreamLeasesResponse>,
     running: &mut Running,
     stop: &CancellationToken,
@@ -336,6 +337,14 @@ async fn take_jobs(
                 Ok(Some(message)) => match message.kind {
                     Some(ResponseKind::Lease(lease)) => spawn(running, Delivery::from(lease)),
                     Some(ResponseKind::Result(result)) => log_result(&result),
+                    // Said once per change: the server sends it only then.
+                    Some(ResponseKind::QueueState(state)) if state.paused => tracing::info!(
+                        queue,
+                        "the queue is paused: no job comes until an operator resumes it"
+                    ),
+                    Some(ResponseKind::QueueState(_)) => {
+                        tracing::info!(queue, "the queue was resumed");
+                    }
                     None => {}
                 },
                 Ok(None) => return Some("the server closed the stream".to_string()),

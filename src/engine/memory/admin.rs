@@ -75,6 +75,7 @@ impl MemoryEngine {
             Ok(())
         })?;
         slot.write_settings();
+        slot.note_paused();
         tracing::info!(queue = %queue, "queue settings changed");
         Ok(info(queue, &slot))
     }
@@ -117,6 +118,7 @@ impl MemoryEngine {
         let slot = self.existing(queue)?;
         slot.with(|q| q.set_paused(paused));
         slot.write_settings();
+        slot.note_paused();
         tracing::info!(queue = %queue, paused, "queue pause changed");
         Ok(())
     }

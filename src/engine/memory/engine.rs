@@ -125,6 +125,10 @@ impl WorkerAttachment for MemoryAttachment {
     ) -> Result<Instant, EngineError> {
         MemoryAttachment::extend(self, token, lease_for)
     }
+
+    fn paused(&self) -> tokio::sync::watch::Receiver<bool> {
+        MemoryAttachment::paused(self)
+    }
 }
 
 #[async_trait]

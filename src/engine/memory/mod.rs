@@ -525,6 +525,7 @@ impl MemoryEngine {
                 q.set_paused(paused);
             });
             slot.set_bases(bases, keys);
+            slot.note_paused();
             queues.insert(name, slot);
         }
         drop(queues);

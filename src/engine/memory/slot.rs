@@ -42,6 +42,9 @@ pub(super) struct Slot {
     polling: AtomicUsize,
     /// Where the queue's changes are written down, if anywhere.
     journal: Option<Journal>,
+    /// Whether the queue is paused, for worker streams to tell their
+    /// workers (see [`Slot::note_paused`]).
+    pub(super) paused: tokio::sync::watch::Sender<bool>,
 }
 
 /// Counts one long-poll while it lives (see [`Slot::long_poll`]).
@@ -103,7 +106,19 @@ impl Slot {
             observer,
             polling: AtomicUsize::new(0),
             journal,
+            paused: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Tells worker streams whether the queue is paused, after a change
+    /// that may have paused or resumed it.
+    pub(super) fn note_paused(&self) {
+        let paused = self.lock().queue.is_paused();
+        self.paused.send_if_modified(|was| {
+            let changed = *was != paused;
+            *was = paused;
+            changed
+        });
     }
 
     /// Writes the queue's job changes down, in the critical section that

@@ -51,6 +51,11 @@ impl MemoryAttachment {
         &self.queue
     }
 
+    /// Whether the queue is paused, now and as it changes.
+    pub fn paused(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.slot.paused.subscribe()
+    }
+
     /// Leases this attachment holds now.
     pub fn held(&self) -> usize {
         self.slot.with(|q| q.held_by(self.holder))
