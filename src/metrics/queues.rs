@@ -90,6 +90,22 @@ impl Collector for QueueCollector {
         for info in queues.iter() {
             ConstGauge::new(info.workers as i64).encode(family.encode_family(&label(info))?)?;
         }
+        // 0 for a queue with nothing ready, so an alert on it needs no
+        // special case for the empty queue.
+        let mut family = encoder.encode_descriptor(
+            "queue_oldest_ready_age_seconds",
+            "How long the longest-waiting ready job has waited (0 with none ready)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        let now = std::time::SystemTime::now();
+        for info in queues.iter() {
+            let age = info
+                .oldest_ready
+                .and_then(|at| now.duration_since(at).ok())
+                .map_or(0.0, |age| age.as_secs_f64());
+            ConstGauge::new(age).encode(family.encode_family(&label(info))?)?;
+        }
         Ok(())
     }
 }

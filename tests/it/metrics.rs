@@ -61,6 +61,7 @@ async fn counters_and_gauges_match_what_happened() {
         (r#"jobq_queue_leased_jobs{queue="sms"}"#, 1.0),
         (r#"jobq_worker_streams{queue="sms"}"#, 1.0),
         (r#"jobq_worker_streams{queue="emails"}"#, 0.0),
+        (r#"jobq_queue_oldest_ready_age_seconds{queue="sms"}"#, 0.0),
         (r#"jobq_job_wait_seconds_count{queue="emails"}"#, 2.0),
         (r#"jobq_job_wait_seconds_count{queue="sms"}"#, 1.0),
         (r#"jobq_job_processing_seconds_count{queue="emails"}"#, 1.0),
@@ -79,6 +80,9 @@ async fn counters_and_gauges_match_what_happened() {
     ] {
         assert_eq!(value(&m, series), expected, "{series}");
     }
+    // One job of emails is still ready: it has waited a little, not long.
+    let age = value(&m, r#"jobq_queue_oldest_ready_age_seconds{queue="emails"}"#);
+    assert!((0.0..60.0).contains(&age), "{age}");
     assert!(!m.contains("job_id"), "no job ids in labels");
 }
 
