@@ -95,6 +95,7 @@ pub(crate) async fn run(command: RemoteCommand) -> anyhow::Result<()> {
             yes,
         } => delete_queue(&remote, queue, force, yes).await,
         RemoteCommand::Cancel { remote, id, queue } => cancel(&remote, id, queue).await,
+        RemoteCommand::Health { remote, service } => health(&remote, service).await,
     }
 }
 
@@ -462,5 +463,31 @@ async fn purge(remote: &Remote, queue: String, dead: bool, yes: bool) -> anyhow:
     remote.output.print(json!({"purged": purged}), || {
         format!("purged {} from {queue}", jobs_phrase(purged, what))
     });
+    Ok(())
+}
+
+async fn health(remote: &Remote, service: String) -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let status = remote
+        .health()
+        .await?
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.clone(),
+        })
+        .await?
+        .into_inner()
+        .status();
+    let name = status.as_str_name();
+    remote
+        .output
+        .print(json!({"service": service, "status": name}), || {
+            name.to_string()
+        });
+    let what = if service.is_empty() {
+        "the server"
+    } else {
+        service.as_str()
+    };
+    anyhow::ensure!(status == ServingStatus::Serving, "{what} is {name}");
     Ok(())
 }

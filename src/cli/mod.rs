@@ -218,6 +218,17 @@ pub(crate) enum RemoteCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Ask the server's health service: exits 0 when it is SERVING, 1 when
+    /// it is not (starting, or shutting down) or cannot be reached. For
+    /// probes and scripts.
+    Health {
+        #[command(flatten)]
+        remote: Remote,
+        /// The service to ask about: "" (the server), jobq.v1.JobQueue or
+        /// jobq.v1.Admin.
+        #[arg(long, default_value = "")]
+        service: String,
+    },
     /// Cancel a job no worker holds.
     Cancel {
         #[command(flatten)]

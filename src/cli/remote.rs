@@ -8,11 +8,14 @@ use jobq::grpc::pb::{admin_client::AdminClient, job_queue_client::JobQueueClient
 use jobq_client::{Bearer, ClientOptions};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
 
 use super::Remote;
 
 /// The Admin service, with the command's token on every call.
 pub(super) type Admin = AdminClient<InterceptedService<Channel, Bearer>>;
+/// The health service (open without a token; the token goes anyway).
+pub(super) type Health = HealthClient<InterceptedService<Channel, Bearer>>;
 /// The JobQueue service, with the command's token on every call.
 pub(super) type Queues = JobQueueClient<InterceptedService<Channel, Bearer>>;
 
@@ -48,6 +51,11 @@ impl Remote {
     pub(super) async fn admin(&self) -> anyhow::Result<Admin> {
         let (channel, bearer) = self.connect().await?;
         Ok(AdminClient::with_interceptor(channel, bearer))
+    }
+
+    pub(super) async fn health(&self) -> anyhow::Result<Health> {
+        let (channel, bearer) = self.connect().await?;
+        Ok(HealthClient::with_interceptor(channel, bearer))
     }
 
     pub(super) async fn job_queue(&self) -> anyhow::Result<Queues> {

@@ -364,3 +364,20 @@ async fn the_top_help_lists_the_commands_and_leaves_server_flags_to_serve_help()
         "{serve}"
     );
 }
+
+#[tokio::test]
+async fn health_exits_0_while_serving_and_1_when_not() {
+    let server = TestServer::start().await;
+    let (ok, text, _) = jobq(&server, &["health"]).await;
+    assert!(ok && text.trim() == "SERVING", "{text}");
+    let (ok, text, _) = jobq(&server, &["health", "--service", "jobq.v1.Admin"]).await;
+    assert!(ok && text.trim() == "SERVING", "{text}");
+    let (ok, _, stderr) = jobq(&server, &["health", "--service", "nope"]).await;
+    assert!(!ok && stderr.contains("NotFound"), "{stderr}");
+    let output = Command::new(env!("CARGO_BIN_EXE_jobq"))
+        .args(["health", "--server", "127.0.0.1:1"])
+        .output()
+        .await
+        .expect("jobq runs");
+    assert!(!output.status.success());
+}

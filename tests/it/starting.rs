@@ -126,6 +126,17 @@ async fn nothing_is_served_but_not_serving_until_the_engine_is_open() {
     let probe = http_get_from(server.metrics, "/healthz").await;
     assert!(probe.contains(" 503 "), "{probe}");
     assert_eq!(server.engine.jobs_held(), 0);
+    // What a probe running `jobq health` sees.
+    let checked = tokio::process::Command::new(env!("CARGO_BIN_EXE_jobq"))
+        .args(["health", "--server", &server.grpc])
+        .output()
+        .await
+        .expect("jobq runs");
+    assert!(!checked.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&checked.stdout).trim(),
+        "NOT_SERVING"
+    );
 
     // Watching health sees it turn SERVING once the engine is open.
     let mut watch = health.watch(check("")).await.expect("watch").into_inner();
