@@ -7,7 +7,10 @@
 //! finishes the emails in flight first). The container image carries it as
 //! `jobq-email-worker`, for the Helm chart's example worker. It reads
 //! `JOBQ_SERVER`, `JOBQ_QUEUE`, and for a secured server `JOBQ_TOKEN` and
-//! `JOBQ_CLIENT_TLS_CA`.
+//! `JOBQ_CLIENT_TLS_CA`. With `JOBQ_WORKER_HEALTH_LISTEN` (say
+//! `0.0.0.0:8081`) it answers probes over HTTP: `GET /livez` is 200 while
+//! the process runs, `GET /readyz` 200 while its lease stream is open and
+//! 503 while it reconnects.
 
 use std::time::Duration;
 
@@ -27,16 +30,50 @@ async fn main() -> Result<(), ClientError> {
         let pem = std::fs::read(&ca).unwrap_or_else(|e| panic!("cannot read {ca}: {e}"));
         options = options.tls_ca_pem(pem);
     }
+    let (connected, readiness) = tokio::sync::watch::channel(false);
+    if let Ok(addr) = std::env::var("JOBQ_WORKER_HEALTH_LISTEN") {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .unwrap_or_else(|e| panic!("cannot listen on {addr} for probes: {e}"));
+        tokio::spawn(serve_probes(listener, readiness));
+    }
     let client = Client::connect_with(server, options, Duration::from_secs(30)).await?;
     println!("sending emails from queue {queue}; Ctrl-C to stop");
     let stats = client
         .worker(queue)
         .concurrency(4)
         .shutdown_grace(Duration::from_secs(5))
+        .report_connected(connected)
         .run(send_email, stop_signal())
         .await;
     println!("stopped: {stats:?}");
     Ok(())
+}
+
+/// Liveness and readiness over HTTP, for Kubernetes' probes.
+async fn serve_probes(
+    listener: tokio::net::TcpListener,
+    connected: tokio::sync::watch::Receiver<bool>,
+) {
+    use axum::http::StatusCode;
+    let app = axum::Router::new()
+        .route("/livez", axum::routing::get(|| async { "alive\n" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let ready = *connected.borrow();
+                async move {
+                    if ready {
+                        (StatusCode::OK, "connected\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not connected to jobq\n")
+                    }
+                }
+            }),
+        );
+    if let Err(error) = axum::serve(listener, app).await {
+        eprintln!("probe endpoint failed: {error}");
+    }
 }
 
 /// Ctrl-C, or SIGTERM from Kubernetes stopping the pod. A process that

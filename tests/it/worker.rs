@@ -459,3 +459,30 @@ async fn a_worker_on_a_paused_queue_says_so_once_and_works_once_resumed() {
     assert_eq!(log.matches("the queue is paused").count(), 1, "{log}");
     assert_eq!(log.matches("the queue was resumed").count(), 1, "{log}");
 }
+
+#[tokio::test]
+async fn a_worker_reports_whether_its_stream_is_open() {
+    let server = TestServer::start().await;
+    let (connected, mut ready) = tokio::sync::watch::channel(false);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn({
+        let (c, stop) = (client(&server), stop.clone());
+        async move {
+            c.worker("probed")
+                .report_connected(connected)
+                .run(|_job| async { Ok(()) }, stop.cancelled_owned())
+                .await
+        }
+    });
+    tokio::time::timeout(PATIENCE, ready.wait_for(|up| *up))
+        .await
+        .expect("connected in time")
+        .expect("reported");
+    eventually("the stream is open on the server", || {
+        server.engine.workers(&queue("probed")) == 1
+    })
+    .await;
+    stop.cancel();
+    worker.await.expect("worker");
+    assert!(!*ready.borrow(), "a stopped worker is not ready");
+}

@@ -44,6 +44,7 @@ pub struct Worker {
     lease_duration: Duration,
     shutdown_grace: Duration,
     reconnect_max: Duration,
+    connected: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 /// What a worker did, returned when it stops.
@@ -106,6 +107,21 @@ impl Worker {
             lease_duration: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             reconnect_max: Duration::from_secs(10),
+            connected: None,
+        }
+    }
+
+    /// Reports on `to` whether the worker's lease stream is open: true once
+    /// it connects, false while it reconnects and once it stops. For a
+    /// readiness probe.
+    pub fn report_connected(mut self, to: tokio::sync::watch::Sender<bool>) -> Self {
+        self.connected = Some(to);
+        self
+    }
+
+    fn set_connected(&self, connected: bool) {
+        if let Some(to) = &self.connected {
+            to.send_replace(connected);
         }
     }
 
@@ -161,6 +177,7 @@ impl Worker {
                     }
                 }
             };
+            self.set_connected(false);
             match end {
                 SessionEnd::Stopped => break,
                 SessionEnd::Lost { why, connected } => {
@@ -204,6 +221,7 @@ impl Worker {
             }
         };
         counters.connections.fetch_add(1, Ordering::Relaxed);
+        self.set_connected(true);
         tracing::info!(queue = %self.queue, concurrency = self.concurrency, "worker connected");
         let mut running = Running {
             tasks: JoinSet::new(),
