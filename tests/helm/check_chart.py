@@ -32,7 +32,11 @@ ALL_ON = yaml.safe_load((pathlib.Path(__file__).parent / "all-on.values.yaml").r
 KUBERNETES_VERSION = "1.30.0"
 RELEASE = "jobq"
 NAMESPACE = "queues"
-CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("keda.sh/v1alpha1", "ScaledObject")}
+CUSTOM_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+}
 
 
 def render(values: dict | None = None) -> list[dict]:
@@ -97,7 +101,8 @@ class KubernetesSchemas(unittest.TestCase):
     def test_defaults(self) -> None:
         objects = render()
         self.assertEqual(
-            sorted(o["kind"] for o in objects), ["Deployment", "PersistentVolumeClaim", "Service"]
+            sorted(o["kind"] for o in objects),
+            ["Deployment", "PersistentVolumeClaim", "Pod", "Service", "ServiceAccount"],
         )
         self.check(objects)
 
@@ -108,10 +113,14 @@ class KubernetesSchemas(unittest.TestCase):
             [
                 "Deployment",
                 "Deployment",
+                "NetworkPolicy",
                 "PersistentVolumeClaim",
+                "Pod",
                 "PodDisruptionBudget",
+                "PrometheusRule",
                 "ScaledObject",
                 "Service",
+                "ServiceAccount",
                 "ServiceMonitor",
             ],
         )
@@ -334,9 +343,109 @@ class OptionalObjects(unittest.TestCase):
             trigger["metadata"],
             {
                 "serverAddress": "http://prometheus-operated.monitoring.svc:9090",
-                "query": 'sum(jobq_queue_ready_jobs{namespace="queues",service="jobq",queue="emails"})',
+                "query": 'sum(jobq_queue_ready_jobs{namespace="queues",service="jobq",queue="emails"})'
+                ' + sum(jobq_queue_leased_jobs{namespace="queues",service="jobq",queue="emails"})',
                 "threshold": "100",
             },
+        )
+        # The example worker answers probes on its health port.
+        self.assertEqual(env["JOBQ_WORKER_HEALTH_LISTEN"], "0.0.0.0:8081")
+        self.assertEqual(container["livenessProbe"]["httpGet"], {"path": "/livez", "port": "health"})
+        self.assertEqual(container["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "health"})
+        self.assertEqual(container["ports"], [{"name": "health", "containerPort": 8081, "protocol": "TCP"}])
+
+    def test_keda_scales_the_worker_to_zero_and_an_hpa_refuses_to(self) -> None:
+        values = json.loads(json.dumps(ALL_ON))
+        values["worker"]["autoscaling"]["minReplicas"] = 0
+        scaled = one(render(values), "ScaledObject")
+        self.assertEqual(scaled["spec"]["minReplicaCount"], 0)
+        values["worker"]["autoscaling"]["kind"] = "hpa"
+        with self.assertRaises(Exception) as refused:
+            render(values)
+        self.assertIn("minReplicas: 0 needs kind keda", str(refused.exception))
+
+    def test_service_account_without_a_token_for_every_pod(self) -> None:
+        objects = render(ALL_ON)
+        account = one(objects, "ServiceAccount")
+        self.assertEqual(account["metadata"]["name"], "jobq")
+        self.assertIs(account["automountServiceAccountToken"], False)
+        pods = [o["spec"]["template"]["spec"] for o in objects if o["kind"] == "Deployment"]
+        pods.append(one(objects, "Pod")["spec"])
+        for pod in pods:
+            self.assertEqual(pod["serviceAccountName"], "jobq")
+            self.assertIs(pod["automountServiceAccountToken"], False)
+        # Not created: the pods use the name given, or "default".
+        objects = render({"serviceAccount": {"create": False}})
+        self.assertEqual([o for o in objects if o["kind"] == "ServiceAccount"], [])
+        server = one(objects, "Deployment", "server")
+        self.assertEqual(server["spec"]["template"]["spec"]["serviceAccountName"], "default")
+
+    def test_network_policy_admits_the_worker_and_the_configured_peers_to_grpc(self) -> None:
+        self.assertEqual([o for o in render() if o["kind"] == "NetworkPolicy"], [])
+        peer = {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "shop"}},
+            "podSelector": {"matchLabels": {"app": "checkout"}},
+        }
+        prometheus = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        objects = render(
+            {
+                "worker": {"enabled": True},
+                "networkPolicy": {"enabled": True, "grpcFrom": [peer], "metricsFrom": [prometheus]},
+            }
+        )
+        policy = one(objects, "NetworkPolicy")
+        server = one(objects, "Deployment", "server")
+        worker = one(objects, "Deployment", "worker")
+        self.assertEqual(policy["spec"]["podSelector"]["matchLabels"], server["spec"]["selector"]["matchLabels"])
+        grpc, metrics = policy["spec"]["ingress"]
+        self.assertEqual(grpc["ports"], [{"port": "grpc", "protocol": "TCP"}])
+        self.assertEqual(
+            grpc["from"], [{"podSelector": {"matchLabels": worker["spec"]["selector"]["matchLabels"]}}, peer]
+        )
+        self.assertEqual(metrics, {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": [prometheus]})
+
+    def test_prometheus_rule_alerts_on_this_release(self) -> None:
+        objects = render({"prometheusRule": {"enabled": True, "queueAgeSeconds": 120, "labels": {"release": "prometheus"}}})
+        rule = one(objects, "PrometheusRule")
+        self.assertEqual(rule["metadata"]["labels"]["release"], "prometheus")
+        (group,) = rule["spec"]["groups"]
+        alerts = {r["alert"]: r for r in group["rules"]}
+        self.assertEqual(set(alerts), {"JobqDown", "JobqQueueBacklogOld", "JobqDeadLettersRising", "JobqNoWorkers"})
+        selector = 'namespace="queues",service="jobq"'
+        for alert in alerts.values():
+            self.assertIn(selector, alert["expr"])
+            self.assertIn("summary", alert["annotations"])
+        self.assertEqual(
+            alerts["JobqQueueBacklogOld"]["expr"],
+            f"max by (queue) (jobq_queue_oldest_ready_age_seconds{{{selector}}}) > 120",
+        )
+        self.assertIn("increase(jobq_jobs_dead_lettered_total", alerts["JobqDeadLettersRising"]["expr"])
+        self.assertIn("jobq_worker_streams", alerts["JobqNoWorkers"]["expr"])
+        self.assertEqual(alerts["JobqDown"]["for"], "10m")
+        # Prometheus's own template, left for Prometheus to fill.
+        self.assertIn("{{ $labels.queue }}", alerts["JobqNoWorkers"]["annotations"]["summary"])
+
+    def test_helm_test_asks_the_health_service_through_the_service(self) -> None:
+        pod = one(render(), "Pod", "test")
+        self.assertEqual(pod["metadata"]["annotations"]["helm.sh/hook"], "test")
+        (container,) = pod["spec"]["containers"]
+        self.assertEqual(container["args"], ["health", "--server", f"http://jobq.{NAMESPACE}.svc:50051"])
+        self.assertEqual(pod["spec"]["restartPolicy"], "Never")
+        tls = one(render(ALL_ON), "Pod", "test")
+        (container,) = tls["spec"]["containers"]
+        self.assertEqual(
+            container["args"],
+            [
+                "health",
+                "--server",
+                f"https://jobq.{NAMESPACE}.svc:50051",
+                "--tls-ca",
+                "/etc/jobq/tls/ca.crt",
+                "--tls-cert",
+                "/etc/jobq/tls/tls.crt",
+                "--tls-key",
+                "/etc/jobq/tls/tls.key",
+            ],
         )
 
     def test_worker_without_autoscaling_has_fixed_replicas(self) -> None:

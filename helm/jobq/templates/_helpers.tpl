@@ -69,3 +69,17 @@ app.kubernetes.io/component: worker
 {{- $scheme := ternary "https" "http" .Values.tls.enabled }}
 {{- printf "%s://%s.%s.svc:%d" $scheme (include "jobq.fullname" .) .Release.Namespace (int .Values.ports.grpc) }}
 {{- end }}
+
+{{/* The ServiceAccount the pods run as. */}}
+{{- define "jobq.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "jobq.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The PromQL label matchers that pick this release's server. */}}
+{{- define "jobq.promSelector" -}}
+{{- printf "namespace=%q,service=%q" .Release.Namespace (include "jobq.fullname" .) }}
+{{- end }}
