@@ -7,9 +7,9 @@
 //! those three modules and [`observe`] (spans and RPC figures).
 
 mod admin;
+mod client_faults;
 mod convert;
 mod observe;
-mod oversize;
 pub mod pb;
 mod produce;
 mod service;
@@ -18,6 +18,6 @@ mod stream;
 mod validate;
 
 pub use admin::AdminService;
-pub(crate) use oversize::OversizeLayer;
+pub(crate) use client_faults::ClientFaultLayer;
 pub use service::JobQueueService;
 pub use validate::{InvalidField, Limits};

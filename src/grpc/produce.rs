@@ -196,7 +196,8 @@ impl Stream for ResponseStream {
                 // jobs before it are stored and answered first.
                 Poll::Ready(Some(Err(status))) => {
                     let limit = this.limits.max_request_bytes;
-                    this.broke = Some(super::oversize::explain(&status, limit).unwrap_or(status));
+                    this.broke =
+                        Some(super::client_faults::explain(&status, limit).unwrap_or(status));
                     this.inbound_done = true;
                 }
                 Poll::Ready(None) => this.inbound_done = true,

@@ -181,10 +181,10 @@ impl Session {
                         Err(status) => break 'session End::Refused(status),
                     },
                     Some(Err(status)) => {
-                        if let Some(oversized) =
-                            super::oversize::explain(&status, self.limits.max_request_bytes)
+                        if let Some(refused) =
+                            super::client_faults::explain(&status, self.limits.max_request_bytes)
                         {
-                            break 'session End::Refused(oversized);
+                            break 'session End::Refused(refused);
                         }
                         tracing::debug!(%status, "lease stream broke");
                         break 'session End::WorkerGone;

@@ -23,7 +23,7 @@ use crate::auth::{AuthLayer, Tokens};
 use crate::config::Config;
 use crate::engine::{Engine, MemoryEngine, SharedEngine, Starting};
 use crate::grpc::pb::{self, admin_server::AdminServer, job_queue_server::JobQueueServer};
-use crate::grpc::{AdminService, JobQueueService, OversizeLayer};
+use crate::grpc::{AdminService, ClientFaultLayer, JobQueueService};
 use crate::metrics::Metrics;
 use crate::tls::{Tls, TlsFiles};
 
@@ -268,7 +268,7 @@ type Serving = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> 
 /// The gRPC router: both services behind the token checks, health, and
 /// (unless switched off) reflection.
 type JobqRouter = tonic::transport::server::Router<
-    tower_layer::Stack<OversizeLayer, tower_layer::Stack<AuthLayer, tower_layer::Identity>>,
+    tower_layer::Stack<ClientFaultLayer, tower_layer::Stack<AuthLayer, tower_layer::Identity>>,
 >;
 
 /// Bearer tokens and TLS, when configured.
@@ -354,7 +354,7 @@ fn router(
     }
     Ok(builder
         .layer(AuthLayer::new(tokens))
-        .layer(OversizeLayer::new(config.max_request_bytes))
+        .layer(ClientFaultLayer::new(config.max_request_bytes))
         .add_service(health)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)

@@ -1,9 +1,15 @@
-//! Requests over `--max-request-bytes`: tonic refuses such a message from
-//! its length prefix, before reading it, with OUT_OF_RANGE and wording of
-//! its own. This says instead what was too big, what the limit is, and
-//! which flag sets it: on unary calls by rewriting the answer's
-//! `grpc-message` (a layer over the router), on streams where the message
-//! reaches the session as an error.
+//! Requests tonic refuses before any handler sees them, answered as the
+//! client's fault, in jobq's words:
+//! - a message over `--max-request-bytes` (refused from its length prefix,
+//!   before it is read): OUT_OF_RANGE saying what was too big, the limit,
+//!   and the flag that sets it;
+//! - a message that does not decode, or is framed wrong: tonic answers
+//!   INTERNAL, as if the server were at fault; this answers
+//!   INVALID_ARGUMENT with tonic's reason.
+//!
+//! On unary calls by rewriting the answer's status headers (a layer over
+//! the router), on streams where the message reaches the session as an
+//! error.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,13 +20,35 @@ use tonic::{Code, Status};
 /// tonic's words for a message over the decoding limit.
 const TONIC_TOO_LARGE: &str = "message length too large";
 
-/// The status for a message over the limit of `limit` bytes, if `status`
-/// is tonic's refusal of one; `None` for any other status.
+/// What tonic's refusals of a badly framed message start with (a
+/// compressed flag without an encoding, a flag that is neither 0 nor 1).
+const BAD_FRAMING: &str = "protocol error: received message with";
+
+/// What prost's decode errors start with.
+const UNDECODABLE: &str = "failed to decode Protobuf message";
+
+/// jobq's status for a request tonic refused (`limit` is the request size
+/// limit), if `status` is such a refusal; `None` for any other status.
 pub(crate) fn explain(status: &Status, limit: usize) -> Option<Status> {
-    explained(status.code(), status.message(), limit).map(Status::out_of_range)
+    let (code, message) = explained(status.code(), status.message(), limit)?;
+    Some(Status::new(code, message))
 }
 
-fn explained(code: Code, message: &str, limit: usize) -> Option<String> {
+fn explained(code: Code, message: &str, limit: usize) -> Option<(Code, String)> {
+    if code == Code::Internal && message.starts_with(UNDECODABLE) {
+        return Some((
+            Code::InvalidArgument,
+            format!(
+                "the request is not a valid protobuf message of this method's type ({message}); check that the client uses jobq's proto/ files"
+            ),
+        ));
+    }
+    if code == Code::Internal && message.starts_with(BAD_FRAMING) {
+        return Some((
+            Code::InvalidArgument,
+            format!("the request's gRPC framing is wrong ({message})"),
+        ));
+    }
     if code != Code::OutOfRange || !message.contains(TONIC_TOO_LARGE) {
         return None;
     }
@@ -34,42 +62,45 @@ fn explained(code: Code, message: &str, limit: usize) -> Option<String> {
         || "a message".to_string(),
         |n| format!("a {n}-byte message"),
     );
-    Some(format!(
-        "the request is {size}, over the server's limit of {limit} bytes per message; send less per message (fewer jobs per batch, a smaller payload) or raise --max-request-bytes (JOBQ_MAX_REQUEST_BYTES)"
+    Some((
+        Code::OutOfRange,
+        format!(
+            "the request is {size}, over the server's limit of {limit} bytes per message; send less per message (fewer jobs per batch, a smaller payload) or raise --max-request-bytes (JOBQ_MAX_REQUEST_BYTES)"
+        ),
     ))
 }
 
-/// Rewrites tonic's OUT_OF_RANGE for an oversized unary request.
+/// Rewrites tonic's refusals of unary requests (see the module).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct OversizeLayer {
+pub(crate) struct ClientFaultLayer {
     limit: usize,
 }
 
-impl OversizeLayer {
+impl ClientFaultLayer {
     pub(crate) fn new(limit: usize) -> Self {
         Self { limit }
     }
 }
 
-impl<S> tower_layer::Layer<S> for OversizeLayer {
-    type Service = Oversize<S>;
+impl<S> tower_layer::Layer<S> for ClientFaultLayer {
+    type Service = ClientFaults<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Oversize {
+        ClientFaults {
             inner,
             limit: self.limit,
         }
     }
 }
 
-/// See [`OversizeLayer`].
+/// See [`ClientFaultLayer`].
 #[derive(Clone, Debug)]
-pub(crate) struct Oversize<S> {
+pub(crate) struct ClientFaults<S> {
     inner: S,
     limit: usize,
 }
 
-impl<S, Request, B, E> tower_service::Service<Request> for Oversize<S>
+impl<S, Request, B, E> tower_service::Service<Request> for ClientFaults<S>
 where
     S: tower_service::Service<Request, Response = http::Response<B>, Error = E>,
 {
@@ -90,8 +121,8 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// The answer of an [`Oversize`] service, rewritten if it is tonic's
-    /// refusal of an oversized request.
+    /// The answer of a [`ClientFaults`] service, rewritten if it is one of
+    /// tonic's refusals.
     pub(crate) struct Rewritten<F> {
         #[pin]
         inner: F,
@@ -118,24 +149,40 @@ where
 /// carries its status in the headers.
 fn rewrite<B>(mut response: http::Response<B>, limit: usize) -> http::Response<B> {
     let headers = response.headers();
-    let out_of_range = headers
-        .get("grpc-status")
-        .is_some_and(|code| code.as_bytes() == b"11");
-    if !out_of_range {
-        return response;
-    }
+    let code = match headers.get("grpc-status").map(http::HeaderValue::as_bytes) {
+        Some(b"11") => Code::OutOfRange,
+        Some(b"13") => Code::Internal,
+        _ => return response,
+    };
     let message = headers
         .get("grpc-message")
         .and_then(|m| m.to_str().ok())
         .map(percent_decode)
         .unwrap_or_default();
-    if let Some(better) = explained(Code::OutOfRange, &message, limit) {
-        // Plain ASCII without '%': a valid grpc-message as it stands.
-        if let Ok(value) = http::HeaderValue::from_str(&better) {
-            response.headers_mut().insert("grpc-message", value);
+    if let Some((code, better)) = explained(code, &message, limit) {
+        // gRPC percent-encodes the message: '%' and anything outside
+        // printable ASCII.
+        let encoded = percent_encode(&better);
+        if let Ok(value) = http::HeaderValue::from_str(&encoded) {
+            let headers = response.headers_mut();
+            headers.insert("grpc-message", value);
+            headers.insert("grpc-status", http::HeaderValue::from(code as i32));
         }
     }
     response
+}
+
+/// gRPC's encoding of `grpc-message`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// gRPC percent-encodes `grpc-message`; only the shape matters here, so
@@ -186,5 +233,20 @@ mod tests {
     fn percent_decoding_keeps_plain_text_and_decodes_escapes() {
         assert_eq!(percent_decode("a%20b%3A c"), "a b: c");
         assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode(&percent_encode("50% é\n")), "50% é\n");
+    }
+
+    #[test]
+    fn an_undecodable_message_is_the_clients_fault() {
+        let tonic =
+            Status::internal("failed to decode Protobuf message: invalid wire type value: 7");
+        let better = explain(&tonic, 10).expect("rewritten");
+        assert_eq!(better.code(), Code::InvalidArgument);
+        assert!(
+            better.message().contains("invalid wire type"),
+            "{}",
+            better.message()
+        );
+        assert!(explain(&Status::internal("the journal failed"), 10).is_none());
     }
 }
