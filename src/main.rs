@@ -57,7 +57,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         grpc,
         metrics: Some(metrics),
     };
-    jobq::server::run(config, listeners, termination_requested()).await
+    let shutdown = async {
+        termination_requested().await;
+        // A second signal during the grace period: exit at once, as
+        // systemd and Kubernetes users expect.
+        tokio::spawn(async {
+            termination_requested().await;
+            tracing::warn!("second stop signal: exiting now, without waiting for calls in flight");
+            std::process::exit(130);
+        });
+    };
+    jobq::server::run(config, listeners, shutdown).await
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).

@@ -196,3 +196,38 @@ async fn runs_with_an_unreachable_collector_logs_trace_ids_and_exits_0_on_sigter
         .expect("status");
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn a_second_sigterm_during_the_grace_period_exits_at_once() {
+    let (mut child, addr, mut lines) = start(&[("JOBQ_SHUTDOWN_GRACE", "60s")]).await;
+    // A call that never finishes: half a request body, so the grace period
+    // would wait for it the whole minute.
+    let mut stalled = crate::common::raw::RawCall::start(
+        addr.parse().expect("addr"),
+        "/jobq.v1.JobQueue/Enqueue",
+    )
+    .await;
+    stalled.send(bytes::Bytes::from_static(&[0, 0, 0, 0, 100, 0x0a]));
+    sigterm(&child);
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.recv().await {
+            if line.contains("shutting down") {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the first signal starts the shutdown");
+    sigterm(&child);
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("a second signal exits well before the 60 s grace")
+        .expect("exit status");
+    assert_eq!(status.code(), Some(130));
+    let mut said = false;
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(1), lines.recv()).await {
+        said |= line.contains("second stop signal");
+    }
+    assert!(said, "the exit is logged");
+    drop(stalled);
+}
