@@ -151,6 +151,12 @@ pub struct Config {
     #[arg(long, env = "JOBQ_HTTP2_KEEPALIVE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub http2_keepalive_timeout: Duration,
 
+    /// How long a new connection has to finish its handshake: the TLS
+    /// handshake, then the HTTP/2 preface and first frame. A connection
+    /// still short of that then (or when shutdown begins) is closed.
+    #[arg(long, env = "JOBQ_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
     /// Largest header list a request may carry, in bytes.
     #[arg(long, env = "JOBQ_HTTP2_MAX_HEADER_LIST_BYTES", default_value_t = 16 * 1024)]
     pub http2_max_header_list_bytes: u32,
@@ -302,7 +308,7 @@ impl Config {
     /// Every duration setting with the longest value it accepts. Beyond
     /// these, a value is a typo (`100000000h`) more likely than a wish, and
     /// would push deadlines past what the clocks represent.
-    fn duration_ceilings(&self) -> [(&'static str, Duration, Duration); 12] {
+    fn duration_ceilings(&self) -> [(&'static str, Duration, Duration); 13] {
         const DAY: u64 = 24 * 3600;
         let days = |n: u64| Duration::from_secs(n * DAY);
         let hours = |n: u64| Duration::from_secs(n * 3600);
@@ -326,6 +332,7 @@ impl Config {
                 self.http2_keepalive_timeout,
                 hours(1),
             ),
+            ("handshake-timeout", self.handshake_timeout, hours(1)),
             ("tls-reload-interval", self.tls_reload_interval, days(1)),
         ]
     }
@@ -417,6 +424,9 @@ impl Config {
         }
         if self.max_connections == 0 {
             return fail("max-connections", "must be at least 1".into());
+        }
+        if self.handshake_timeout.is_zero() {
+            return fail("handshake-timeout", "must be above zero".into());
         }
         if self.http2_max_concurrent_streams == 0 {
             return fail("http2-max-concurrent-streams", "must be at least 1".into());

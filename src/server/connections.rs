@@ -1,9 +1,13 @@
 //! Accepting connections on the gRPC port, within bounds: at most
 //! `--max-connections` open at once (one past it is closed at once, with a
-//! warning at most once a minute naming the flag), and at most
-//! [`MAX_HANDSHAKES`] TLS handshakes in progress, each within
-//! [`HANDSHAKE_TIMEOUT`]. Every task here belongs to the server's tracker.
+//! warning at most once a minute naming the flag), at most
+//! [`MAX_HANDSHAKES`] TLS handshakes in progress, and each connection's
+//! handshake (TLS, then the HTTP/2 preface and first frame) within
+//! `--handshake-timeout`: a connection short of that then, or when shutdown
+//! begins, is closed, so a silent socket never holds a place or the
+//! shutdown. Every task here belongs to the server's tracker.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -23,8 +27,6 @@ use tonic::transport::server::Connected;
 
 use crate::tls::Tls;
 
-/// How long a client has to finish its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// TLS handshakes in progress at most; past this, accepting waits.
 pub const MAX_HANDSHAKES: usize = 256;
 /// Accepted connections waiting for the server to take them.
@@ -83,11 +85,53 @@ impl ConnectionLimit {
     }
 }
 
-/// A connection that holds its place under the limit until it closes.
+/// The HTTP/2 client preface (24 bytes) and the header of the SETTINGS
+/// frame that must follow it: once read, the connection has handshaken.
+const HANDSHAKE_BYTES: usize = 24 + 9;
+
+/// A connection that holds its place under the limit until it closes, and
+/// is closed if it does not finish its handshake in time.
 #[derive(Debug)]
 pub(super) struct Limited<S> {
     inner: S,
     _place: OwnedSemaphorePermit,
+    handshake: Option<Handshake>,
+}
+
+/// What a connection must do before it counts as handshaken: read
+/// [`HANDSHAKE_BYTES`] before `deadline`, or before `stop`.
+#[derive(Debug)]
+struct Handshake {
+    read: usize,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    stop: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+impl<S> Limited<S> {
+    fn new(
+        inner: S,
+        place: OwnedSemaphorePermit,
+        deadline: Instant,
+        stop: &CancellationToken,
+    ) -> Self {
+        Self {
+            inner,
+            _place: place,
+            handshake: Some(Handshake {
+                read: 0,
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                stop: Box::pin(stop.clone().cancelled_owned()),
+            }),
+        }
+    }
+}
+
+impl Handshake {
+    /// Whether the connection ran out of time (or the server began to shut
+    /// down) before finishing its handshake; registers for both otherwise.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready() || self.stop.as_mut().poll(cx).is_ready()
+    }
 }
 
 impl<S: Connected> Connected for Limited<S> {
@@ -104,7 +148,23 @@ impl<S: AsyncRead + Unpin> AsyncRead for Limited<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let this = &mut *self;
+        let Some(handshake) = &mut this.handshake else {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        };
+        if handshake.expired(cx) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no HTTP/2 handshake within --handshake-timeout (or the server is stopping)",
+            )));
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        handshake.read += buf.filled().len() - before;
+        if handshake.read >= HANDSHAKE_BYTES {
+            this.handshake = None;
+        }
+        read
     }
 }
 
@@ -138,20 +198,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
     }
 }
 
-/// Plain-text connections from `listener`, until `stop`.
+/// Plain-text connections from `listener`, each with `handshake` to
+/// handshake, until `stop`.
 pub(super) fn plain(
     listener: TcpListener,
     limit: Arc<ConnectionLimit>,
+    handshake: Duration,
     stop: CancellationToken,
     tasks: &TaskTracker,
 ) -> ReceiverStream<io::Result<Limited<TcpStream>>> {
     let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
     tasks.spawn(async move {
         while let Some((tcp, _peer, place)) = admit_next(&listener, &limit, &stop).await {
-            let connection = Limited {
-                inner: tcp,
-                _place: place,
-            };
+            let connection = Limited::new(tcp, place, Instant::now() + handshake, &stop);
             if tx.send(Ok(connection)).await.is_err() {
                 return;
             }
@@ -161,11 +220,13 @@ pub(super) fn plain(
 }
 
 /// TLS connections from `listener`, handshaken with the certificate `tls`
-/// holds at the time, until `stop`.
+/// holds at the time, each within `handshake` (TLS and HTTP/2 together),
+/// until `stop`.
 pub(super) fn tls(
     listener: TcpListener,
     limit: Arc<ConnectionLimit>,
     tls: Arc<Tls>,
+    handshake: Duration,
     stop: CancellationToken,
     tasks: &TaskTracker,
 ) -> ReceiverStream<io::Result<Limited<TlsStream<TcpStream>>>> {
@@ -188,14 +249,13 @@ pub(super) fn tls(
             };
             let acceptor = tls.acceptor();
             let tx = tx.clone();
+            let stop = stop.clone();
             spawner.spawn(async move {
                 let _slot = slot;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let deadline = Instant::now() + handshake;
+                match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let connection = Limited {
-                            inner: stream,
-                            _place: place,
-                        };
+                        let connection = Limited::new(stream, place, deadline, &stop);
                         let _ = tx.send(Ok(connection)).await;
                     }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),

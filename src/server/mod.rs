@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-pub use connections::{ConnectionLimit, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES};
+pub use connections::{ConnectionLimit, MAX_HANDSHAKES};
 
 use crate::auth::{AuthLayer, Tokens};
 use crate::config::Config;
@@ -179,13 +179,26 @@ async fn serve_with(
     let limit = Arc::new(ConnectionLimit::new(config.max_connections));
     let mut serve: Serving = match &tls {
         None => Box::pin(router.serve_with_incoming_shutdown(
-            connections::plain(listener, limit, stop.clone(), &tasks),
+            connections::plain(
+                listener,
+                limit,
+                config.handshake_timeout,
+                stop.clone(),
+                &tasks,
+            ),
             stop.clone().cancelled_owned(),
         )),
         Some(tls) => {
             tasks.spawn(Arc::clone(tls).watch(config.tls_reload_interval, stop.clone()));
             Box::pin(router.serve_with_incoming_shutdown(
-                connections::tls(listener, limit, Arc::clone(tls), stop.clone(), &tasks),
+                connections::tls(
+                    listener,
+                    limit,
+                    Arc::clone(tls),
+                    config.handshake_timeout,
+                    stop.clone(),
+                    &tasks,
+                ),
                 stop.clone().cancelled_owned(),
             ))
         }

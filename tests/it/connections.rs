@@ -8,6 +8,7 @@ use jobq::grpc::pb;
 use jobq::grpc::pb::job_queue_client::JobQueueClient;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::common::raw::{Ending, RawCall, grpc_frame};
 use crate::common::{PATIENCE, TestServer, job};
 
 async fn connect(server: &TestServer) -> Result<Channel, tonic::transport::Error> {
@@ -78,4 +79,54 @@ async fn a_connection_past_the_limit_is_closed_and_a_freed_place_is_taken_again(
     enqueue(second)
         .await
         .expect("the second connection still serves");
+}
+
+#[tokio::test]
+async fn a_connection_that_does_not_handshake_in_time_is_closed_and_frees_its_place() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = Config::defaults();
+    config.handshake_timeout = Duration::from_millis(200);
+    config.max_connections = 2;
+    let server = TestServer::start_with(config).await;
+    // Silent, and the preface alone: both closed by the server.
+    let mut silent = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let mut half = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    half.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("preface");
+    for socket in [&mut silent, &mut half] {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(PATIENCE, socket.read_to_end(&mut rest))
+            .await
+            .expect("the server closes it");
+        // Closed (with or without a reset): what it wrote is no more than
+        // its own preface.
+        let _ = read;
+        assert!(rest.len() < 100, "{rest:?}");
+    }
+    // Their places are free again, and a connection that handshook keeps
+    // being served on the same connection well past the deadline.
+    let request = grpc_frame(&pb::EnqueueRequest {
+        queue: "q".into(),
+        job: Some(job("x")),
+        wait_for_room: false,
+    });
+    let connection = RawCall::start(server.addr, "/jobq.v1.JobQueue/Enqueue").await;
+    let mut first = connection.sibling("/jobq.v1.JobQueue/Enqueue").await;
+    first.send(request.clone());
+    assert!(matches!(
+        first.finish().await,
+        Ending::Status(tonic::Code::Ok, _)
+    ));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut later = connection.sibling("/jobq.v1.JobQueue/Enqueue").await;
+    later.send(request);
+    assert!(matches!(
+        later.finish().await,
+        Ending::Status(tonic::Code::Ok, _)
+    ));
 }

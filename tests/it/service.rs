@@ -126,3 +126,42 @@ async fn shutdown_returns_ok_and_refuses_new_work_meanwhile() {
         .expect("stops within the grace period")
         .expect("clean exit");
 }
+
+#[tokio::test]
+async fn an_idle_connection_does_not_hold_shutdown_for_the_grace_period() {
+    let mut config = jobq::config::Config::defaults();
+    config.shutdown_grace = Duration::from_secs(120);
+    let server = TestServer::start_with(config).await;
+    // A client that connected, made a call and keeps its connection open.
+    let mut client = server.client();
+    enqueue(&mut client, "q", job("x")).await;
+    let kept = client.clone();
+    tokio::time::timeout(crate::common::PATIENCE, server.shutdown())
+        .await
+        .expect("shutdown ends with the last call, not with the grace period")
+        .expect("clean exit");
+    drop(kept);
+}
+
+#[tokio::test]
+async fn a_socket_that_never_speaks_does_not_hold_shutdown_either() {
+    let mut config = jobq::config::Config::defaults();
+    config.shutdown_grace = Duration::from_secs(120);
+    let server = TestServer::start_with(config).await;
+    // Connected, and silent: not even the HTTP/2 preface.
+    let silent = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    // A preface and nothing more: no stream, ever.
+    let mut preface = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut preface, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("preface");
+    tokio::time::timeout(crate::common::PATIENCE, server.shutdown())
+        .await
+        .expect("shutdown ends with the last call, not with the grace period")
+        .expect("clean exit");
+    drop((silent, preface));
+}
