@@ -584,8 +584,9 @@ mod tests {
             8 => config.shutdown_grace = value,
             9 => config.http2_keepalive_interval = value,
             10 => config.http2_keepalive_timeout = value,
-            11 => config.tls_reload_interval = value,
-            _ => unreachable!("twelve durations"),
+            11 => config.handshake_timeout = value,
+            12 => config.tls_reload_interval = value,
+            _ => unreachable!("thirteen durations"),
         }
     }
 
