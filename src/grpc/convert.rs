@@ -40,6 +40,12 @@ pub(super) fn lease(queue: &QueueName, delivery: Delivery) -> pb::Lease {
         lease_token: delivery.token.to_string(),
         attempt: delivery.attempt,
         lease_deadline: Some(timestamp(delivery.deadline)),
+        lease_duration: prost_types::Duration::try_from(
+            delivery
+                .deadline
+                .saturating_duration_since(tokio::time::Instant::now()),
+        )
+        .ok(),
     }
 }
 

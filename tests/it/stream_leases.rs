@@ -298,3 +298,22 @@ async fn a_worker_is_told_when_its_queue_is_paused_and_resumed() {
         other => panic!("expected the queue's state, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn every_lease_says_how_long_it_has_left_so_no_clock_is_compared() {
+    let server = TestServer::start().await;
+    enqueue_n(&server, "timed", 1).await;
+    let mut stream = open_stream(&server, "timed", 1).await;
+    let pushed = stream.next_lease().await;
+    let left = std::time::Duration::try_from(pushed.lease_duration.expect("a duration"))
+        .expect("non-negative");
+    // The queue's default lease, as sent: at most 30 s, and not much less.
+    assert!(left <= std::time::Duration::from_secs(30), "{left:?}");
+    assert!(left > std::time::Duration::from_secs(25), "{left:?}");
+    let mut client = server.client();
+    let unary = {
+        enqueue_n(&server, "timed", 1).await;
+        lease(&mut client, "timed", 1, 5).await.remove(0)
+    };
+    assert!(unary.lease_duration.is_some());
+}

@@ -29,8 +29,12 @@ pub struct Delivery {
     pub enqueue_time: Option<SystemTime>,
     /// Names this delivery in ack, nack and extend.
     pub lease_token: String,
-    /// When the lease runs out unless extended.
+    /// When the lease runs out unless extended, on the server's clock: for
+    /// display. Do not compare it with this machine's clock.
     pub lease_deadline: Option<SystemTime>,
+    /// How long the lease had left when the server sent it; time anything
+    /// that must happen before it runs out from when the job arrived.
+    pub lease_duration: Option<std::time::Duration>,
 }
 
 impl Delivery {
@@ -56,6 +60,9 @@ impl From<pb::Lease> for Delivery {
             lease_deadline: lease
                 .lease_deadline
                 .and_then(|t| SystemTime::try_from(t).ok()),
+            lease_duration: lease
+                .lease_duration
+                .and_then(|d| std::time::Duration::try_from(d).ok()),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -387,13 +387,8 @@ async fn process<H, F>(
     F: Future<Output = Result<(), JobError>> + Send + 'static,
 {
     let token = job.lease_token.clone();
-    let deadline = job
-        .lease_deadline
-        .and_then(|d| d.duration_since(SystemTime::now()).ok())
-        .map_or(Instant::now() + lease_duration, |left| {
-            Instant::now() + left
-        });
-    let mut next_extend = extend_point(Instant::now(), deadline);
+    let received = Instant::now();
+    let mut next_extend = extend_point(received, lease_end(received, &job, lease_duration));
     let span = tracing::info_span!(
         "process",
         otel.name = "process",
@@ -466,6 +461,15 @@ async fn process<H, F>(
     let _ = out.send(message).await;
 }
 
+/// When a lease received at `received` runs out, on this machine's
+/// monotonic clock: from how long the server said it had left (or, from a
+/// server that does not say, the duration asked for). The server's
+/// `lease_deadline` is never compared with this machine's wall clock, so a
+/// clock skewed either way changes nothing.
+fn lease_end(received: Instant, job: &Delivery, asked: Duration) -> Instant {
+    received + job.lease_duration.unwrap_or(asked)
+}
+
 /// When to extend a lease that ends at `deadline`: two thirds of the way.
 fn extend_point(now: Instant, deadline: Instant) -> Instant {
     now + deadline.saturating_duration_since(now) * 2 / 3
@@ -514,4 +518,52 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
         .map(|s| (*s).to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a non-string panic payload".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn delivery(deadline: SystemTime, left: Option<Duration>) -> Delivery {
+        Delivery {
+            id: "01J".into(),
+            queue: "q".into(),
+            payload: bytes::Bytes::new(),
+            metadata: std::collections::HashMap::new(),
+            priority: 0,
+            attempt: 1,
+            max_attempts: 3,
+            enqueue_time: None,
+            lease_token: "t".into(),
+            lease_deadline: Some(deadline),
+            lease_duration: left,
+        }
+    }
+
+    #[test]
+    fn a_lease_ends_by_its_duration_whatever_the_two_clocks_say() {
+        let received = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let lease = Duration::from_secs(30);
+        // The server's deadline as a worker's clock an hour behind, an hour
+        // ahead, and right would see it: the end is the same every time.
+        for deadline in [
+            SystemTime::now() + hour,
+            SystemTime::now() - hour,
+            SystemTime::now() + lease,
+        ] {
+            let job = delivery(deadline, Some(lease));
+            assert_eq!(
+                lease_end(received, &job, Duration::from_secs(99)),
+                received + lease
+            );
+            let extend = extend_point(received, lease_end(received, &job, lease));
+            assert_eq!(extend, received + Duration::from_secs(20));
+        }
+        // A server that sends no duration: the one asked for.
+        let job = delivery(SystemTime::now() - hour, None);
+        assert_eq!(lease_end(received, &job, lease), received + lease);
+    }
 }
