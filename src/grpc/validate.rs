@@ -230,9 +230,10 @@ impl Limits {
     }
 
     /// How long an enqueue waits for room: `None` unless asked, else the
-    /// server's limit or the call's deadline, whichever is sooner. A
-    /// twentieth of the deadline is kept back so that the refusal, with its
-    /// reason, reaches the client before the client gives up on its own.
+    /// server's limit or the call's deadline, whichever is sooner. Part of
+    /// the deadline is kept back (a twentieth, at least 100 ms, at most
+    /// half) so that the refusal, with its reason, reaches the client
+    /// before the client gives up on its own.
     pub(super) fn enqueue_wait(
         &self,
         wait_for_room: bool,
@@ -240,7 +241,8 @@ impl Limits {
     ) -> Option<Duration> {
         wait_for_room.then(|| {
             deadline.map_or(self.max_enqueue_wait, |d| {
-                (d - d / 20).min(self.max_enqueue_wait)
+                let kept = (d / 20).max(Duration::from_millis(100)).min(d / 2);
+                (d - kept).min(self.max_enqueue_wait)
             })
         })
     }
@@ -578,6 +580,9 @@ mod tests {
             l.enqueue_wait(true, Some(Duration::from_secs(20))),
             Some(Duration::from_secs(19))
         );
+        let ms = Duration::from_millis;
+        assert_eq!(l.enqueue_wait(true, Some(ms(1000))), Some(ms(900)));
+        assert_eq!(l.enqueue_wait(true, Some(ms(120))), Some(ms(60)));
     }
 
     #[test]

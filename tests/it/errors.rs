@@ -308,3 +308,20 @@ async fn wait_for_room_gives_up_at_the_server_limit_with_resource_exhausted() {
     let err = client.enqueue(request).await.expect_err("still full");
     assert_status(&err, Code::ResourceExhausted, "is full");
 }
+
+#[tokio::test]
+async fn a_wait_for_room_cut_short_by_the_callers_deadline_still_says_why() {
+    let mut config = Config::defaults();
+    config.queue_capacity = 1;
+    config.max_enqueue_wait = Duration::from_secs(60);
+    let server = TestServer::start_with(config).await;
+    let mut client = server.client();
+    enqueue(&mut client, "q", job("first")).await;
+    let mut request = tonic::Request::new(enqueue_request("q", job("second")));
+    request.get_mut().wait_for_room = true;
+    // Far shorter than the server's limit: the server answers before it,
+    // with the queue's reason, not a bare DEADLINE_EXCEEDED.
+    request.set_timeout(Duration::from_secs(2));
+    let err = client.enqueue(request).await.expect_err("still full");
+    assert_status(&err, Code::ResourceExhausted, "is full");
+}
