@@ -325,3 +325,121 @@ async fn a_wait_for_room_cut_short_by_the_callers_deadline_still_says_why() {
     let err = client.enqueue(request).await.expect_err("still full");
     assert_status(&err, Code::ResourceExhausted, "is full");
 }
+
+#[tokio::test]
+async fn no_refusal_echoes_a_huge_input_back() {
+    let server = TestServer::start().await;
+    let mut client = server.client();
+    let mut admin = crate::common::admin(&server);
+    let huge = "z".repeat(2 << 20);
+    let bad_char = format!("{}!", "a".repeat(100));
+    let mut refusals: Vec<(&str, tonic::Status)> = Vec::new();
+    let mut refused = |what: &'static str, result: Result<(), tonic::Status>| {
+        refusals.push((what, result.expect_err(what)));
+    };
+    refused(
+        "Enqueue queue",
+        client.enqueue(enqueue_request(&huge, job("x"))).await.map(drop),
+    );
+    refused(
+        "Enqueue queue with a bad character",
+        client.enqueue(enqueue_request(&bad_char, job("x"))).await.map(drop),
+    );
+    let mut keyed = job("x");
+    keyed.metadata.insert(huge.clone(), "v".into());
+    refused("Enqueue metadata key", client.enqueue(enqueue_request("q", keyed)).await.map(drop));
+    let mut keyed = job("x");
+    keyed.idempotency_key = huge.clone();
+    refused("Enqueue idempotency key", client.enqueue(enqueue_request("q", keyed)).await.map(drop));
+    refused(
+        "Ack token",
+        client
+            .ack(pb::AckRequest {
+                queue: "q".into(),
+                lease_tokens: vec![huge.clone()],
+            })
+            .await
+            .map(drop),
+    );
+    refused(
+        "Nack token",
+        client
+            .nack(pb::NackRequest {
+                queue: "q".into(),
+                lease_token: huge.clone(),
+                ..pb::NackRequest::default()
+            })
+            .await
+            .map(drop),
+    );
+    refused(
+        "GetJob id",
+        admin
+            .get_job(pb::GetJobRequest {
+                queue: String::new(),
+                job_id: huge.clone(),
+            })
+            .await
+            .map(drop),
+    );
+    refused(
+        "CancelJob id",
+        admin
+            .cancel_job(pb::CancelJobRequest {
+                queue: String::new(),
+                job_id: huge.clone(),
+            })
+            .await
+            .map(drop),
+    );
+    refused(
+        "RedriveJobs id",
+        admin
+            .redrive_jobs(pb::RedriveJobsRequest {
+                queue: "q".into(),
+                job_ids: vec![huge.clone()],
+                all: false,
+            })
+            .await
+            .map(drop),
+    );
+    refused(
+        "ListJobs page token",
+        admin
+            .list_jobs(pb::ListJobsRequest {
+                queue: "q".into(),
+                page_token: huge.clone(),
+                ..pb::ListJobsRequest::default()
+            })
+            .await
+            .map(drop),
+    );
+    refused(
+        "ListQueues page token",
+        admin
+            .list_queues(pb::ListQueuesRequest {
+                page_size: 10,
+                page_token: huge.clone(),
+            })
+            .await
+            .map(drop),
+    );
+    refused(
+        "GetQueue name",
+        admin
+            .get_queue(pb::GetQueueRequest {
+                queue: huge.clone(),
+            })
+            .await
+            .map(drop),
+    );
+    for (what, status) in &refusals {
+        assert!(
+            status.message().len() <= 512,
+            "{what}: a {}-byte message: {}…",
+            status.message().len(),
+            &status.message()[..200.min(status.message().len())]
+        );
+        assert!(!status.message().is_empty(), "{what}");
+    }
+}
