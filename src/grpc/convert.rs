@@ -35,8 +35,11 @@ pub(super) fn job(queue: &QueueName, job: &Job) -> pb::Job {
 
 /// A delivery as a worker sees it.
 pub(super) fn lease(queue: &QueueName, delivery: Delivery) -> pb::Lease {
+    let mut leased = job(queue, &delivery.job);
+    // Raised by deliveries dropped with their worker stream.
+    leased.max_attempts = delivery.max_attempts;
     pb::Lease {
-        job: Some(job(queue, &delivery.job)),
+        job: Some(leased),
         lease_token: delivery.token.to_string(),
         attempt: delivery.attempt,
         lease_deadline: Some(timestamp(delivery.deadline)),

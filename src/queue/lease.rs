@@ -65,6 +65,10 @@ pub struct Delivery {
     pub token: LeaseToken,
     /// 1 for the first delivery, 2 for the second, and so on.
     pub attempt: u32,
+    /// Deliveries allowed before it is dead-lettered: the job's
+    /// `max_attempts`, plus one for each delivery dropped with its worker
+    /// stream.
+    pub max_attempts: u32,
     /// When the lease runs out.
     pub deadline: Instant,
 }

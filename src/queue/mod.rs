@@ -38,8 +38,9 @@ pub use lease::{Delivery, HolderId, LeaseToken, NackOutcome, NackRequest, ParseL
 pub use name::{InvalidQueueName, QueueName};
 pub use retry::RetryPolicy;
 pub use state::{
-    Acked, Enqueued, Failure, JobChange, JobSnapshot, JobState, JobStatus, MAX_HISTORY, MAX_SCAN,
-    Purged, Queue, QueueCounts, QueueStats, RestoredJob, RestoredPlace, SnapshotPlace,
+    Acked, DROPS_PER_ATTEMPT, Enqueued, Failure, JobChange, JobSnapshot, JobState, JobStatus,
+    MAX_HISTORY, MAX_SCAN, Purged, Queue, QueueCounts, QueueStats, RestoredJob, RestoredPlace,
+    SnapshotPlace,
 };
 
 #[cfg(test)]

@@ -506,7 +506,7 @@ fn holder_leases_are_counted_and_released_by_any_path() {
 }
 
 #[test]
-fn releasing_a_holder_requeues_its_jobs_as_failed_attempts() {
+fn releasing_a_holder_requeues_its_jobs_as_drops_not_failures() {
     let now = Instant::now();
     let mut q = queue_with(QueueConfig {
         max_attempts: 2,
@@ -521,14 +521,53 @@ fn releasing_a_holder_requeues_its_jobs_as_failed_attempts() {
     assert_eq!(status.last_error.as_deref(), Some("stream closed"));
     assert_eq!(q.counts().leased, 0);
 
+    // Dropped deliveries add to what the job is allowed: the second one
+    // is attempt 2 of 3, not the last.
     let again = q.lease_as(now, 1, None, Some(worker)).remove(0);
-    assert_eq!(again.attempt, 2);
+    assert_eq!((again.attempt, again.max_attempts), (2, 3));
+    // Drops up to DROPS_PER_ATTEMPT x max_attempts (4 here): the fourth
+    // dead-letters it, however few attempts failed.
+    for drop in 2..=4 {
+        q.release_holder(now, worker, "stream closed");
+        let state = q.job_status(now, &ids[0]).expect("held").state;
+        if drop < 4 {
+            assert_eq!(state, JobState::Ready, "drop {drop}");
+            q.lease_as(now, 1, None, Some(worker));
+        } else {
+            assert_eq!(state, JobState::Dead, "drop {drop}");
+        }
+    }
+    assert_eq!(q.release_holder(now, worker, "again"), 0);
+}
+
+#[test]
+fn drops_do_not_use_up_the_attempts_that_failures_do() {
+    let now = Instant::now();
+    let mut q = queue_with(QueueConfig {
+        max_attempts: 2,
+        ..QueueConfig::default()
+    });
+    let ids = put(&mut q, now, vec![job("a")]);
+    let worker = HolderId(7);
+    // Dropped once, then one failed attempt: one failure of two allowed.
+    q.lease_as(now, 1, None, Some(worker));
     q.release_holder(now, worker, "stream closed");
+    let leased = q.lease(now, 1, None).remove(0);
+    let nacked = q
+        .nack(now, &leased.token, NackRequest::default())
+        .expect("nack");
+    assert!(matches!(nacked, NackOutcome::RetryAt(_)), "{nacked:?}");
+    // The second failure is the last.
+    let leased = q.lease(now + 3600 * SEC, 1, None).remove(0);
+    assert_eq!((leased.attempt, leased.max_attempts), (3, 3));
+    let nacked = q
+        .nack(now + 3600 * SEC, &leased.token, NackRequest::default())
+        .expect("nack");
+    assert_eq!(nacked, NackOutcome::DeadLettered);
     assert_eq!(
         q.job_status(now, &ids[0]).expect("held").state,
         JobState::Dead
     );
-    assert_eq!(q.release_holder(now, worker, "again"), 0);
 }
 
 fn keyed(payload: &str, key: &str) -> NewJob {
@@ -868,6 +907,7 @@ fn a_restored_job_is_where_it_was_with_its_attempts_and_failures() {
         RestoredJob {
             job,
             attempts: 2,
+            drops: 0,
             failures: vec![failure.clone()],
             place: RestoredPlace::Scheduled(now + 10 * SEC),
         },

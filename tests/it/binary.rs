@@ -208,6 +208,16 @@ async fn a_second_sigterm_during_the_grace_period_exits_at_once() {
     )
     .await;
     stalled.send(bytes::Bytes::from_static(&[0, 0, 0, 0, 100, 0x0a]));
+    // Answered on the same connection: so the server has begun the
+    // stalled call before the signal.
+    let mut probe = stalled.sibling("/grpc.health.v1.Health/Check").await;
+    probe.send(crate::common::raw::grpc_frame(
+        &tonic_health::pb::HealthCheckRequest::default(),
+    ));
+    assert!(matches!(
+        probe.finish().await,
+        crate::common::raw::Ending::Status(tonic::Code::Ok, _)
+    ));
     sigterm(&child);
     tokio::time::timeout(PATIENCE, async {
         while let Some(line) = lines.recv().await {

@@ -339,18 +339,30 @@ async fn no_refusal_echoes_a_huge_input_back() {
     };
     refused(
         "Enqueue queue",
-        client.enqueue(enqueue_request(&huge, job("x"))).await.map(drop),
+        client
+            .enqueue(enqueue_request(&huge, job("x")))
+            .await
+            .map(drop),
     );
     refused(
         "Enqueue queue with a bad character",
-        client.enqueue(enqueue_request(&bad_char, job("x"))).await.map(drop),
+        client
+            .enqueue(enqueue_request(&bad_char, job("x")))
+            .await
+            .map(drop),
     );
     let mut keyed = job("x");
     keyed.metadata.insert(huge.clone(), "v".into());
-    refused("Enqueue metadata key", client.enqueue(enqueue_request("q", keyed)).await.map(drop));
+    refused(
+        "Enqueue metadata key",
+        client.enqueue(enqueue_request("q", keyed)).await.map(drop),
+    );
     let mut keyed = job("x");
     keyed.idempotency_key = huge.clone();
-    refused("Enqueue idempotency key", client.enqueue(enqueue_request("q", keyed)).await.map(drop));
+    refused(
+        "Enqueue idempotency key",
+        client.enqueue(enqueue_request("q", keyed)).await.map(drop),
+    );
     refused(
         "Ack token",
         client

@@ -98,7 +98,7 @@ async fn dropped_stream_gives_its_leases_back_at_once_with_the_attempt_counted()
 }
 
 #[tokio::test]
-async fn job_that_kills_every_worker_is_dead_lettered_after_max_attempts() {
+async fn job_that_kills_every_worker_is_dead_lettered_after_its_drops_run_out() {
     let server = TestServer::start().await;
     let mut client = server.client();
     let poison = pb::NewJob {
@@ -106,7 +106,10 @@ async fn job_that_kills_every_worker_is_dead_lettered_after_max_attempts() {
         ..job("poison")
     };
     let id: JobId = enqueue(&mut client, "q", poison).await.parse().expect("id");
-    for attempt in 1..=3 {
+    // Drops are not failures, but a job dropped DROPS_PER_ATTEMPT times
+    // max_attempts times is dead-lettered all the same.
+    let drops = 3 * jobq::queue::DROPS_PER_ATTEMPT;
+    for attempt in 1..=drops {
         let mut stream = open_stream(&server, "q", 1).await;
         let leased = stream.next_lease().await;
         assert_eq!(leased.attempt, attempt);
@@ -120,7 +123,7 @@ async fn job_that_kills_every_worker_is_dead_lettered_after_max_attempts() {
     })
     .await;
     let status = server.engine.job_status(&queue("q"), &id).expect("held");
-    assert_eq!(status.attempts, 3);
+    assert_eq!(status.attempts, drops);
 }
 
 #[tokio::test]
@@ -316,4 +319,107 @@ async fn every_lease_says_how_long_it_has_left_so_no_clock_is_compared() {
         lease(&mut client, "timed", 1, 5).await.remove(0)
     };
     assert!(unary.lease_duration.is_some());
+}
+
+#[tokio::test]
+async fn a_mass_disconnect_dead_letters_no_healthy_job_and_a_poison_job_still_dies() {
+    const JOBS: usize = 20_000;
+    let server = TestServer::start().await;
+    let mut client = server.client();
+    crate::common::admin(&server)
+        .update_queue(pb::UpdateQueueRequest {
+            queue: "rollout".into(),
+            max_attempts: Some(2),
+            allow_missing: true,
+            ..pb::UpdateQueueRequest::default()
+        })
+        .await
+        .expect("settings");
+    for _ in 0..JOBS / 1000 {
+        client
+            .batch_enqueue(pb::BatchEnqueueRequest {
+                queue: "rollout".into(),
+                jobs: (0..1000).map(|_| job("healthy")).collect(),
+                wait_for_room: false,
+            })
+            .await
+            .expect("enqueue");
+    }
+    let poison: JobId = enqueue(&mut client, "rollout", job("poison"))
+        .await
+        .parse()
+        .expect("id");
+    // Three rollouts: every job in flight on streams that all end at once,
+    // more times than max_attempts allows failures.
+    for _ in 0..3 {
+        // Ten workers, reading whatever is pushed to them.
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let mut stream = open_stream(&server, "rollout", 2_001).await;
+            workers.spawn(async move {
+                loop {
+                    stream.next_lease().await;
+                }
+            });
+        }
+        eventually("every job in flight", || {
+            server
+                .engine
+                .counts(&queue("rollout"))
+                .is_some_and(|c| c.leased == JOBS + 1)
+        })
+        .await;
+        // All their pods go at once.
+        workers.abort_all();
+        while workers.join_next().await.is_some() {}
+        eventually("every lease back", || {
+            server
+                .engine
+                .counts(&queue("rollout"))
+                .is_some_and(|c| c.leased == 0)
+        })
+        .await;
+        let counts = server.engine.counts(&queue("rollout")).expect("queue");
+        assert_eq!(counts.dead, 0, "a disconnect dead-lettered a healthy job");
+    }
+    // Then a worker that takes one job at a time and finishes every one but
+    // the poison job, which crashes it each time (and it restarts).
+    use pb::stream_leases_response::Kind as Message;
+    let mut stream = open_stream(&server, "rollout", 1).await;
+    let mut crashes = 0;
+    while server
+        .engine
+        .counts(&queue("rollout"))
+        .is_some_and(|c| c.ready + c.leased > 0)
+    {
+        let lease = stream.next_lease().await;
+        if lease.job.as_ref().expect("job").payload == "poison" {
+            crashes += 1;
+            drop(stream);
+            eventually("the crashed worker's lease back", || {
+                server
+                    .engine
+                    .counts(&queue("rollout"))
+                    .is_some_and(|c| c.leased == 0)
+            })
+            .await;
+            stream = open_stream(&server, "rollout", 1).await;
+            continue;
+        }
+        stream.ack(&lease.lease_token).await;
+        match stream.next().await.expect("ok").expect("open").kind {
+            Some(Message::Result(result)) => assert_eq!(result.code, 0, "{result:?}"),
+            other => panic!("expected the ack's result, got {other:?}"),
+        }
+    }
+    // Three drops in the rollouts, the rest from its own crashes.
+    assert_eq!(crashes, 2 * jobq::queue::DROPS_PER_ATTEMPT - 3);
+    let counts = server.engine.counts(&queue("rollout")).expect("queue");
+    assert_eq!((counts.ready, counts.leased, counts.scheduled), (0, 0, 0));
+    assert_eq!(counts.dead, 1, "only the poison job is dead-lettered");
+    let status = server
+        .engine
+        .job_status(&queue("rollout"), &poison)
+        .expect("held");
+    assert_eq!(status.state, JobState::Dead);
 }

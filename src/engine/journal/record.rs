@@ -92,6 +92,9 @@ pub struct Snapshot {
     /// In the dead-letter set.
     #[prost(bool, tag = "5")]
     pub dead: bool,
+    /// Of its deliveries, those dropped with their worker stream.
+    #[prost(uint32, tag = "6")]
+    pub drops: u32,
 }
 
 /// A server's start.
@@ -209,6 +212,10 @@ pub struct Retried {
     /// When it is ready again; 0 for at once.
     #[prost(int64, tag = "3")]
     pub due_micros: i64,
+    /// The delivery ended with its worker stream: a drop, not a failed
+    /// attempt.
+    #[prost(bool, tag = "4")]
+    pub dropped: bool,
 }
 
 /// A job moved to the dead-letter set.

@@ -90,6 +90,7 @@ fn every_kind() -> Vec<Record> {
             job: Some(job("emails", 1)),
             failure: failure.clone(),
             due_micros: 1_700_000_002_000_000,
+            dropped: true,
         }),
         Change::DeadLettered(DeadLettered {
             job: Some(job("emails", 1)),
@@ -117,6 +118,7 @@ fn every_kind() -> Vec<Record> {
             }],
             leased: true,
             dead: false,
+            drops: 1,
         }),
         Change::Key(Key {
             job: Some(job("emails", 1)),

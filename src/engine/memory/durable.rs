@@ -123,6 +123,13 @@ pub(super) fn change_record(queue: &QueueName, change: JobChange, clocks: &Clock
             job: job_ref(queue, id),
             failure: failure(&f, clocks),
             due_micros: due.map_or(0, |at| clocks.wall_micros(at)),
+            dropped: false,
+        }),
+        JobChange::Dropped { id, failure: f } => Change::Retried(Retried {
+            job: job_ref(queue, id),
+            failure: failure(&f, clocks),
+            due_micros: 0,
+            dropped: true,
         }),
         JobChange::DeadLettered { id, failure: f } => Change::DeadLettered(DeadLettered {
             job: job_ref(queue, id),
@@ -175,6 +182,7 @@ pub(super) fn snapshot_record(
     record(Change::Snapshot(Snapshot {
         job: Some(enqueued_of(queue, &snapshot.job, due, String::new())),
         attempts: snapshot.attempts,
+        drops: snapshot.drops,
         failures: snapshot
             .failures
             .iter()
@@ -243,6 +251,7 @@ struct Recovering {
     base: u64,
     job: Job,
     attempts: u32,
+    drops: u32,
     failures: Vec<record::Failure>,
     place: Place,
 }
@@ -335,6 +344,7 @@ impl Recovery {
                 job.place = Place::Leased;
             }),
             Change::Retried(retried) => self.with_job(retried.job.as_ref(), |job| {
+                job.drops += u32::from(retried.dropped);
                 job.failures.extend(retried.failure.clone());
                 job.place = match retried.due_micros {
                     0 => Place::Ready,
@@ -347,6 +357,7 @@ impl Recovery {
             }),
             Change::Redriven(job) => self.with_job(Some(&job), |job| {
                 job.attempts = 0;
+                job.drops = 0;
                 job.place = Place::Ready;
             }),
             Change::Removed(job) => {
@@ -375,6 +386,7 @@ impl Recovery {
             return;
         };
         job.attempts = snapshot.attempts;
+        job.drops = snapshot.drops;
         job.failures = snapshot.failures;
         if snapshot.dead {
             job.place = Place::Dead;
@@ -487,6 +499,7 @@ fn recovering(seq: u64, enqueued: Enqueued) -> Option<(String, JobId, Recovering
             base: seq,
             job,
             attempts: 0,
+            drops: 0,
             failures: Vec::new(),
             place,
         },
@@ -517,7 +530,7 @@ fn restore(job: Recovering, clocks: &Clocks, counts: &mut RecoveredCounts) -> Re
                 ),
                 at: clocks.instant,
             });
-            if job.attempts >= job.job.max_attempts {
+            if job.attempts.saturating_sub(job.drops) >= job.job.max_attempts {
                 RestoredPlace::Dead
             } else {
                 RestoredPlace::Ready
@@ -533,6 +546,7 @@ fn restore(job: Recovering, clocks: &Clocks, counts: &mut RecoveredCounts) -> Re
     RestoredJob {
         job: job.job,
         attempts: job.attempts,
+        drops: job.drops,
         failures,
         place,
     }

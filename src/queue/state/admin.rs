@@ -180,6 +180,7 @@ impl Queue {
                 continue;
             };
             entry.attempts = 0;
+            entry.drops = 0;
             let priority = entry.job.priority;
             let place = self.make_ready(id, priority);
             self.set_place(id, place);

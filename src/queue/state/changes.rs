@@ -43,6 +43,14 @@ pub enum JobChange {
         /// When it is ready again, if not at once.
         due: Option<Instant>,
     },
+    /// A delivery ended with its worker stream (not counted as a failed
+    /// attempt); the job is ready again at once.
+    Dropped {
+        /// The job.
+        id: JobId,
+        /// How the delivery ended.
+        failure: Failure,
+    },
     /// An attempt failed and the job is dead-lettered.
     DeadLettered {
         /// The job.
@@ -69,6 +77,8 @@ pub struct JobSnapshot {
     pub job: Arc<Job>,
     /// Deliveries so far.
     pub attempts: u32,
+    /// Of those, the ones dropped with their worker stream.
+    pub drops: u32,
     /// Its failed attempts, oldest first.
     pub failures: Vec<Failure>,
     /// Where it is.
@@ -106,6 +116,8 @@ pub struct RestoredJob {
     pub job: Job,
     /// Deliveries so far.
     pub attempts: u32,
+    /// Of those, the ones dropped with their worker stream.
+    pub drops: u32,
     /// Its failed attempts, oldest first (the latest [`MAX_HISTORY`] are
     /// kept).
     pub failures: Vec<Failure>,
@@ -154,6 +166,7 @@ impl Queue {
         Some(JobSnapshot {
             job: Arc::clone(&entry.job),
             attempts: entry.attempts,
+            drops: entry.drops,
             failures: entry
                 .failures
                 .as_ref()
@@ -221,6 +234,7 @@ impl Queue {
             Entry {
                 job: Arc::new(restored.job),
                 attempts: restored.attempts,
+                drops: restored.drops,
                 failures,
                 place,
             },

@@ -73,10 +73,19 @@ struct Entry {
     job: Arc<Job>,
     /// Deliveries so far.
     attempts: u32,
+    /// Of those, the ones whose worker stream ended while it held the job
+    /// (see [`DROPS_PER_ATTEMPT`]).
+    drops: u32,
     /// Boxed, and only once an attempt fails: most jobs never fail, and a
     /// million queued jobs pay for every byte of their entries.
     failures: Option<Box<Failures>>,
     place: Place,
+}
+
+/// Deliveries that failed (nacked, or whose lease ran out), as opposed to
+/// those dropped with their worker stream.
+fn failed_attempts(entry: &Entry) -> u32 {
+    entry.attempts.saturating_sub(entry.drops)
 }
 
 /// A job's failed attempts.
@@ -90,6 +99,14 @@ pub(in crate::queue) struct Failures {
 
 /// Failed attempts kept per job.
 pub const MAX_HISTORY: usize = 16;
+
+/// A delivery whose worker stream ended while it held the job (a killed
+/// worker pod, a network blip, a rollout) is a drop, not a failure: it does
+/// not count against `max_attempts`, so healthy jobs are not dead-lettered
+/// by disconnects. A job is dead-lettered once its drops reach this many
+/// times `max_attempts`, so one that crashes every worker that takes it
+/// still ends in the dead-letter set.
+pub const DROPS_PER_ATTEMPT: u32 = 2;
 
 /// One failed attempt of a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -286,6 +303,7 @@ impl Queue {
                 Entry {
                     job,
                     attempts: 0,
+                    drops: 0,
                     failures: None,
                     place,
                 },
@@ -360,6 +378,8 @@ impl Queue {
                 job: Arc::clone(&entry.job),
                 token: LeaseToken { job: id, delivery },
                 attempt: entry.attempts,
+                // Drops do not use up attempts: each one adds a delivery.
+                max_attempts: entry.job.max_attempts.saturating_add(entry.drops),
                 deadline,
             });
             self.timers.insert(expiry, id);
@@ -397,7 +417,7 @@ impl Queue {
             };
             self.end_lease(*id, lease);
             self.stats.expired += 1;
-            self.fail_attempt(now, *id, reason.to_string());
+            self.drop_attempt(now, *id, reason.to_string());
         }
         self.released.retain(|h| *h != holder);
         ids.len()
@@ -458,7 +478,7 @@ impl Queue {
         record_failure(entry, now, reason);
         let attempts = entry.attempts;
         let priority = entry.job.priority;
-        if request.dead_letter || attempts >= entry.job.max_attempts {
+        if request.dead_letter || failed_attempts(entry) >= entry.job.max_attempts {
             self.dead_letter(id);
             self.note_failure(id, None, true);
             return Ok(NackOutcome::DeadLettered);
@@ -690,7 +710,7 @@ impl Queue {
             return;
         };
         record_failure(entry, now, error);
-        let exhausted = entry.attempts >= entry.job.max_attempts;
+        let exhausted = failed_attempts(entry) >= entry.job.max_attempts;
         let priority = entry.job.priority;
         if exhausted {
             self.dead_letter(id);
@@ -699,6 +719,33 @@ impl Queue {
             self.set_place(id, place);
         }
         self.note_failure(id, None, exhausted);
+    }
+
+    /// A delivery ended because its worker stream did: the job is ready
+    /// again, the attempt not counted as failed (see
+    /// [`DROPS_PER_ATTEMPT`]), unless it has been dropped too often.
+    fn drop_attempt(&mut self, now: Instant, id: JobId, error: String) {
+        let Some(entry) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        entry.drops += 1;
+        record_failure(entry, now, error);
+        let exhausted = entry.drops >= entry.job.max_attempts.saturating_mul(DROPS_PER_ATTEMPT);
+        let priority = entry.job.priority;
+        if exhausted {
+            self.dead_letter(id);
+        } else {
+            let place = self.make_ready(id, priority);
+            self.set_place(id, place);
+        }
+        if self.changes.is_some()
+            && let Some(failure) = self.last_failure(&id)
+        {
+            self.note(|| match exhausted {
+                true => JobChange::DeadLettered { id, failure },
+                false => JobChange::Dropped { id, failure },
+            });
+        }
     }
 
     /// Reports the outcome of a failed attempt whose failure was just
