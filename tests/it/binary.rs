@@ -241,3 +241,104 @@ async fn a_second_sigterm_during_the_grace_period_exits_at_once() {
     assert!(said, "the exit is logged");
     drop(stalled);
 }
+
+/// CPU time (user + system) the process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name, which is in parentheses.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    ticks / 100.0
+}
+
+#[tokio::test]
+async fn out_of_descriptors_the_server_backs_off_says_so_and_recovers() {
+    // A descriptor limit low enough to reach with a few dozen sockets.
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec {} --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --log-format json",
+            env!("CARGO_BIN_EXE_jobq")
+        ))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("jobq starts");
+    let pid = child.id().expect("pid");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<String>(4096);
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            if lines_tx.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    let addr = loop {
+        let line = tokio::time::timeout(PATIENCE, lines.recv())
+            .await
+            .expect("jobq logs")
+            .expect("running");
+        let json: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        if json["fields"]["message"] == "jobq serving" {
+            break json["fields"]["addr"].as_str().expect("addr").to_string();
+        }
+    };
+    let client = Client::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    client
+        .enqueue("q", bytes::Bytes::from_static(b"x"))
+        .send_unary()
+        .await
+        .expect("served");
+    // Use up the server's descriptors: it accepts until it cannot.
+    let mut hogs = Vec::new();
+    for _ in 0..80 {
+        hogs.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("the kernel queues it"),
+        );
+    }
+    let warned = tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.recv().await {
+            if line.contains("accepting a connection failed") {
+                return line;
+            }
+        }
+        panic!("jobq exited");
+    })
+    .await
+    .expect("the failure is logged");
+    assert!(warned.contains("WARN"), "{warned}");
+    // It backs off rather than spin: over two seconds out of descriptors,
+    // far less than a core's worth of CPU.
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_seconds(pid) - before;
+    assert!(
+        used < 1.0,
+        "{used} s of CPU in 2 s while out of descriptors"
+    );
+    // The connection it already had is still served.
+    client
+        .enqueue("q", bytes::Bytes::from_static(b"y"))
+        .send_unary()
+        .await
+        .expect("still served");
+    // And once descriptors are free again, new clients get in.
+    drop(hogs);
+    let fresh = Client::connect_within(format!("http://{addr}"), PATIENCE)
+        .await
+        .expect("a new client connects once descriptors are free");
+    fresh
+        .enqueue("q", bytes::Bytes::from_static(b"z"))
+        .send_unary()
+        .await
+        .expect("served");
+    drop(child);
+}
