@@ -163,10 +163,15 @@ async fn update_queue(remote: &Remote, request: pb::UpdateQueueRequest) -> anyho
         .into_inner()
         .queue
         .unwrap_or_default();
+    print_queue(remote, &info);
+    Ok(())
+}
+
+/// A queue's settings, counts and totals, as the output format says.
+fn print_queue(remote: &Remote, info: &pb::QueueInfo) {
     remote
         .output
-        .print(queue_json(&info), || output::queue_stats(&info));
-    Ok(())
+        .print(queue_json(info), || output::queue_stats(info));
 }
 
 async fn delete_queue(
@@ -314,9 +319,7 @@ async fn stats(remote: &Remote, queue: String) -> anyhow::Result<()> {
         .into_inner()
         .queue
         .unwrap_or_default();
-    remote
-        .output
-        .print(queue_json(&info), || output::queue_stats(&info));
+    print_queue(remote, &info);
     Ok(())
 }
 

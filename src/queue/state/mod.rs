@@ -703,21 +703,15 @@ impl Queue {
         }
     }
 
-    /// A delivery failed without a nack (its lease ran out, or its stream
-    /// closed): the job is ready again, or dead if that was its last attempt.
+    /// A delivery failed without a nack (its lease ran out): the job is
+    /// ready again, or dead if that was its last attempt.
     fn fail_attempt(&mut self, now: Instant, id: JobId, error: String) {
         let Some(entry) = self.jobs.get_mut(&id) else {
             return;
         };
         record_failure(entry, now, error);
         let exhausted = failed_attempts(entry) >= entry.job.max_attempts;
-        let priority = entry.job.priority;
-        if exhausted {
-            self.dead_letter(id);
-        } else {
-            let place = self.make_ready(id, priority);
-            self.set_place(id, place);
-        }
+        self.ready_or_dead(id, exhausted);
         self.note_failure(id, None, exhausted);
     }
 
@@ -731,13 +725,7 @@ impl Queue {
         entry.drops += 1;
         record_failure(entry, now, error);
         let exhausted = entry.drops >= entry.job.max_attempts.saturating_mul(DROPS_PER_ATTEMPT);
-        let priority = entry.job.priority;
-        if exhausted {
-            self.dead_letter(id);
-        } else {
-            let place = self.make_ready(id, priority);
-            self.set_place(id, place);
-        }
+        self.ready_or_dead(id, exhausted);
         if self.changes.is_some()
             && let Some(failure) = self.last_failure(&id)
         {
@@ -746,6 +734,20 @@ impl Queue {
                 false => JobChange::Dropped { id, failure },
             });
         }
+    }
+
+    /// Puts a job whose delivery just ended back in line, or in the
+    /// dead-letter set when `exhausted`.
+    fn ready_or_dead(&mut self, id: JobId, exhausted: bool) {
+        if exhausted {
+            self.dead_letter(id);
+            return;
+        }
+        let Some(priority) = self.jobs.get(&id).map(|e| e.job.priority) else {
+            return;
+        };
+        let place = self.make_ready(id, priority);
+        self.set_place(id, place);
     }
 
     /// Reports the outcome of a failed attempt whose failure was just
