@@ -116,22 +116,29 @@ impl Session {
         // A worker is told when its queue is paused, so that a paused queue
         // does not look like an empty one: at once if it is paused now, and
         // on each change after.
-        let mut paused = self.worker.paused();
+        // A stream of changes, kept across the loop: polling it costs
+        // nothing until the queue's pause changes (a fresh `changed()` per
+        // turn would register with the watch on every job).
+        let paused = self.worker.paused();
+        let paused_now = *paused.borrow();
+        let mut pause_changes = tokio_stream::wrappers::WatchStream::from_changes(paused);
         let mut pause_known = true;
-        if *paused.borrow() {
-            paused.mark_changed();
+        if paused_now {
+            let state = ResponseKind::QueueState(pb::QueueState { paused: true });
+            if let Some(end) = self.send(state).await {
+                return self.close(end, settling).await;
+            }
         }
         let end = 'session: loop {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break 'session End::Shutdown,
-                changed = paused.changed(), if pause_known => {
-                    if changed.is_err() {
+                changed = pause_changes.next(), if pause_known => {
+                    let Some(now) = changed else {
                         // The queue is gone; its end comes from next_leases.
                         pause_known = false;
                         continue;
-                    }
-                    let now = *paused.borrow_and_update();
+                    };
                     let state = ResponseKind::QueueState(pb::QueueState { paused: now });
                     if let Some(end) = self.send(state).await {
                         break 'session end;
@@ -193,6 +200,12 @@ impl Session {
                 },
             }
         };
+        self.close(end, settling).await;
+    }
+
+    /// Ends the session: settles what the worker sent, gives the stream's
+    /// leases back, then says why it ended.
+    async fn close(self, end: End, mut settling: FuturesOrdered<Settling>) {
         // Acks, nacks and extends the worker sent count, answered or not:
         // apply and settle them before the stream's leases go back.
         while settling.next().await.is_some() {}
