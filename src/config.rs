@@ -195,6 +195,12 @@ pub struct Config {
     #[arg(long, env = "JOBQ_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// Queues whose figures `/metrics` exports under their own name (the
+    /// first created); the figures of the rest are summed under
+    /// `queue="(other)"`, so a scrape stays bounded.
+    #[arg(long, env = "JOBQ_METRICS_MAX_QUEUES", default_value_t = crate::metrics::DEFAULT_MAX_NAMED_QUEUES)]
+    pub metrics_max_queues: usize,
+
     /// Serve gRPC reflection (for grpcurl and similar tools).
     #[arg(long, env = "JOBQ_REFLECTION", default_value_t = true, action = ArgAction::Set)]
     pub reflection: bool,

@@ -27,7 +27,7 @@ use crate::engine::journal::{Journal, SyncObserver};
 use crate::engine::{JobObserver, Operate, QueueInfo};
 use crate::queue::QueueName;
 use jobs::JobTimings;
-use queues::QueueCollector;
+use queues::{QueueCollector, QueueFigures};
 
 /// A `queue` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,9 +46,13 @@ pub struct Metrics {
     timings: Arc<JobTimings>,
     syncs: Arc<journal::SyncTimes>,
     journal: Arc<journal::JournalFigures>,
-    queues: Arc<Mutex<Vec<QueueInfo>>>,
+    queues: Arc<Mutex<Vec<QueueFigures>>>,
     shutdown_jobs: Gauge,
 }
+
+/// Queues exported under their own name by default
+/// (`--metrics-max-queues`).
+pub const DEFAULT_MAX_NAMED_QUEUES: usize = 500;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -61,9 +65,18 @@ impl Metrics {
     /// [`job_observer`](Self::job_observer); queue figures come with each
     /// [`scrape`](Self::scrape).
     pub fn new() -> Self {
+        Self::with_named_queues(DEFAULT_MAX_NAMED_QUEUES)
+    }
+
+    /// As [`new`](Self::new), exporting per-queue figures under their own
+    /// name for at most `named` queues (the first created; a deleted one
+    /// frees its place), and those of the rest summed under the label
+    /// `queue="(other)"`, so a scrape stays bounded however many queues
+    /// there are.
+    pub fn with_named_queues(named: usize) -> Self {
         let mut registry = Registry::with_prefix("jobq");
         let rpc = Arc::new(RpcMetrics::default());
-        let timings = Arc::new(JobTimings::default());
+        let timings = Arc::new(JobTimings::new(named));
         timings.register(&mut registry);
         rpc.register(&mut registry);
         let syncs = Arc::new(journal::SyncTimes::default());
@@ -124,7 +137,7 @@ impl Metrics {
     /// still served.
     pub async fn scrape(&self, engine: &dyn Operate) -> String {
         match engine.list_queues(None, usize::MAX).await {
-            Ok(queues) => *self.lock_queues() = queues,
+            Ok(queues) => *self.lock_queues() = self.figures(&queues),
             Err(error) => {
                 tracing::warn!(%error, "metrics scrape could not read the queues");
                 self.lock_queues().clear();
@@ -144,8 +157,39 @@ impl Metrics {
 }
 
 impl Metrics {
-    fn lock_queues(&self) -> std::sync::MutexGuard<'_, Vec<QueueInfo>> {
+    fn lock_queues(&self) -> std::sync::MutexGuard<'_, Vec<QueueFigures>> {
         queues::lock(&self.queues)
+    }
+
+    /// The figures to export: the named queues' own, and the rest summed.
+    fn figures(&self, queues: &[QueueInfo]) -> Vec<QueueFigures> {
+        let now = std::time::SystemTime::now();
+        let mut out = Vec::new();
+        let mut other: Option<QueueFigures> = None;
+        for info in queues {
+            let figures = QueueFigures {
+                label: info.name.to_string(),
+                stats: info.stats,
+                counts: info.counts,
+                workers: info.workers,
+                oldest_ready_age: info
+                    .oldest_ready
+                    .and_then(|at| now.duration_since(at).ok())
+                    .map_or(0.0, |age| age.as_secs_f64()),
+            };
+            if self.timings.is_named(&info.name) {
+                out.push(figures);
+            } else {
+                other
+                    .get_or_insert_with(|| QueueFigures {
+                        label: jobs::OTHER_QUEUES.to_string(),
+                        ..QueueFigures::default()
+                    })
+                    .add(&figures);
+            }
+        }
+        out.extend(other);
+        out
     }
 }
 

@@ -8,9 +8,41 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use super::{QueueLabel, queue_label};
-use crate::engine::QueueInfo;
+use super::QueueLabel;
 use crate::queue::{QueueCounts, QueueStats};
+
+/// One label's queue figures, as the last scrape read them: one queue's,
+/// or the sum of the queues past `--metrics-max-queues`.
+#[derive(Clone, Debug, Default)]
+pub(super) struct QueueFigures {
+    pub(super) label: String,
+    pub(super) stats: QueueStats,
+    pub(super) counts: QueueCounts,
+    pub(super) workers: usize,
+    /// Seconds the longest-waiting ready job has waited (the longest of
+    /// them, summed over queues).
+    pub(super) oldest_ready_age: f64,
+}
+
+impl QueueFigures {
+    /// Adds another queue's figures in.
+    pub(super) fn add(&mut self, other: &QueueFigures) {
+        let (s, o) = (&mut self.stats, &other.stats);
+        s.enqueued += o.enqueued;
+        s.leased += o.leased;
+        s.acked += o.acked;
+        s.nacked += o.nacked;
+        s.expired += o.expired;
+        s.dead_lettered += o.dead_lettered;
+        let (c, o) = (&mut self.counts, &other.counts);
+        c.ready += o.ready;
+        c.scheduled += o.scheduled;
+        c.leased += o.leased;
+        c.dead += o.dead;
+        self.workers += other.workers;
+        self.oldest_ready_age = self.oldest_ready_age.max(other.oldest_ready_age);
+    }
+}
 
 /// A per-queue metric: name, help, and how to read it from `T`.
 type Described<T, V> = (&'static str, &'static str, fn(&T) -> V);
@@ -18,14 +50,16 @@ type Described<T, V> = (&'static str, &'static str, fn(&T) -> V);
 // A std mutex: held only to swap or read one scrape's figures, never across
 // an `.await`. A panic while it was held leaves figures that are at worst
 // one scrape old.
-pub(super) fn lock(queues: &Mutex<Vec<QueueInfo>>) -> std::sync::MutexGuard<'_, Vec<QueueInfo>> {
+pub(super) fn lock(
+    queues: &Mutex<Vec<QueueFigures>>,
+) -> std::sync::MutexGuard<'_, Vec<QueueFigures>> {
     queues.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Encodes each queue's counts and totals as the scrape read them.
 #[derive(Debug)]
 pub(super) struct QueueCollector {
-    pub(super) queues: Arc<Mutex<Vec<QueueInfo>>>,
+    pub(super) queues: Arc<Mutex<Vec<QueueFigures>>>,
 }
 
 impl Collector for QueueCollector {
@@ -98,18 +132,15 @@ impl Collector for QueueCollector {
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?;
-        let now = std::time::SystemTime::now();
         for info in queues.iter() {
-            let age = info
-                .oldest_ready
-                .and_then(|at| now.duration_since(at).ok())
-                .map_or(0.0, |age| age.as_secs_f64());
-            ConstGauge::new(age).encode(family.encode_family(&label(info))?)?;
+            ConstGauge::new(info.oldest_ready_age).encode(family.encode_family(&label(info))?)?;
         }
         Ok(())
     }
 }
 
-fn label(info: &QueueInfo) -> QueueLabel {
-    queue_label(&info.name)
+fn label(info: &QueueFigures) -> QueueLabel {
+    QueueLabel {
+        queue: info.label.clone(),
+    }
 }

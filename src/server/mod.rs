@@ -68,7 +68,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.validate()?;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_named_queues(config.metrics_max_queues));
     let Some(dir) = config.data_dir.clone() else {
         let engine = memory_engine(&config, &metrics);
         return serve(Arc::new(engine), metrics, config, listeners, shutdown).await;

@@ -200,3 +200,62 @@ async fn a_deleted_queue_leaves_no_series_behind() {
         .collect();
     assert!(left.is_empty(), "series of the deleted queue: {left:#?}");
 }
+
+#[tokio::test]
+async fn past_metrics_max_queues_the_rest_are_summed_so_a_scrape_stays_bounded() {
+    let mut config = jobq::config::Config::defaults();
+    config.metrics_max_queues = 3;
+    config.max_queues = 2_000;
+    let server = TestServer::start_with(config).await;
+    let mut client = server.client();
+    for n in 0..8 {
+        let queue = format!("q{n}");
+        for _ in 0..=n {
+            enqueue(&mut client, &queue, job("x")).await;
+        }
+    }
+    // Leased from a queue past the limit: its processing time lands in
+    // the summed histogram.
+    let leased = lease(&mut client, "q7", 1, 0).await;
+    ack(&mut client, "q7", vec![leased[0].lease_token.clone()])
+        .await
+        .expect("ack");
+    let m = scrape(&server).await;
+    let labels: std::collections::BTreeSet<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("jobq_queue_ready_jobs{"))
+        .filter_map(|l| l.split('"').nth(1))
+        .collect();
+    assert_eq!(
+        labels.into_iter().collect::<Vec<_>>(),
+        ["(other)", "q0", "q1", "q2"],
+        "the first three queues created, and the rest together"
+    );
+    // q3..q7 hold 4 + 5 + 6 + 7 + 8 jobs, one of q7's acked.
+    assert_eq!(value(&m, r#"jobq_queue_ready_jobs{queue="(other)"}"#), 29.0);
+    assert_eq!(
+        value(&m, r#"jobq_jobs_enqueued_total{queue="(other)"}"#),
+        30.0
+    );
+    assert_eq!(
+        value(&m, r#"jobq_job_processing_seconds_count{queue="(other)"}"#),
+        1.0
+    );
+    assert!(!m.contains(r#"queue="q7""#), "{m}");
+
+    // As many queues as --max-queues allows: the scrape's size is that of
+    // the named ones.
+    for n in 8..2_000 {
+        enqueue(&mut client, &format!("q{n}"), job("x")).await;
+    }
+    let m = scrape(&server).await;
+    assert!(
+        m.len() < 64 << 10,
+        "a {}-byte scrape for 2000 queues",
+        m.len()
+    );
+    assert_eq!(
+        value(&m, r#"jobq_queue_ready_jobs{queue="(other)"}"#),
+        29.0 + 1992.0
+    );
+}

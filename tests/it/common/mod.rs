@@ -71,7 +71,9 @@ impl TestServer {
     ) -> Self {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let server_metrics = std::sync::Arc::new(jobq::metrics::Metrics::new());
+        let server_metrics = std::sync::Arc::new(jobq::metrics::Metrics::with_named_queues(
+            config.metrics_max_queues,
+        ));
         let engine = jobq::server::memory_engine(&config, &server_metrics);
         let metrics = TcpListener::bind("127.0.0.1:0")
             .await
