@@ -8,39 +8,12 @@ use jobq::grpc::pb;
 use serde_json::json;
 
 use super::output::{self, job_json, job_row, queue_json, queue_rows};
-use super::{DlqCommand, Remote, RemoteCommand, State};
+use super::{DlqCommand, NewJobArgs, Remote, RemoteCommand, State};
 
 /// Runs a command against a running server and prints its answer.
 pub(crate) async fn run(command: RemoteCommand) -> anyhow::Result<()> {
     match command {
-        RemoteCommand::Enqueue {
-            remote,
-            queue,
-            payload,
-            payload_file,
-            metadata,
-            priority,
-            delay,
-            not_before,
-            max_attempts,
-            idempotency_key,
-        } => {
-            let payload = match (payload, payload_file) {
-                (Some(text), _) => text.into_bytes(),
-                (None, Some(path)) => read_payload(&path)?,
-                (None, None) => anyhow::bail!("give --payload TEXT or --payload-file PATH"),
-            };
-            let job = NewJobArgs {
-                payload,
-                metadata,
-                priority,
-                delay,
-                not_before,
-                max_attempts,
-                idempotency_key,
-            };
-            enqueue(&remote, queue, job).await
-        }
+        RemoteCommand::Enqueue { remote, queue, job } => enqueue(&remote, queue, job).await,
         RemoteCommand::Queues { remote } => queues(&remote).await,
         RemoteCommand::Stats { remote, queue } => stats(&remote, queue).await,
         RemoteCommand::Jobs {
@@ -223,19 +196,13 @@ async fn cancel(remote: &Remote, id: String, queue: Option<String>) -> anyhow::R
     Ok(())
 }
 
-/// The job `jobq enqueue` was given.
-struct NewJobArgs {
-    payload: Vec<u8>,
-    metadata: Vec<String>,
-    priority: i32,
-    delay: Option<Duration>,
-    not_before: Option<std::time::SystemTime>,
-    max_attempts: u32,
-    idempotency_key: Option<String>,
-}
-
 impl NewJobArgs {
     fn into_pb(self) -> anyhow::Result<pb::NewJob> {
+        let payload = match (self.payload, &self.payload_file) {
+            (Some(text), _) => text.into_bytes(),
+            (None, Some(path)) => read_payload(path)?,
+            (None, None) => anyhow::bail!("give --payload TEXT or --payload-file PATH"),
+        };
         let metadata = self
             .metadata
             .iter()
@@ -253,7 +220,7 @@ impl NewJobArgs {
             (None, None) => None,
         };
         Ok(pb::NewJob {
-            payload: self.payload.into(),
+            payload: payload.into(),
             metadata,
             priority: self.priority,
             schedule,

@@ -77,37 +77,8 @@ pub(crate) enum RemoteCommand {
         remote: Remote,
         /// The queue.
         queue: String,
-        /// The payload, as text.
-        #[arg(
-            long,
-            required_unless_present = "payload_file",
-            conflicts_with = "payload_file"
-        )]
-        payload: Option<String>,
-        /// The payload: this file's bytes, as they are (`-` reads standard
-        /// input), for binary payloads or ones too long for a command line.
-        #[arg(long, value_name = "PATH")]
-        payload_file: Option<std::path::PathBuf>,
-        /// A header, as KEY=VALUE; repeat for more.
-        #[arg(long = "metadata", value_name = "KEY=VALUE")]
-        metadata: Vec<String>,
-        /// Higher is delivered first.
-        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-        priority: i32,
-        /// Make the job leasable only after this long (e.g. 30s, 5m).
-        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "not_before")]
-        delay: Option<Duration>,
-        /// Make the job leasable only from this time, RFC 3339 (e.g.
-        /// 2026-12-24T18:00:00Z).
-        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
-        not_before: Option<std::time::SystemTime>,
-        /// Deliveries before dead-lettering (0: the queue's default).
-        #[arg(long, default_value_t = 0)]
-        max_attempts: u32,
-        /// Store nothing if this key was used on the queue within the
-        /// server's idempotency window.
-        #[arg(long)]
-        idempotency_key: Option<String>,
+        #[command(flatten)]
+        job: NewJobArgs,
     },
     /// List the queues with their counts.
     Queues {
@@ -255,10 +226,46 @@ pub(crate) enum DlqCommand {
     },
 }
 
+/// The job `jobq enqueue` is given.
+#[derive(Debug, Args)]
+pub(crate) struct NewJobArgs {
+    /// The payload, as text.
+    #[arg(
+        long,
+        required_unless_present = "payload_file",
+        conflicts_with = "payload_file"
+    )]
+    pub(crate) payload: Option<String>,
+    /// The payload: this file's bytes, as they are (`-` reads standard
+    /// input), for binary payloads or ones too long for a command line.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) payload_file: Option<std::path::PathBuf>,
+    /// A header, as KEY=VALUE; repeat for more.
+    #[arg(long = "metadata", value_name = "KEY=VALUE")]
+    pub(crate) metadata: Vec<String>,
+    /// Higher is delivered first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub(crate) priority: i32,
+    /// Make the job leasable only after this long (e.g. 30s, 5m).
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "not_before")]
+    pub(crate) delay: Option<Duration>,
+    /// Make the job leasable only from this time, RFC 3339 (e.g.
+    /// 2026-12-24T18:00:00Z).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub(crate) not_before: Option<std::time::SystemTime>,
+    /// Deliveries before dead-lettering (0: the queue's default).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) max_attempts: u32,
+    /// Store nothing if this key was used on the queue within the
+    /// server's idempotency window.
+    #[arg(long)]
+    pub(crate) idempotency_key: Option<String>,
+}
+
 /// Where the server is and how to print answers.
 #[derive(Debug, Args)]
 pub(crate) struct Remote {
-    /// The server's address (`https://` for TLS).
+    /// The server's address: `host:port`, or a URL (`https://` for TLS).
     #[arg(long, env = "JOBQ_SERVER", default_value = "http://127.0.0.1:50051")]
     server: String,
     /// Bearer token to send (an admin token for the operator commands).
