@@ -174,12 +174,14 @@ fn rewrite<B>(mut response: http::Response<B>, limit: usize) -> http::Response<B
 
 /// gRPC's encoding of `grpc-message`.
 fn percent_encode(text: &str) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if (0x20..0x7f).contains(&byte) && byte != b'%' {
             out.push(char::from(byte));
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{byte:02X}");
         }
     }
     out
