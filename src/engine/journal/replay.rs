@@ -1,7 +1,9 @@
 //! Reading a data dir back: every segment in sequence order, every record
-//! checked. A torn tail (the last segment ending inside a record, which no
-//! caller was ever told was durable) is cut off. Anything else that does
-//! not read back stops start-up, unless the operator accepts the loss.
+//! checked. Zeros after a segment's last record are space the writer
+//! allocated ahead, and are cut off quietly. A torn tail (the last segment
+//! ending inside a record, which no caller was ever told was durable) is
+//! cut off and logged. Anything else that does not read back stops
+//! start-up, unless the operator accepts the loss.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
