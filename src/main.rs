@@ -57,12 +57,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         grpc,
         metrics: Some(metrics),
     };
-    let shutdown = async {
-        termination_requested().await;
+    // Listening from before the server serves, on streams that remember
+    // a signal until it is read: so neither the first signal nor a second
+    // one right behind it can fall between two listeners and be lost.
+    let mut signals = StopSignals::listen()?;
+    let shutdown = async move {
+        signals.next().await;
         // A second signal during the grace period: exit at once, as
         // systemd and Kubernetes users expect.
-        tokio::spawn(async {
-            termination_requested().await;
+        tokio::spawn(async move {
+            signals.next().await;
             tracing::warn!("second stop signal: exiting now, without waiting for calls in flight");
             std::process::exit(130);
         });
@@ -70,30 +74,47 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     jobq::server::run(config, listeners, shutdown).await
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).
-async fn termination_requested() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGINT (Ctrl-C) and SIGTERM (what Kubernetes sends).
+struct StopSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    #[cfg(unix)]
+    fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn listen() -> anyhow::Result<Self> {
+        Ok(Self {})
+    }
+
+    /// Completes on the next signal, or on one that came since the last
+    /// call.
+    #[cfg(unix)]
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => tracing::info!("SIGINT received"),
+            _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn next(&mut self) {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => tracing::info!("Ctrl-C received"),
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                tracing::error!(error = %e, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
     }
 }

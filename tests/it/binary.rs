@@ -233,7 +233,7 @@ async fn a_second_sigterm_during_the_grace_period_exits_at_once() {
         .await
         .expect("a second signal exits well before the 60 s grace")
         .expect("exit status");
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(status.code(), Some(130), "{status:?}");
     let mut said = false;
     while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(1), lines.recv()).await {
         said |= line.contains("second stop signal");
