@@ -157,6 +157,38 @@ pub struct Config {
     #[arg(long, env = "JOBQ_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
 
+    /// How long a connection may stay open with no call on it before it is
+    /// closed (clients reconnect when they next call); 0s keeps idle
+    /// connections open.
+    #[arg(long, env = "JOBQ_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// How long a request message may take to arrive whole: a unary call's
+    /// from the call's start, a stream's from the message's first byte.
+    /// Past it the call ends with DEADLINE_EXCEEDED.
+    #[arg(long, env = "JOBQ_REQUEST_STALL_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_stall_timeout: Duration,
+
+    /// Bytes of request messages begun but not yet whole that one
+    /// connection's calls may hold; past it the call that passes it ends
+    /// with RESOURCE_EXHAUSTED. At least --max-request-bytes.
+    #[arg(
+        long,
+        env = "JOBQ_MAX_PENDING_REQUEST_BYTES_PER_CONNECTION",
+        default_value_t = 16 * 1024 * 1024
+    )]
+    pub max_pending_request_bytes_per_connection: usize,
+
+    /// Bytes of request messages begun but not yet whole that all calls
+    /// together may hold; past it the call that passes it ends with
+    /// RESOURCE_EXHAUSTED. At least the per-connection limit.
+    #[arg(
+        long,
+        env = "JOBQ_MAX_PENDING_REQUEST_BYTES",
+        default_value_t = 256 * 1024 * 1024
+    )]
+    pub max_pending_request_bytes: usize,
+
     /// Largest header list a request may carry, in bytes.
     #[arg(long, env = "JOBQ_HTTP2_MAX_HEADER_LIST_BYTES", default_value_t = 16 * 1024)]
     pub http2_max_header_list_bytes: u32,
@@ -314,7 +346,7 @@ impl Config {
     /// Every duration setting with the longest value it accepts. Beyond
     /// these, a value is a typo (`100000000h`) more likely than a wish, and
     /// would push deadlines past what the clocks represent.
-    fn duration_ceilings(&self) -> [(&'static str, Duration, Duration); 13] {
+    fn duration_ceilings(&self) -> [(&'static str, Duration, Duration); 15] {
         const DAY: u64 = 24 * 3600;
         let days = |n: u64| Duration::from_secs(n * DAY);
         let hours = |n: u64| Duration::from_secs(n * 3600);
@@ -340,6 +372,12 @@ impl Config {
             ),
             ("handshake-timeout", self.handshake_timeout, hours(1)),
             ("tls-reload-interval", self.tls_reload_interval, days(1)),
+            ("idle-timeout", self.idle_timeout, days(7)),
+            (
+                "request-stall-timeout",
+                self.request_stall_timeout,
+                hours(1),
+            ),
         ]
     }
 
@@ -445,6 +483,27 @@ impl Config {
         }
         if self.tls_reload_interval.is_zero() {
             return fail("tls-reload-interval", "must be above zero".into());
+        }
+        if self.request_stall_timeout.is_zero() {
+            return fail("request-stall-timeout", "must be above zero".into());
+        }
+        if self.max_pending_request_bytes_per_connection < self.max_request_bytes {
+            return fail(
+                "max-pending-request-bytes-per-connection",
+                format!(
+                    "{} must be at least --max-request-bytes ({}), so one whole request fits",
+                    self.max_pending_request_bytes_per_connection, self.max_request_bytes
+                ),
+            );
+        }
+        if self.max_pending_request_bytes < self.max_pending_request_bytes_per_connection {
+            return fail(
+                "max-pending-request-bytes",
+                format!(
+                    "{} must be at least --max-pending-request-bytes-per-connection ({})",
+                    self.max_pending_request_bytes, self.max_pending_request_bytes_per_connection
+                ),
+            );
         }
         if self.max_request_bytes <= self.max_payload_bytes {
             return fail(
@@ -592,7 +651,9 @@ mod tests {
             10 => config.http2_keepalive_timeout = value,
             11 => config.handshake_timeout = value,
             12 => config.tls_reload_interval = value,
-            _ => unreachable!("thirteen durations"),
+            13 => config.idle_timeout = value,
+            14 => config.request_stall_timeout = value,
+            _ => unreachable!("fifteen durations"),
         }
     }
 

@@ -48,6 +48,7 @@ pub struct Metrics {
     journal: Arc<journal::JournalFigures>,
     queues: Arc<Mutex<Vec<QueueFigures>>>,
     shutdown_jobs: Gauge,
+    pending_request_bytes: Gauge,
 }
 
 /// Queues exported under their own name by default
@@ -92,6 +93,12 @@ impl Metrics {
             "Jobs held in memory since shutdown began, dropped if still held at exit",
             shutdown_jobs.clone(),
         );
+        let pending_request_bytes = Gauge::default();
+        registry.register(
+            "pending_request_bytes",
+            "Bytes of request messages begun but not yet whole, over all connections",
+            pending_request_bytes.clone(),
+        );
         Self {
             registry,
             rpc,
@@ -100,6 +107,7 @@ impl Metrics {
             journal,
             queues,
             shutdown_jobs,
+            pending_request_bytes,
         }
     }
 
@@ -124,6 +132,12 @@ impl Metrics {
     pub fn set_shutdown_jobs_in_memory(&self, jobs: usize) {
         self.shutdown_jobs
             .set(i64::try_from(jobs).unwrap_or(i64::MAX));
+    }
+
+    /// The count of request bytes begun but not yet whole, for the server
+    /// to keep (and bound) in.
+    pub fn pending_request_bytes(&self) -> Gauge {
+        self.pending_request_bytes.clone()
     }
 
     /// The RPC figures, for the gRPC services to record into.

@@ -5,12 +5,15 @@
 //! handshake (TLS, then the HTTP/2 preface and first frame) within
 //! `--handshake-timeout`: a connection short of that then, or when shutdown
 //! begins, is closed, so a silent socket never holds a place or the
-//! shutdown. Every task here belongs to the server's tracker.
+//! shutdown. A handshaken connection with no call open for
+//! `--idle-timeout` is closed too (see [`Idle`]). Every task here belongs
+//! to the server's tracker.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -89,13 +92,105 @@ impl ConnectionLimit {
 /// frame that must follow it: once read, the connection has handshaken.
 const HANDSHAKE_BYTES: usize = 24 + 9;
 
+/// What one connection's calls share with the connection: how many are
+/// open (for the idle timeout) and how many bytes of incomplete request
+/// messages they hold (for the per-connection limit). Reaches each call as
+/// its connect info.
+#[derive(Debug)]
+pub(crate) struct ConnectionState {
+    calls: AtomicUsize,
+    /// When the last call ended (or the connection opened), in nanoseconds
+    /// since `opened`.
+    idle_since: AtomicU64,
+    opened: Instant,
+    /// Bytes of request messages received but not yet complete.
+    pub(super) pending_bytes: AtomicUsize,
+}
+
+impl ConnectionState {
+    fn new() -> Self {
+        Self {
+            calls: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            opened: Instant::now(),
+            pending_bytes: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a call as open until the guard drops.
+    pub(super) fn call(self: &Arc<Self>) -> OpenCall {
+        self.calls.fetch_add(1, Ordering::AcqRel);
+        OpenCall(Arc::clone(self))
+    }
+
+    /// Since when no call has been open, or `None` while one is.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.calls.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let nanos = self.idle_since.load(Ordering::Acquire);
+        Some(self.opened + Duration::from_nanos(nanos))
+    }
+}
+
+/// An open call on a connection (see [`ConnectionState::call`]).
+#[derive(Debug)]
+pub(super) struct OpenCall(Arc<ConnectionState>);
+
+impl Drop for OpenCall {
+    fn drop(&mut self) {
+        let state = &self.0;
+        // Stored before the count falls, so whoever sees no call open
+        // reads this end (or a later one), never an older one.
+        let nanos = u64::try_from(state.opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        state.idle_since.fetch_max(nanos, Ordering::AcqRel);
+        state.calls.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection's state, as its calls see it in their request extensions.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionInfo(pub(crate) Arc<ConnectionState>);
+
 /// A connection that holds its place under the limit until it closes, and
-/// is closed if it does not finish its handshake in time.
+/// is closed if it does not finish its handshake in time, or once
+/// handshaken, if it has no call open for the idle timeout.
 #[derive(Debug)]
 pub(super) struct Limited<S> {
     inner: S,
     _place: OwnedSemaphorePermit,
     handshake: Option<Handshake>,
+    state: Arc<ConnectionState>,
+    idle: Option<Idle>,
+}
+
+/// The idle timeout of a handshaken connection: one timer, due when the
+/// connection will have been without a call for `timeout`; when it fires
+/// with a call open it is set a `timeout` ahead again, so a busy
+/// connection costs one timer event per `timeout`, not one per call. The
+/// connection is closed only when nothing waits to be read either, so a
+/// request already on its way is served.
+#[derive(Debug)]
+struct Idle {
+    timeout: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Idle {
+    /// Whether the connection has been without a call for the timeout;
+    /// registers for the timer otherwise.
+    fn expired(&mut self, state: &ConnectionState, cx: &mut Context<'_>) -> bool {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            let due = match state.idle_since() {
+                Some(since) if since + self.timeout <= now => return true,
+                Some(since) => since + self.timeout,
+                None => now + self.timeout,
+            };
+            self.timer.as_mut().reset(due);
+        }
+        false
+    }
 }
 
 /// What a connection must do before it counts as handshaken: read
@@ -112,8 +207,10 @@ impl<S> Limited<S> {
         inner: S,
         place: OwnedSemaphorePermit,
         deadline: Instant,
+        idle_timeout: Option<Duration>,
         stop: &CancellationToken,
     ) -> Self {
+        let state = Arc::new(ConnectionState::new());
         Self {
             inner,
             _place: place,
@@ -122,6 +219,11 @@ impl<S> Limited<S> {
                 deadline: Box::pin(tokio::time::sleep_until(deadline)),
                 stop: Box::pin(stop.clone().cancelled_owned()),
             }),
+            idle: idle_timeout.map(|timeout| Idle {
+                timeout,
+                timer: Box::pin(tokio::time::sleep_until(state.opened + timeout)),
+            }),
+            state,
         }
     }
 }
@@ -134,11 +236,11 @@ impl Handshake {
     }
 }
 
-impl<S: Connected> Connected for Limited<S> {
-    type ConnectInfo = S::ConnectInfo;
+impl<S> Connected for Limited<S> {
+    type ConnectInfo = ConnectionInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+        ConnectionInfo(Arc::clone(&self.state))
     }
 }
 
@@ -150,7 +252,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for Limited<S> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let Some(handshake) = &mut this.handshake else {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
+            let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+            if read.is_pending()
+                && let Some(idle) = &mut this.idle
+                && idle.expired(&this.state, cx)
+            {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no call on the connection for --idle-timeout",
+                )));
+            }
+            return read;
         };
         if handshake.expired(cx) {
             return Poll::Ready(Err(io::Error::new(
@@ -198,19 +310,28 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
     }
 }
 
-/// Plain-text connections from `listener`, each with `handshake` to
-/// handshake, until `stop`.
+/// How long connections have to handshake, and may then sit without a
+/// call (`None`: as long as they like).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Timeouts {
+    pub(super) handshake: Duration,
+    pub(super) idle: Option<Duration>,
+}
+
+/// Plain-text connections from `listener`, each with `timeouts`, until
+/// `stop`.
 pub(super) fn plain(
     listener: TcpListener,
     limit: Arc<ConnectionLimit>,
-    handshake: Duration,
+    timeouts: Timeouts,
     stop: CancellationToken,
     tasks: &TaskTracker,
 ) -> ReceiverStream<io::Result<Limited<TcpStream>>> {
     let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
     tasks.spawn(async move {
         while let Some((tcp, _peer, place)) = admit_next(&listener, &limit, &stop).await {
-            let connection = Limited::new(tcp, place, Instant::now() + handshake, &stop);
+            let deadline = Instant::now() + timeouts.handshake;
+            let connection = Limited::new(tcp, place, deadline, timeouts.idle, &stop);
             if tx.send(Ok(connection)).await.is_err() {
                 return;
             }
@@ -220,13 +341,13 @@ pub(super) fn plain(
 }
 
 /// TLS connections from `listener`, handshaken with the certificate `tls`
-/// holds at the time, each within `handshake` (TLS and HTTP/2 together),
-/// until `stop`.
+/// holds at the time, each within `timeouts.handshake` (TLS and HTTP/2
+/// together), until `stop`.
 pub(super) fn tls(
     listener: TcpListener,
     limit: Arc<ConnectionLimit>,
     tls: Arc<Tls>,
-    handshake: Duration,
+    timeouts: Timeouts,
     stop: CancellationToken,
     tasks: &TaskTracker,
 ) -> ReceiverStream<io::Result<Limited<TlsStream<TcpStream>>>> {
@@ -252,10 +373,11 @@ pub(super) fn tls(
             let stop = stop.clone();
             spawner.spawn(async move {
                 let _slot = slot;
-                let deadline = Instant::now() + handshake;
+                let deadline = Instant::now() + timeouts.handshake;
                 match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let connection = Limited::new(stream, place, deadline, &stop);
+                        let connection =
+                            Limited::new(stream, place, deadline, timeouts.idle, &stop);
                         let _ = tx.send(Ok(connection)).await;
                     }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),

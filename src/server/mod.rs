@@ -2,6 +2,7 @@
 //! and the metrics endpoint, from already-bound listeners until a shutdown
 //! signal.
 
+mod calls;
 mod connections;
 mod durable;
 mod http;
@@ -18,6 +19,9 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 pub use connections::{ConnectionLimit, MAX_HANDSHAKES};
+
+use calls::{BodyLimits, CallLayer};
+use connections::Timeouts;
 
 use crate::auth::{AuthLayer, Tokens};
 use crate::config::Config;
@@ -177,15 +181,13 @@ async fn serve_with(
 
     let stop = CancellationToken::new();
     let limit = Arc::new(ConnectionLimit::new(config.max_connections));
+    let timeouts = Timeouts {
+        handshake: config.handshake_timeout,
+        idle: (!config.idle_timeout.is_zero()).then_some(config.idle_timeout),
+    };
     let mut serve: Serving = match &tls {
         None => Box::pin(router.serve_with_incoming_shutdown(
-            connections::plain(
-                listener,
-                limit,
-                config.handshake_timeout,
-                stop.clone(),
-                &tasks,
-            ),
+            connections::plain(listener, limit, timeouts, stop.clone(), &tasks),
             stop.clone().cancelled_owned(),
         )),
         Some(tls) => {
@@ -195,7 +197,7 @@ async fn serve_with(
                     listener,
                     limit,
                     Arc::clone(tls),
-                    config.handshake_timeout,
+                    timeouts,
                     stop.clone(),
                     &tasks,
                 ),
@@ -281,7 +283,10 @@ type Serving = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> 
 /// The gRPC router: both services behind the token checks, health, and
 /// (unless switched off) reflection.
 type JobqRouter = tonic::transport::server::Router<
-    tower_layer::Stack<ClientFaultLayer, tower_layer::Stack<AuthLayer, tower_layer::Identity>>,
+    tower_layer::Stack<
+        CallLayer,
+        tower_layer::Stack<ClientFaultLayer, tower_layer::Stack<AuthLayer, tower_layer::Identity>>,
+    >,
 >;
 
 /// Bearer tokens and TLS, when configured.
@@ -368,6 +373,14 @@ fn router(
     Ok(builder
         .layer(AuthLayer::new(tokens))
         .layer(ClientFaultLayer::new(config.max_request_bytes))
+        .layer(CallLayer::new(
+            BodyLimits {
+                stall: config.request_stall_timeout,
+                per_connection: config.max_pending_request_bytes_per_connection,
+                total: config.max_pending_request_bytes,
+            },
+            metrics.pending_request_bytes(),
+        ))
         .add_service(health)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)

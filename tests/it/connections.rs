@@ -1,5 +1,7 @@
 //! `--max-connections`: connections past the limit are closed at once, and
-//! a place freed by a closed connection is taken again.
+//! a place freed by a closed connection is taken again. Connections that
+//! do not handshake, or sit with no call, are closed; request messages
+//! that stall, or hold too many bytes unfinished, end their call.
 
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use jobq::grpc::pb::job_queue_client::JobQueueClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::common::raw::{Ending, RawCall, grpc_frame};
-use crate::common::{PATIENCE, TestServer, job};
+use crate::common::{PATIENCE, TestServer, job, scrape};
 
 async fn connect(server: &TestServer) -> Result<Channel, tonic::transport::Error> {
     Endpoint::from_shared(format!("http://{}", server.addr))
@@ -129,4 +131,204 @@ async fn a_connection_that_does_not_handshake_in_time_is_closed_and_frees_its_pl
         later.finish().await,
         Ending::Status(tonic::Code::Ok, _)
     ));
+}
+
+#[tokio::test]
+async fn a_connection_with_no_call_is_closed_after_the_idle_timeout_and_one_with_a_call_is_not() {
+    let mut config = Config::defaults();
+    config.idle_timeout = Duration::from_millis(300);
+    let server = TestServer::start_with(config).await;
+    // A long poll three times the idle timeout holds its connection open.
+    let mut polling = RawCall::start(server.addr, "/jobq.v1.JobQueue/Lease").await;
+    polling.send(grpc_frame(&pb::LeaseRequest {
+        queue: "idle".into(),
+        max_jobs: 1,
+        wait_time: Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 900_000_000,
+        }),
+        ..pb::LeaseRequest::default()
+    }));
+    polling.end();
+    let mut idle = RawCall::start(server.addr, "/grpc.health.v1.Health/Check").await;
+    idle.send(grpc_frame(&tonic_health::pb::HealthCheckRequest::default()));
+    idle.end();
+    assert!(matches!(
+        idle.ending().await,
+        Ending::Status(tonic::Code::Ok, _)
+    ));
+    // The connection whose only call ended is closed...
+    assert!(
+        idle.connection_closes().await,
+        "the idle connection stayed open"
+    );
+    // ...while the long poll's, younger than the poll, was answered whole.
+    assert!(matches!(
+        polling.ending().await,
+        Ending::Status(tonic::Code::Ok, _)
+    ));
+    // And once its call has ended, it is closed too.
+    assert!(polling.connection_closes().await);
+}
+
+#[tokio::test]
+async fn a_unary_request_that_stalls_ends_with_deadline_exceeded() {
+    let mut config = Config::defaults();
+    config.request_stall_timeout = Duration::from_millis(300);
+    let server = TestServer::start_with(config).await;
+    // A whole message, and the request never ends.
+    let mut open = RawCall::start(server.addr, "/jobq.v1.JobQueue/Enqueue").await;
+    open.send(grpc_frame(&pb::EnqueueRequest {
+        queue: "stall".into(),
+        job: Some(job("x")),
+        wait_for_room: false,
+    }));
+    match open.ending().await {
+        Ending::Status(tonic::Code::DeadlineExceeded, message) => {
+            assert!(message.contains("did not end"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Half a message: the prefix promises 100 bytes, 1 comes.
+    let mut half = RawCall::start(server.addr, "/jobq.v1.JobQueue/Enqueue").await;
+    half.send(bytes::Bytes::from_static(&[0, 0, 0, 0, 100, 0x0a]));
+    match half.ending().await {
+        Ending::Status(tonic::Code::DeadlineExceeded, message) => {
+            assert!(message.contains("--request-stall-timeout"), "{message}");
+            assert!(message.contains("6 bytes"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // No message at all.
+    let mut none = RawCall::start(server.addr, "/jobq.v1.JobQueue/Enqueue").await;
+    match none.ending().await {
+        Ending::Status(tonic::Code::DeadlineExceeded, message) => {
+            assert!(message.contains("did not come"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stream_may_pause_between_messages_but_not_inside_one() {
+    let mut config = Config::defaults();
+    config.request_stall_timeout = Duration::from_millis(300);
+    let server = TestServer::start_with(config).await;
+    let request = |id| {
+        grpc_frame(&pb::StreamEnqueueRequest {
+            request_id: id,
+            queue: "stall".into(),
+            job: Some(job("x")),
+        })
+    };
+    let mut stream = RawCall::start(server.addr, "/jobq.v1.JobQueue/StreamEnqueue").await;
+    stream.send(request(1));
+    assert_eq!(stream.messages(1).await.len(), 1);
+    // Quiet for twice the timeout between messages: fine.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stream.send(request(2));
+    assert_eq!(stream.messages(1).await.len(), 1);
+    // A message cut short: the stream ends.
+    let cut = request(3);
+    stream.send(cut.slice(..cut.len() - 1));
+    match stream.ending().await {
+        Ending::Status(tonic::Code::DeadlineExceeded, message) => {
+            assert!(message.contains("--request-stall-timeout"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The start of a message promising `len` bytes, and `sent` of them.
+fn partial_message(len: u32, sent: usize) -> bytes::Bytes {
+    let mut data = vec![0u8];
+    data.extend_from_slice(&len.to_be_bytes());
+    data.resize(5 + sent, 0x0a);
+    data.into()
+}
+
+/// Waits until `jobq_pending_request_bytes` reads `bytes`: the server has
+/// counted what was sent.
+async fn pending_bytes_reach(server: &TestServer, bytes: usize) {
+    let line = format!("jobq_pending_request_bytes {bytes}\n");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let text = scrape(server).await;
+        if text.contains(&line) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {line:?}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn unfinished_request_bytes_are_bounded_per_connection_and_in_total() {
+    let mut config = Config::defaults();
+    config.max_payload_bytes = 1000;
+    config.max_request_bytes = 40_000;
+    config.max_pending_request_bytes_per_connection = 40_000;
+    config.max_pending_request_bytes = 80_000;
+    let server = TestServer::start_with(config).await;
+    let path = "/jobq.v1.JobQueue/Enqueue";
+    // Each partial message is its 5-byte prefix and 30 000 (or 20 000)
+    // bytes of its body.
+    let part = 30_005;
+
+    // One connection: one call holds 30 005 bytes, then 20 005 more by a
+    // second call on the same connection passes the connection's limit.
+    let mut first = RawCall::start(server.addr, path).await;
+    first.send(partial_message(39_000, 30_000));
+    pending_bytes_reach(&server, part).await;
+    let mut second = first.sibling(path).await;
+    second.send(partial_message(39_000, 20_000));
+    match second.ending().await {
+        Ending::Status(tonic::Code::ResourceExhausted, message) => {
+            assert!(
+                message.contains("--max-pending-request-bytes-per-connection"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The refused call gave its bytes back.
+    pending_bytes_reach(&server, part).await;
+
+    // Other connections: the server's total passes its limit on the
+    // third (3 × 30 005 > 80 000).
+    let mut other = RawCall::start(server.addr, path).await;
+    other.send(partial_message(39_000, 30_000));
+    pending_bytes_reach(&server, 2 * part).await;
+    let mut third = RawCall::start(server.addr, path).await;
+    third.send(partial_message(39_000, 30_000));
+    match third.ending().await {
+        Ending::Status(tonic::Code::ResourceExhausted, message) => {
+            assert!(
+                message.contains("--max-pending-request-bytes ("),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    pending_bytes_reach(&server, 2 * part).await;
+
+    // Finishing the first call's message frees its bytes (the message is
+    // not a valid request, so it is answered as the client's fault), and
+    // a new call of the same size is held again.
+    first.send(bytes::Bytes::from(vec![0x0a; 9_000]));
+    assert!(matches!(
+        first.finish().await,
+        Ending::Status(tonic::Code::InvalidArgument, _)
+    ));
+    pending_bytes_reach(&server, part).await;
+    let mut again = RawCall::start(server.addr, path).await;
+    again.send(partial_message(39_000, 30_000));
+    pending_bytes_reach(&server, 2 * part).await;
+    // A closed connection gives its calls' bytes back.
+    drop(other);
+    drop(again);
+    pending_bytes_reach(&server, 0).await;
 }

@@ -59,6 +59,19 @@ impl RawCall {
         }
     }
 
+    /// Whether the server closes this call's connection within
+    /// [`PATIENCE`].
+    pub(crate) async fn connection_closes(&self) -> bool {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while tokio::time::Instant::now() < deadline {
+            if self.connection.clone().ready().await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     /// Sends bytes on the request body.
     pub(crate) fn send(&mut self, bytes: Bytes) {
         self.body.send_data(bytes, false).expect("send data");
@@ -106,10 +119,15 @@ pub(crate) enum Ending {
 }
 
 impl RawCall {
+    /// Ends the request body.
+    pub(crate) fn end(&mut self) {
+        let _ = self.body.send_data(Bytes::new(), true);
+    }
+
     /// Ends the request body and reads to the end of the response: its
     /// gRPC status, or how the stream was cut.
     pub(crate) async fn finish(mut self) -> Ending {
-        let _ = self.body.send_data(Bytes::new(), true);
+        self.end();
         self.ending().await
     }
 
