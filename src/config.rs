@@ -72,7 +72,9 @@ pub struct Config {
     #[arg(long, env = "JOBQ_QUEUE_CAPACITY", default_value_t = 100_000)]
     pub queue_capacity: usize,
 
-    /// Bytes of job payloads and metadata held at most, over all queues.
+    /// Bytes all queues together hold at most: jobs (payload, metadata and
+    /// a fixed overhead each), idempotency keys, finished-job records and
+    /// failure histories.
     #[arg(long, env = "JOBQ_MEMORY_BUDGET_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub memory_budget_bytes: u64,
 
@@ -448,12 +450,16 @@ impl Config {
                 "queue capacity and --max-queues must be at least 1".into(),
             );
         }
-        if self.max_payload_bytes as u64 > self.memory_budget_bytes {
+        if self.max_payload_bytes as u64 + crate::queue::cost::JOB_OVERHEAD_BYTES
+            > self.memory_budget_bytes
+        {
             return fail(
                 "max-payload-bytes",
                 format!(
-                    "{} is more than --memory-budget-bytes ({})",
-                    self.max_payload_bytes, self.memory_budget_bytes
+                    "{} and a job's fixed {} bytes are more than --memory-budget-bytes ({}), so the largest job could never be stored",
+                    self.max_payload_bytes,
+                    crate::queue::cost::JOB_OVERHEAD_BYTES,
+                    self.memory_budget_bytes
                 ),
             );
         }

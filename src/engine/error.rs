@@ -11,7 +11,7 @@ pub enum EngineError {
     Queue(#[from] QueueError),
     /// The jobs' bytes do not fit in the server-wide memory budget.
     #[error(
-        "the server's memory budget for jobs is spent: {used} of {limit} bytes are in use and {offered} more were offered"
+        "the server's memory budget is spent: {used} of {limit} bytes are in use and {offered} more were offered (a job counts its payload, metadata and 320 bytes; its key, finished record and failures count too); ack or purge jobs, or raise --memory-budget-bytes"
     )]
     MemoryExhausted {
         /// The budget in bytes.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::cost::FINISHED_OVERHEAD_BYTES;
 use super::{Job, JobId};
 
 /// How a job left the queue.
@@ -19,9 +20,10 @@ pub(super) enum Outcome {
     Cancelled,
 }
 
-/// A job that left the queue. Its payload is not kept (its size is), and
-/// the record is held by value: finishing a job allocates nothing for it
-/// (its failure history, if it had one, moves in as it was).
+/// A job that left the queue. Its payload and metadata are not kept (the
+/// payload's size is), and the record is held by value: finishing a job
+/// allocates nothing for it (its failure history, if it had one, moves in
+/// as it was).
 #[derive(Debug)]
 pub(super) struct Finished {
     pub(super) job: Job,
@@ -42,6 +44,13 @@ pub(super) struct FinishedJobs {
     // Job ids are the server's own, never a client's: a fast hash is safe.
     by_id: FxHashMap<JobId, Finished>,
     order: VecDeque<JobId>,
+    /// What the records held count against the memory budget.
+    bytes: u64,
+}
+
+/// What a record counts against the memory budget.
+fn cost(finished: &Finished) -> u64 {
+    FINISHED_OVERHEAD_BYTES + finished.failures.as_ref().map_or(0, |f| f.bytes)
 }
 
 impl FinishedJobs {
@@ -51,7 +60,13 @@ impl FinishedJobs {
             max,
             by_id: FxHashMap::default(),
             order: VecDeque::new(),
+            bytes: 0,
         }
+    }
+
+    /// What the records held count against the memory budget.
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     pub(super) fn record(&mut self, finished: Finished) {
@@ -63,6 +78,7 @@ impl FinishedJobs {
             self.drop_oldest();
         }
         let id = finished.job.id;
+        self.bytes += cost(&finished);
         self.order.push_back(id);
         self.by_id.insert(id, finished);
     }
@@ -72,7 +88,8 @@ impl FinishedJobs {
         self.by_id.get(id)
     }
 
-    fn expire(&mut self, now: Instant) {
+    /// Forgets what has outlived its time at `now`.
+    pub(super) fn expire(&mut self, now: Instant) {
         while let Some(id) = self.order.front() {
             match self.by_id.get(id) {
                 Some(f) if f.at + self.retention > now => break,
@@ -82,8 +99,10 @@ impl FinishedJobs {
     }
 
     fn drop_oldest(&mut self) {
-        if let Some(id) = self.order.pop_front() {
-            self.by_id.remove(&id);
+        if let Some(id) = self.order.pop_front()
+            && let Some(finished) = self.by_id.remove(&id)
+        {
+            self.bytes -= cost(&finished);
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::JobId;
+use super::cost::key_bytes;
 
 /// Keys seen within the window, oldest first. Every key lives exactly
 /// `window`, so expiry order is insertion order and a `VecDeque` suffices:
@@ -18,6 +19,9 @@ pub(super) struct IdempotencyKeys {
     max_keys: usize,
     jobs: HashMap<String, (JobId, Instant)>,
     order: VecDeque<(Instant, String)>,
+    /// What the keys held count against the memory budget (see
+    /// [`key_bytes`]).
+    bytes: u64,
 }
 
 impl IdempotencyKeys {
@@ -27,6 +31,7 @@ impl IdempotencyKeys {
             max_keys,
             jobs: HashMap::new(),
             order: VecDeque::new(),
+            bytes: 0,
         }
     }
 
@@ -56,8 +61,14 @@ impl IdempotencyKeys {
             self.forget_oldest();
         }
         let expires = now + self.window;
+        self.bytes += key_bytes(&key);
         self.jobs.insert(key.clone(), (id, expires));
         self.order.push_back((expires, key));
+    }
+
+    /// What the keys held count against the memory budget.
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Keys held.
@@ -65,7 +76,8 @@ impl IdempotencyKeys {
         self.jobs.len()
     }
 
-    fn expire(&mut self, now: Instant) {
+    /// Forgets what has outlived its time at `now`.
+    pub(super) fn expire(&mut self, now: Instant) {
         while self.order.front().is_some_and(|(at, _)| *at <= now) {
             self.forget_oldest();
         }
@@ -73,6 +85,7 @@ impl IdempotencyKeys {
 
     fn forget_oldest(&mut self) {
         if let Some((at, key)) = self.order.pop_front() {
+            self.bytes -= key_bytes(&key);
             // Only if the map still holds this insertion of the key.
             if self
                 .jobs
@@ -102,6 +115,7 @@ mod tests {
         );
         assert_eq!(keys.get(now + 10 * MIN, "order-1"), None);
         assert_eq!(keys.len(), 0);
+        assert_eq!(keys.bytes(), 0);
         keys.insert(now + 10 * MIN, "order-1".into(), JobId::from_u128(2));
         assert_eq!(
             keys.get(now + 11 * MIN, "order-1"),
@@ -117,6 +131,7 @@ mod tests {
             keys.insert(now, key.into(), JobId::from_u128(i as u128));
         }
         assert_eq!(keys.len(), 2);
+        assert_eq!(keys.bytes(), key_bytes("b") + key_bytes("c"));
         assert_eq!(keys.get(now, "a"), None);
         assert_eq!(keys.get(now, "c"), Some(JobId::from_u128(2)));
     }

@@ -71,11 +71,20 @@ pub struct NewJob {
 }
 
 impl NewJob {
-    /// The bytes this job counts against memory limits: payload plus
-    /// metadata keys and values.
+    /// The bytes this job counts against memory limits while it is held:
+    /// payload, metadata keys and values, and the job's fixed overhead
+    /// ([`JOB_OVERHEAD_BYTES`](super::cost::JOB_OVERHEAD_BYTES)).
     pub fn size(&self) -> u64 {
         let meta: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
-        (self.payload.len() + meta) as u64
+        (self.payload.len() + meta) as u64 + super::cost::JOB_OVERHEAD_BYTES
+    }
+
+    /// The bytes its idempotency key counts while the key is remembered
+    /// (which may be longer or shorter than the job is held).
+    pub fn key_bytes(&self) -> u64 {
+        self.idempotency_key
+            .as_deref()
+            .map_or(0, super::cost::key_bytes)
     }
 }
 

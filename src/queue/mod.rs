@@ -21,6 +21,7 @@
 //!   order, O(1).
 
 mod config;
+pub mod cost;
 mod error;
 mod finished;
 mod idempotency;
@@ -40,7 +41,7 @@ pub use retry::RetryPolicy;
 pub use state::{
     Acked, DROPS_PER_ATTEMPT, Enqueued, Failure, JobChange, JobSnapshot, JobState, JobStatus,
     MAX_HISTORY, MAX_SCAN, Purged, Queue, QueueCounts, QueueStats, RestoredJob, RestoredPlace,
-    SnapshotPlace,
+    SnapshotPlace, TEXT_NOT_KEPT,
 };
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use ulid::Ulid;
 
+use super::cost::{self, JOB_OVERHEAD_BYTES};
 use super::*;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -161,14 +162,14 @@ fn ack_removes_the_job_and_a_second_ack_fails() {
     let now = Instant::now();
     let mut q = queue();
     put(&mut q, now, vec![job("abc")]);
-    assert_eq!(q.bytes(), 3);
+    assert_eq!(q.bytes(), 3 + JOB_OVERHEAD_BYTES);
     let d = q.lease(now, 1, None).remove(0);
     let acked = q.ack(now, &[d.token]).expect("ack");
     assert_eq!(
         acked,
         Acked {
             jobs: 1,
-            bytes: 3,
+            bytes: 3 + JOB_OVERHEAD_BYTES,
             held: vec![Duration::ZERO]
         }
     );
@@ -662,11 +663,26 @@ fn purges_remove_only_their_state() {
         ..NackRequest::default()
     };
     q.nack(now, &d.token, dead).expect("nack");
-    assert_eq!(q.purge_ready(now), Purged { jobs: 2, bytes: 4 });
+    let (two, one) = (4 + 2 * JOB_OVERHEAD_BYTES, 2 + JOB_OVERHEAD_BYTES);
+    assert_eq!(
+        q.purge_ready(now),
+        Purged {
+            jobs: 2,
+            bytes: two
+        }
+    );
     assert_eq!(q.counts().dead, 1);
-    assert_eq!(q.purge_dead(), Purged { jobs: 1, bytes: 2 });
+    assert!(q.extra_bytes() > 0, "the dead job's failure is counted");
+    assert_eq!(
+        q.purge_dead(),
+        Purged {
+            jobs: 1,
+            bytes: one
+        }
+    );
     assert!(q.is_empty());
     assert_eq!(q.bytes(), 0);
+    assert_eq!(q.extra_bytes(), 0, "and forgotten with it");
 }
 
 #[test]
@@ -940,4 +956,89 @@ fn a_restored_job_is_where_it_was_with_its_attempts_and_failures() {
 
 fn payload_of(job: &Job) -> &str {
     std::str::from_utf8(&job.payload).expect("utf-8")
+}
+
+#[test]
+fn failure_histories_are_counted_and_kept_within_the_room_they_are_told_of() {
+    let now = Instant::now();
+    let mut q = queue_with(QueueConfig {
+        max_attempts: 100,
+        ..QueueConfig::default()
+    });
+    let [id] = put(&mut q, now, vec![job("x")])[..] else {
+        unreachable!()
+    };
+    let nack = |reason: &str| NackRequest {
+        retry_delay: Some(Duration::ZERO),
+        reason: reason.to_string(),
+        ..NackRequest::default()
+    };
+    // Room enough: the text is kept and counted (twice: the history and
+    // the last error).
+    let d = q.lease(now, 1, None).remove(0);
+    q.nack(now, &d.token, nack(&"e".repeat(1000)))
+        .expect("nack");
+    let first = q.extra_bytes();
+    assert!(first >= 2000, "{first}");
+    // No room: the next failure replaces the oldest without its text, so
+    // the history does not grow; inspection says why the text is missing.
+    q.set_room(0);
+    let d = q.lease(now, 1, None).remove(0);
+    q.nack(now, &d.token, nack(&"f".repeat(1000)))
+        .expect("nack");
+    assert!(q.extra_bytes() < first, "{} vs {first}", q.extra_bytes());
+    let status = q.job_status(now, &id).expect("held");
+    assert_eq!(status.attempts, 2);
+    assert_eq!(status.history.len(), 1);
+    assert_eq!(status.history[0].error, TEXT_NOT_KEPT);
+    assert_eq!(status.last_error.as_deref(), Some(TEXT_NOT_KEPT));
+    // A job with no history yet records none when there is no room.
+    let [other] = put(&mut q, now, vec![job("y")])[..] else {
+        unreachable!()
+    };
+    let before = q.extra_bytes();
+    for d in q.lease(now, 2, None) {
+        q.nack(now, &d.token, nack("boom")).expect("nack");
+    }
+    assert_eq!(q.extra_bytes(), before);
+    assert!(q.job_status(now, &other).expect("held").history.is_empty());
+    // At most MAX_HISTORY entries, however often it fails.
+    q.set_room(u64::MAX);
+    for _ in 0..3 * MAX_HISTORY {
+        for d in q.lease(now, 2, None) {
+            q.nack(now, &d.token, nack("again")).expect("nack");
+        }
+    }
+    assert_eq!(
+        q.job_status(now, &id).expect("held").history.len(),
+        MAX_HISTORY
+    );
+}
+
+#[test]
+fn keys_and_finished_records_are_counted_until_they_are_forgotten() {
+    let now = Instant::now();
+    let mut q = queue_with(QueueConfig {
+        idempotency_window: 10 * SEC,
+        finished_retention: 5 * SEC,
+        ..QueueConfig::default()
+    });
+    let keyed = NewJob {
+        idempotency_key: Some("order-1".into()),
+        ..job("x")
+    };
+    put(&mut q, now, vec![keyed]);
+    assert_eq!(q.extra_bytes(), cost::key_bytes("order-1"));
+    let d = q.lease(now, 1, None).remove(0);
+    q.ack(now, &[d.token]).expect("ack");
+    // The job is gone; its key and its finished record stay, counted.
+    assert_eq!(
+        q.extra_bytes(),
+        cost::key_bytes("order-1") + cost::FINISHED_OVERHEAD_BYTES
+    );
+    // The record goes after its retention, the key after its window.
+    let _ = q.job_status(now + 6 * SEC, &d.job.id);
+    assert_eq!(q.extra_bytes(), cost::key_bytes("order-1"));
+    put(&mut q, now + 11 * SEC, vec![job("y")]);
+    assert_eq!(q.extra_bytes(), 0);
 }

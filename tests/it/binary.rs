@@ -342,3 +342,239 @@ async fn out_of_descriptors_the_server_backs_off_says_so_and_recovers() {
         .expect("served");
     drop(child);
 }
+
+/// The process's peak resident memory (VmHWM), in bytes, from /proc.
+fn peak_resident(pid: u32) -> u64 {
+    resident_field(pid, "VmHWM:")
+}
+
+fn resident_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .expect("field");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("kB");
+    kib * 1024
+}
+
+/// Each way a client can make the server hold memory, driven to its limit
+/// on a server of its own with a 64 MiB budget: the peak resident size
+/// stays within the budget plus the unfinished-request limit plus what the
+/// server started with, and a margin for the allocator (a quarter of the
+/// budget).
+#[tokio::test]
+async fn resident_memory_stays_within_the_budget_whatever_clients_send() {
+    for path in [
+        Path::EmptyJobs,
+        Path::Metadata,
+        Path::Keys,
+        Path::Failures,
+        Path::StalledBodies,
+    ] {
+        let (started, peak) = drive_to_the_limit(path).await;
+        let bound = started + BUDGET + PENDING + BUDGET / 4;
+        eprintln!(
+            "{path:?}: started at {} MiB, peak {} MiB, bound {} MiB",
+            started / MIB,
+            peak / MIB,
+            bound / MIB
+        );
+        assert!(peak <= bound, "{path:?}: peak resident {peak} over {bound}");
+    }
+}
+
+const MIB: u64 = 1 << 20;
+const BUDGET: u64 = 64 * MIB;
+const PENDING: u64 = 16 * MIB;
+
+/// A way to make the server hold memory.
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    /// Jobs with nothing in them: only their fixed cost.
+    EmptyJobs,
+    /// Jobs with the most metadata, acked: their finished records keep none.
+    Metadata,
+    /// Jobs with the longest idempotency keys, acked: the keys stay for
+    /// their window.
+    Keys,
+    /// Jobs nacked again and again with the longest reasons.
+    Failures,
+    /// Request messages begun and never finished, on many connections.
+    StalledBodies,
+}
+
+/// Starts a server, drives `path` to its limit, and returns the server's
+/// resident size at start and its peak.
+async fn drive_to_the_limit(path: Path) -> (u64, u64) {
+    use jobq::grpc::pb;
+    use jobq::grpc::pb::job_queue_client::JobQueueClient;
+    let (mut child, addr, mut lines) = start(&[
+        ("JOBQ_MEMORY_BUDGET_BYTES", &BUDGET.to_string()),
+        ("JOBQ_MAX_PENDING_REQUEST_BYTES", &PENDING.to_string()),
+        ("JOBQ_QUEUE_CAPACITY", "1000000"),
+        ("JOBQ_IDEMPOTENCY_MAX_KEYS", "1000000"),
+        ("JOBQ_FINISHED_MAX", "1000000"),
+        ("JOBQ_MAX_ATTEMPTS", "1000"),
+        ("JOBQ_REQUEST_STALL_TIMEOUT", "60s"),
+        // One malloc arena: glibc's default of one per thread may keep
+        // memory one thread freed for that thread alone, so a budget's
+        // worth freed by acks on one thread and taken again by enqueues on
+        // another would be resident twice (the README says so).
+        ("MALLOC_ARENA_MAX", "1"),
+    ])
+    .await;
+    // Its log read on, so a full pipe never holds the server up.
+    tokio::spawn(async move { while lines.recv().await.is_some() {} });
+    let pid = child.id().expect("pid");
+    let started = resident_field(pid, "VmRSS:");
+    let mut jobs = JobQueueClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    let mut stalled = Vec::new();
+    match path {
+        Path::EmptyJobs => {
+            let stored = fill(&mut jobs, "empty", |_| pb::NewJob::default(), 1000).await;
+            assert!(stored > 100_000, "{stored} empty jobs");
+        }
+        Path::Metadata => {
+            let value = "v".repeat(4096);
+            let heavy = pb::NewJob {
+                metadata: (0..64)
+                    .map(|i| (format!("k{i:0>250}"), value.clone()))
+                    .collect(),
+                ..pb::NewJob::default()
+            };
+            let stored = fill(&mut jobs, "heavy", |_| heavy.clone(), 1).await;
+            assert!(stored > 200, "{stored} heavy jobs");
+            drain(&mut jobs, "heavy", usize::MAX, None).await;
+            // Their records hold no metadata: the budget has room again.
+            let again = fill(&mut jobs, "heavy", |_| heavy.clone(), 1).await;
+            assert!(again > 200, "{again} heavy jobs after the acks");
+        }
+        Path::Keys => {
+            let keyed = |n: u64| pb::NewJob {
+                idempotency_key: format!("{n:0>256}"),
+                ..pb::NewJob::default()
+            };
+            let mut keys = 0u64;
+            loop {
+                let request = pb::BatchEnqueueRequest {
+                    queue: "keys".into(),
+                    jobs: (keys..keys + 1000).map(keyed).collect(),
+                    wait_for_room: false,
+                };
+                match jobs.batch_enqueue(request).await {
+                    Ok(_) => keys += 1000,
+                    Err(status) if status.code() == tonic::Code::ResourceExhausted => break,
+                    Err(status) => panic!("{status}"),
+                }
+                drain(&mut jobs, "keys", usize::MAX, None).await;
+            }
+            assert!(keys > 20_000, "{keys} keys");
+        }
+        Path::Failures => {
+            // 600 jobs failing 16 times with 4 KiB reasons: 79 MB of text
+            // offered, more than the budget.
+            fill(&mut jobs, "failing", |_| pb::NewJob::default(), 600).await;
+            let reason = "r".repeat(4096);
+            drain(&mut jobs, "failing", 16 * 600, Some(&reason)).await;
+        }
+        Path::StalledBodies => {
+            for _ in 0..8 {
+                let mut call = crate::common::raw::RawCall::start(
+                    addr.parse().expect("addr"),
+                    "/jobq.v1.JobQueue/Enqueue",
+                )
+                .await;
+                let mut part = vec![0u8, 0, 0x3f, 0xff, 0xff];
+                part.resize(5 + 3 * MIB as usize, 0x0a);
+                call.body.reserve_capacity(part.len());
+                call.send(part.into());
+                stalled.push(call);
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    let peak = peak_resident(pid);
+    drop(stalled);
+    let _ = child.start_kill();
+    (started, peak)
+}
+
+/// Enqueues `job(n)` for n = 0, 1, ... into `queue`, `batch` at a time,
+/// until the budget refuses; returns how many were stored.
+async fn fill(
+    jobs: &mut jobq::grpc::pb::job_queue_client::JobQueueClient<tonic::transport::Channel>,
+    queue: &str,
+    job: impl Fn(u64) -> jobq::grpc::pb::NewJob,
+    batch: u64,
+) -> u64 {
+    let mut stored = 0u64;
+    loop {
+        let request = jobq::grpc::pb::BatchEnqueueRequest {
+            queue: queue.into(),
+            jobs: (stored..stored + batch).map(&job).collect(),
+            wait_for_room: false,
+        };
+        match jobs.batch_enqueue(request).await {
+            Ok(_) => stored += batch,
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => return stored,
+            Err(status) => panic!("{status}"),
+        }
+    }
+}
+
+/// Leases jobs of `queue` until it has none ready or `max` were leased,
+/// and acks them, or nacks each with `reason` for a retry at once.
+async fn drain(
+    jobs: &mut jobq::grpc::pb::job_queue_client::JobQueueClient<tonic::transport::Channel>,
+    queue: &str,
+    max: usize,
+    reason: Option<&str>,
+) {
+    use jobq::grpc::pb;
+    let mut leased = 0;
+    while leased < max {
+        let leases = jobs
+            .lease(pb::LeaseRequest {
+                queue: queue.into(),
+                // Ten of the heaviest jobs fit in the client's 4 MiB.
+                max_jobs: if queue == "heavy" { 10 } else { 100 },
+                wait_time: Some(prost_types::Duration::default()),
+                ..pb::LeaseRequest::default()
+            })
+            .await
+            .expect("lease")
+            .into_inner()
+            .leases;
+        if leases.is_empty() {
+            return;
+        }
+        leased += leases.len();
+        let Some(reason) = reason else {
+            jobs.ack(pb::AckRequest {
+                queue: queue.into(),
+                lease_tokens: leases.into_iter().map(|l| l.lease_token).collect(),
+            })
+            .await
+            .expect("ack");
+            continue;
+        };
+        for lease in leases {
+            jobs.nack(pb::NackRequest {
+                queue: queue.into(),
+                lease_token: lease.lease_token,
+                retry_delay: Some(prost_types::Duration::default()),
+                reason: reason.into(),
+                ..pb::NackRequest::default()
+            })
+            .await
+            .expect("nack");
+        }
+    }
+}

@@ -247,7 +247,8 @@ async fn full_queue_is_resource_exhausted_and_a_batch_is_all_or_nothing() {
 #[tokio::test]
 async fn memory_budget_is_resource_exhausted_naming_the_limit() {
     let mut config = Config::defaults();
-    config.memory_budget_bytes = 100;
+    // Room for one job of 60 bytes with its fixed 320, not two.
+    config.memory_budget_bytes = 500;
     config.max_payload_bytes = 100;
     let server = TestServer::start_with(config).await;
     let mut client = server.client();
@@ -260,7 +261,7 @@ async fn memory_budget_is_resource_exhausted_naming_the_limit() {
         .enqueue(enqueue_request("b", sixty))
         .await
         .expect_err("over budget");
-    assert_status(&err, Code::ResourceExhausted, "60 of 100 bytes");
+    assert_status(&err, Code::ResourceExhausted, "380 of 500 bytes");
 }
 
 #[tokio::test]

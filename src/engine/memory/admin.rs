@@ -107,6 +107,7 @@ impl MemoryEngine {
         drop(queues);
         slot.closed.cancel();
         self.shared.memory.release(bytes);
+        self.shared.memory.release_beside_jobs(slot.extra_bytes());
         self.shared.held.fetch_sub(jobs, Ordering::Relaxed);
         self.shared.observer.queue_deleted(queue);
         tracing::info!(queue = %queue, jobs, "queue deleted");

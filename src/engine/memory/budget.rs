@@ -10,6 +10,9 @@ use tokio::sync::Notify;
 pub struct MemoryBudget {
     limit: u64,
     used: AtomicU64,
+    /// Of `used`, what queues hold beside their jobs (see
+    /// [`adjust`](Self::adjust)).
+    beside_jobs: AtomicU64,
     /// Woken whenever bytes are given back, for enqueues waiting for room.
     pub(super) freed: Notify,
 }
@@ -29,6 +32,7 @@ impl MemoryBudget {
         Self {
             limit,
             used: AtomicU64::new(0),
+            beside_jobs: AtomicU64::new(0),
             freed: Notify::new(),
         }
     }
@@ -62,12 +66,55 @@ impl MemoryBudget {
         self.used.fetch_add(bytes, Ordering::AcqRel);
     }
 
+    /// Bytes left before the limit.
+    pub fn room(&self) -> u64 {
+        self.limit.saturating_sub(self.used())
+    }
+
+    /// Moves what is taken from `before` bytes to `after`: for what a queue
+    /// holds beside its jobs, which is never refused (a nack, an expiry)
+    /// but kept within the room it was told of.
+    pub fn adjust(&self, before: u64, after: u64) {
+        match after.cmp(&before) {
+            std::cmp::Ordering::Greater => {
+                self.beside_jobs.fetch_add(after - before, Ordering::AcqRel);
+                self.force_reserve(after - before);
+            }
+            std::cmp::Ordering::Less => self.release_beside_jobs(before - after),
+            std::cmp::Ordering::Equal => {}
+        }
+    }
+
+    /// Gives back `bytes` that were taken through [`adjust`](Self::adjust).
+    pub fn release_beside_jobs(&self, bytes: u64) {
+        let _ = self
+            .beside_jobs
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                Some(held.saturating_sub(bytes))
+            });
+        self.release(bytes);
+    }
+
+    /// Bytes in use by jobs themselves (see [`NewJob::size`]).
+    ///
+    /// [`NewJob::size`]: crate::queue::NewJob::size
+    pub fn used_by_jobs(&self) -> u64 {
+        self.used()
+            .saturating_sub(self.beside_jobs.load(Ordering::Acquire))
+    }
+
     /// Gives `bytes` back and wakes enqueues waiting for room.
     pub fn release(&self, bytes: u64) {
         if bytes == 0 {
             return;
         }
-        self.used.fetch_sub(bytes, Ordering::AcqRel);
+        // Saturating: a miscount must not wrap the budget into refusing
+        // everything.
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(bytes))
+            });
         self.freed.notify_waiters();
     }
 }

@@ -15,6 +15,7 @@
 use super::durable;
 use super::{EngineError, MemoryEngine};
 use crate::engine::journal::{Journal, JournalError};
+use crate::queue::cost::JOB_OVERHEAD_BYTES;
 
 /// Jobs copied forward per hold of a queue's lock.
 const COPY_BATCH: usize = 1000;
@@ -58,7 +59,12 @@ async fn compact(engine: &MemoryEngine, journal: &Journal, epoch: u64) -> Result
         // goes once the journal is over its bound.
         if slots.iter().any(|slot| slot.holds_live_before(next.first)) {
             let bound = |live: u64| 2 * live + journal.segment_bytes();
-            let jobs = engine.memory_used() + engine.jobs_held() as u64 * RECORD_OVERHEAD;
+            // What the live jobs take on disk: their payloads and
+            // metadata (what the budget counts for them, less its fixed
+            // overhead per job) and a record's overhead each.
+            let held = engine.jobs_held() as u64;
+            let jobs = engine.job_bytes().saturating_sub(held * JOB_OVERHEAD_BYTES)
+                + held * RECORD_OVERHEAD;
             if total <= bound(jobs) {
                 return Ok(());
             }

@@ -478,7 +478,8 @@ fn recovering(seq: u64, enqueued: Enqueued) -> Option<(String, JobId, Recovering
         + metadata
             .iter()
             .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()) as u64;
+            .sum::<usize>()) as u64
+        + crate::queue::cost::JOB_OVERHEAD_BYTES;
     let job = Job {
         id,
         payload: enqueued.payload,

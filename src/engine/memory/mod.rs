@@ -61,7 +61,7 @@ struct Shared {
     // A std lock: held only to look up or insert a slot, never across an
     // `.await`. Ordered by name, so a page of queues is a range.
     queues: RwLock<BTreeMap<QueueName, Arc<Slot>>>,
-    memory: MemoryBudget,
+    memory: Arc<MemoryBudget>,
     ids: IdGenerator,
     /// Cancelled when the server begins to shut down.
     shutdown: CancellationToken,
@@ -118,7 +118,7 @@ impl MemoryEngine {
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
-                memory: MemoryBudget::new(config.memory_budget),
+                memory: Arc::new(MemoryBudget::new(config.memory_budget)),
                 config,
                 queues: RwLock::new(BTreeMap::new()),
                 ids: IdGenerator::default(),
@@ -200,7 +200,9 @@ impl MemoryEngine {
     fn prepare(&self, queue: &QueueName, jobs: Vec<NewJob>) -> Result<Prepared, EngineError> {
         self.refuse_if_shutting_down()?;
         let slot = self.slot_or_create(queue)?;
-        let bytes: u64 = jobs.iter().map(NewJob::size).sum();
+        // Idempotency keys too: the room they need is checked with the
+        // jobs', and the queue counts them itself once stored.
+        let bytes: u64 = jobs.iter().map(|j| j.size() + j.key_bytes()).sum();
         let ids = self.shared.ids.next_n(jobs.len());
         Ok((slot, ids.iter().copied().zip(jobs).collect(), bytes))
     }
@@ -220,6 +222,7 @@ impl MemoryEngine {
                 offered: bytes,
             })?;
         let sizes: Vec<u64> = batch.iter().map(|(_, job)| job.size()).collect();
+        let keys: u64 = batch.iter().map(|(_, job)| job.key_bytes()).sum();
         let stored = slot.with(|q| q.enqueue(Instant::now(), SystemTime::now(), batch));
         let stored = match stored {
             Ok(stored) => stored,
@@ -228,14 +231,15 @@ impl MemoryEngine {
                 return Err(error.into());
             }
         };
-        // Duplicates stored nothing: their bytes go back.
+        // Duplicates stored nothing: their bytes go back; so do the keys'
+        // (the queue counted those it keeps).
         let unused: u64 = stored
             .iter()
             .zip(&sizes)
             .filter(|(e, _)| e.duplicate)
             .map(|(_, size)| size)
             .sum();
-        memory.release(unused);
+        memory.release(unused + keys);
         let added = stored.iter().filter(|e| !e.duplicate).count();
         self.shared.held.fetch_add(added, Ordering::Relaxed);
         Ok(stored)
@@ -351,9 +355,14 @@ impl MemoryEngine {
         Some(self.slot(queue)?.with(|q| q.counts()))
     }
 
-    /// Bytes of jobs held, over all queues.
+    /// Bytes the memory budget counts as in use, over all queues.
     pub fn memory_used(&self) -> u64 {
         self.shared.memory.used()
+    }
+
+    /// Of those, the bytes of the jobs themselves.
+    pub fn job_bytes(&self) -> u64 {
+        self.shared.memory.used_by_jobs()
     }
 
     /// The memory budget, in bytes.
@@ -463,6 +472,7 @@ impl MemoryEngine {
             closed,
             observer,
             self.shared.journal.clone(),
+            Arc::clone(&self.shared.memory),
         ));
         self.shared.tasks.spawn(timer::run(Arc::clone(&slot)));
         slot

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::MemoryBudget;
 use super::durable::{self, Clocks};
 use crate::engine::QueueObserver;
 use crate::engine::journal::Journal;
@@ -45,6 +46,10 @@ pub(super) struct Slot {
     /// Whether the queue is paused, for worker streams to tell their
     /// workers (see [`Slot::note_paused`]).
     pub(super) paused: tokio::sync::watch::Sender<bool>,
+    /// The server's memory budget, which what the queue holds beside its
+    /// jobs (failure histories, idempotency keys, finished records, and
+    /// with a journal its record of keys) is counted in as it changes.
+    budget: Arc<MemoryBudget>,
 }
 
 /// Counts one long-poll while it lives (see [`Slot::long_poll`]).
@@ -79,12 +84,23 @@ struct SlotState {
     key_bytes: u64,
 }
 
+impl SlotState {
+    /// What the queue holds beside its jobs, as the memory budget counts
+    /// it (see [`crate::queue::cost`]).
+    fn extra_bytes(&self) -> u64 {
+        self.queue.extra_bytes()
+            + self.key_bytes
+            + self.keys.len() as u64 * crate::queue::cost::KEY_OVERHEAD_BYTES
+    }
+}
+
 impl Slot {
     pub(super) fn new(
         mut queue: Queue,
         closed: CancellationToken,
         observer: Arc<dyn QueueObserver>,
         journal: Option<Journal>,
+        budget: Arc<MemoryBudget>,
     ) -> Self {
         if journal.is_some() {
             queue.record_changes();
@@ -107,6 +123,7 @@ impl Slot {
             polling: AtomicUsize::new(0),
             journal,
             paused: tokio::sync::watch::Sender::new(false),
+            budget,
         }
     }
 
@@ -163,6 +180,7 @@ impl Slot {
     /// journal.
     pub(super) fn set_bases(&self, bases: Vec<(u64, JobId)>, keys: Vec<(u64, String, JobId)>) {
         let mut state = self.lock();
+        let extra = state.extra_bytes();
         for (seq, id) in bases {
             state.bases.insert(seq, id);
             state.base_of.insert(id, seq);
@@ -170,6 +188,16 @@ impl Slot {
         for (seq, key, id) in keys {
             state.key_bytes += key.len() as u64;
             state.keys.insert(seq, (key, id));
+        }
+        self.count_extra(extra, state.extra_bytes());
+    }
+
+    /// Counts in the budget a change in what the queue holds beside its
+    /// jobs, from `before` bytes to `after`; not once the queue is deleted
+    /// (deleting gave back all it held), or shutting down.
+    fn count_extra(&self, before: u64, after: u64) {
+        if !self.closed.is_cancelled() {
+            self.budget.adjust(before, after);
         }
     }
 
@@ -179,6 +207,12 @@ impl Slot {
         let state = self.lock();
         state.bases.range(..boundary).next().is_some()
             || state.keys.range(..boundary).next().is_some()
+    }
+
+    /// What the queue holds beside its jobs, as the memory budget counts
+    /// it: what deleting the queue gives back with its jobs' bytes.
+    pub(super) fn extra_bytes(&self) -> u64 {
+        self.lock().extra_bytes()
     }
 
     /// Idempotency keys this queue has on record, and their bytes.
@@ -206,6 +240,7 @@ impl Slot {
             return 0;
         };
         let mut state = self.lock();
+        let extra = state.extra_bytes();
         let old: Vec<u64> = state
             .keys
             .range(..boundary)
@@ -234,6 +269,7 @@ impl Slot {
                 _ => state.key_bytes -= key.len() as u64,
             }
         }
+        self.count_extra(extra, state.extra_bytes());
         old.len()
     }
 
@@ -297,8 +333,11 @@ impl Slot {
     pub(super) fn with<R>(&self, op: impl FnOnce(&mut Queue) -> R) -> R {
         let mut state = self.lock();
         let held = state.queue.len();
+        let extra = state.extra_bytes();
+        state.queue.set_room(self.budget.room());
         let result = op(&mut state.queue);
         self.write_changes(&mut state);
+        self.count_extra(extra, state.extra_bytes());
         let readied = state.queue.take_readied();
         let released = self.released_holders(&mut state);
         let freed = state.queue.len() < held;

@@ -57,6 +57,7 @@ impl Queue {
             if let Some(entry) = self.jobs.remove(&id) {
                 purged.jobs += 1;
                 purged.bytes += entry.job.size;
+                self.forget_failures(&entry);
                 self.note(|| JobChange::Removed { id });
             }
         }
@@ -71,6 +72,7 @@ impl Queue {
             if let Some(entry) = self.jobs.remove(&id) {
                 purged.jobs += 1;
                 purged.bytes += entry.job.size;
+                self.forget_failures(&entry);
                 self.note(|| JobChange::Removed { id });
             }
         }

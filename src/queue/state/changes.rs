@@ -176,17 +176,6 @@ impl Queue {
         })
     }
 
-    /// The latest failure of a job, for a change report.
-    pub(super) fn last_failure(&self, id: &JobId) -> Option<Failure> {
-        self.jobs
-            .get(id)?
-            .failures
-            .as_ref()?
-            .history
-            .last()
-            .cloned()
-    }
-
     /// Remembers an idempotency key recovered from a journal: `key` made
     /// job `id` at `first_seen` (in the past for a key made before the
     /// restart), and dedupes until its window from then ends, whether or not
@@ -223,11 +212,15 @@ impl Queue {
             .last()
             .map(|last| last.error.clone())
             .map(|last_error| {
-                Box::new(Failures {
+                let mut failures = Failures {
                     last_error,
                     history,
-                })
+                    bytes: 0,
+                };
+                failures.bytes = super::status::history_bytes(&failures);
+                Box::new(failures)
             });
+        self.failure_bytes += failures.as_ref().map_or(0, |f| f.bytes);
         self.bytes += restored.job.size;
         self.jobs.insert(
             id,

@@ -9,8 +9,9 @@ mod status;
 pub use admin::{MAX_SCAN, Purged};
 pub use changes::{JobChange, JobSnapshot, RestoredJob, RestoredPlace, SnapshotPlace};
 pub use counts::{Acked, QueueCounts, QueueStats};
+pub use status::TEXT_NOT_KEPT;
 pub use status::{Enqueued, JobState, JobStatus};
-use status::{record_failure, state_of, status_of};
+use status::{record_failure, shown_history, state_of, status_of};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -95,6 +96,8 @@ pub(in crate::queue) struct Failures {
     /// The latest failed attempts, oldest first, at most [`MAX_HISTORY`]
     /// of them.
     pub(in crate::queue) history: Vec<Failure>,
+    /// What this history counts against the memory budget.
+    pub(in crate::queue) bytes: u64,
 }
 
 /// Failed attempts kept per job.
@@ -143,6 +146,12 @@ pub struct Queue {
     keys: IdempotencyKeys,
     finished: FinishedJobs,
     bytes: u64,
+    /// What the failure histories of held jobs count against the memory
+    /// budget.
+    failure_bytes: u64,
+    /// Room left in the memory budget, as the caller last said (see
+    /// [`set_room`](Self::set_room)).
+    room: u64,
     next_seq: u64,
     stats: QueueStats,
     /// Jobs that became ready since the last [`take_readied`](Self::take_readied).
@@ -171,6 +180,8 @@ impl Queue {
             keys: IdempotencyKeys::new(config.idempotency_window, config.idempotency_max_keys),
             finished: FinishedJobs::new(config.finished_retention, config.finished_max),
             bytes: 0,
+            failure_bytes: 0,
+            room: u64::MAX,
             next_seq: 0,
             stats: QueueStats::default(),
             readied: 0,
@@ -204,6 +215,22 @@ impl Queue {
     /// Bytes held by the queue's jobs (payloads and metadata).
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// What the queue holds beside its jobs, as the memory budget counts
+    /// it: failure histories, idempotency keys, finished-job records.
+    /// Changes only inside the queue's operations, so the caller compares
+    /// it before and after each.
+    pub fn extra_bytes(&self) -> u64 {
+        self.failure_bytes + self.keys.bytes() + self.finished.bytes()
+    }
+
+    /// Tells the queue how much room is left in the memory budget: a
+    /// failure whose error text does not fit is recorded without it (see
+    /// [`TEXT_NOT_KEPT`]). A nack or an expired lease is never refused, so
+    /// this is how failure histories stay within the budget.
+    pub fn set_room(&mut self, room: u64) {
+        self.room = room;
     }
 
     /// Jobs in each state.
@@ -475,12 +502,20 @@ impl Queue {
         } else {
             request.reason
         };
-        record_failure(entry, now, reason);
+        let report = self.changes.is_some();
+        let failure = record_failure(
+            entry,
+            now,
+            reason,
+            &mut self.failure_bytes,
+            &mut self.room,
+            report,
+        );
         let attempts = entry.attempts;
         let priority = entry.job.priority;
         if request.dead_letter || failed_attempts(entry) >= entry.job.max_attempts {
             self.dead_letter(id);
-            self.note_failure(id, None, true);
+            self.note_failure(id, failure, None, true);
             return Ok(NackOutcome::DeadLettered);
         }
         let delay = match request.retry_delay {
@@ -497,7 +532,7 @@ impl Queue {
             self.schedule(id, at)
         };
         self.set_place(id, place);
-        self.note_failure(id, (!delay.is_zero()).then_some(at), false);
+        self.note_failure(id, failure, (!delay.is_zero()).then_some(at), false);
         Ok(NackOutcome::RetryAt(at))
     }
 
@@ -526,6 +561,11 @@ impl Queue {
     /// expired leases put their job back (or dead-letter it when that was its
     /// last attempt). Each step costs O(log n); nothing else is visited.
     pub fn advance(&mut self, now: Instant) {
+        // Keys and finished records past their time are forgotten whenever
+        // the queue is used, so their memory comes back without waiting
+        // for a lookup of them: O(1) each, paid once.
+        self.keys.expire(now);
+        self.finished.expire(now);
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -610,31 +650,31 @@ impl Queue {
         if let Some(entry) = self.jobs.get(id) {
             return Some(status_of(entry));
         }
-        self.finished.get(now, id).map(|f| JobStatus {
-            job: Arc::new(f.job.clone()),
-            payload_bytes: f.payload_bytes,
-            state: match f.outcome {
-                Outcome::Acked => JobState::Acked,
-                Outcome::Cancelled => JobState::Cancelled,
-            },
-            attempts: f.attempts,
-            last_error: f.failures.as_ref().map(|f| f.last_error.clone()),
-            history: f
-                .failures
-                .as_ref()
-                .map(|f| f.history.clone())
-                .unwrap_or_default(),
-            finished_at: Some(f.at),
+        self.finished.get(now, id).map(|f| {
+            let (last_error, history) = shown_history(f.failures.as_deref());
+            JobStatus {
+                job: Arc::new(f.job.clone()),
+                payload_bytes: f.payload_bytes,
+                state: match f.outcome {
+                    Outcome::Acked => JobState::Acked,
+                    Outcome::Cancelled => JobState::Cancelled,
+                },
+                attempts: f.attempts,
+                last_error,
+                history,
+                finished_at: Some(f.at),
+            }
         })
     }
 
     /// Keeps a record of a job that left the queue, with its failure
-    /// history and its payload's size but not the payload.
+    /// history and its payload's size but not the payload or metadata.
     fn finish(&mut self, now: Instant, entry: Entry, outcome: Outcome) {
+        self.forget_failures(&entry);
         let payload_bytes = entry.job.payload.len() as u64;
         let job = Job {
             payload: bytes::Bytes::new(),
-            metadata: entry.job.metadata.clone(),
+            metadata: Box::default(),
             ..*entry.job
         };
         self.finished.record(Finished {
@@ -645,6 +685,11 @@ impl Queue {
             failures: entry.failures,
             at: now,
         });
+    }
+
+    /// Stops counting the failure history of a job that leaves.
+    fn forget_failures(&mut self, entry: &Entry) {
+        self.failure_bytes -= entry.failures.as_ref().map_or(0, |f| f.bytes);
     }
 
     fn seq(&mut self) -> u64 {
@@ -709,10 +754,18 @@ impl Queue {
         let Some(entry) = self.jobs.get_mut(&id) else {
             return;
         };
-        record_failure(entry, now, error);
+        let report = self.changes.is_some();
+        let failure = record_failure(
+            entry,
+            now,
+            error,
+            &mut self.failure_bytes,
+            &mut self.room,
+            report,
+        );
         let exhausted = failed_attempts(entry) >= entry.job.max_attempts;
         self.ready_or_dead(id, exhausted);
-        self.note_failure(id, None, exhausted);
+        self.note_failure(id, failure, None, exhausted);
     }
 
     /// A delivery ended because its worker stream did: the job is ready
@@ -723,12 +776,18 @@ impl Queue {
             return;
         };
         entry.drops += 1;
-        record_failure(entry, now, error);
+        let report = self.changes.is_some();
+        let failure = record_failure(
+            entry,
+            now,
+            error,
+            &mut self.failure_bytes,
+            &mut self.room,
+            report,
+        );
         let exhausted = entry.drops >= entry.job.max_attempts.saturating_mul(DROPS_PER_ATTEMPT);
         self.ready_or_dead(id, exhausted);
-        if self.changes.is_some()
-            && let Some(failure) = self.last_failure(&id)
-        {
+        if let Some(failure) = failure {
             self.note(|| match exhausted {
                 true => JobChange::DeadLettered { id, failure },
                 false => JobChange::Dropped { id, failure },
@@ -752,11 +811,14 @@ impl Queue {
 
     /// Reports the outcome of a failed attempt whose failure was just
     /// recorded.
-    fn note_failure(&mut self, id: JobId, due: Option<Instant>, dead: bool) {
-        if self.changes.is_none() {
-            return;
-        }
-        let Some(failure) = self.last_failure(&id) else {
+    fn note_failure(
+        &mut self,
+        id: JobId,
+        failure: Option<Failure>,
+        due: Option<Instant>,
+        dead: bool,
+    ) {
+        let Some(failure) = failure else {
             return;
         };
         self.note(|| match dead {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::{Entry, Failure, Failures, MAX_HISTORY, Place};
+use crate::queue::cost::{FAILURE_OVERHEAD_BYTES, HISTORY_OVERHEAD_BYTES};
 use crate::queue::{Job, JobId};
 
 /// Where a job is in its life.
@@ -64,36 +65,109 @@ pub(super) fn state_of(entry: &Entry) -> JobState {
 }
 
 pub(super) fn status_of(entry: &Entry) -> JobStatus {
+    let (last_error, history) = shown_history(entry.failures.as_deref());
     JobStatus {
         job: Arc::clone(&entry.job),
         payload_bytes: entry.job.payload.len() as u64,
         state: state_of(entry),
         attempts: entry.attempts,
-        last_error: entry.failures.as_ref().map(|f| f.last_error.clone()),
-        history: entry
-            .failures
-            .as_ref()
-            .map(|f| f.history.clone())
-            .unwrap_or_default(),
+        last_error,
+        history,
         finished_at: None,
     }
 }
 
-pub(super) fn record_failure(entry: &mut Entry, now: Instant, error: String) {
+/// What a failed attempt's error reads when its text was not kept because
+/// the memory budget was spent when it failed.
+pub const TEXT_NOT_KEPT: &str = "(error text not kept: the memory budget was spent)";
+
+/// What a failure history counts against the memory budget.
+pub(super) fn history_bytes(failures: &Failures) -> u64 {
+    let entries: u64 = failures
+        .history
+        .iter()
+        .map(|f| f.error.len() as u64 + FAILURE_OVERHEAD_BYTES)
+        .sum();
+    HISTORY_OVERHEAD_BYTES + failures.last_error.len() as u64 + entries
+}
+
+/// Adds a failed attempt to a job's history (at most [`MAX_HISTORY`], the
+/// oldest dropped), keeping `held` (the queue's count of history bytes)
+/// and `room` (the budget's room left) up to date. When the failure does
+/// not fit in `room`, it is recorded without its text, in place of the
+/// oldest entry, so the history does not grow; and a job with no history
+/// yet records none (its attempt still counts). Returns a copy of the
+/// failure as recorded when `report` asks for one.
+pub(super) fn record_failure(
+    entry: &mut Entry,
+    now: Instant,
+    error: String,
+    held: &mut u64,
+    room: &mut u64,
+    report: bool,
+) -> Option<Failure> {
+    let fits = {
+        let added = 2 * error.len() as u64
+            + FAILURE_OVERHEAD_BYTES
+            + if entry.failures.is_none() {
+                HISTORY_OVERHEAD_BYTES
+            } else {
+                0
+            };
+        added <= *room
+    };
+    let error = if fits { error } else { String::new() };
     let failure = Failure {
         attempt: entry.attempts,
-        error: error.clone(),
+        error,
         at: now,
     };
+    let copy = report.then(|| failure.clone());
+    if !fits && entry.failures.is_none() {
+        return copy;
+    }
     let failures = entry.failures.get_or_insert_with(|| {
         Box::new(Failures {
             last_error: String::new(),
             history: Vec::new(),
+            bytes: 0,
         })
     });
-    if failures.history.len() >= MAX_HISTORY {
+    let before = failures.bytes;
+    if failures.history.len() >= MAX_HISTORY || (!fits && !failures.history.is_empty()) {
         failures.history.remove(0);
     }
+    failures.last_error.clone_from(&failure.error);
     failures.history.push(failure);
-    failures.last_error = error;
+    failures.bytes = history_bytes(failures);
+    *held = *held - before + failures.bytes;
+    *room = room.saturating_sub(failures.bytes.saturating_sub(before));
+    copy
+}
+
+/// A failure as inspection shows it: its text, or [`TEXT_NOT_KEPT`].
+fn shown(failure: &Failure) -> Failure {
+    Failure {
+        error: shown_text(&failure.error),
+        ..failure.clone()
+    }
+}
+
+fn shown_text(error: &str) -> String {
+    if error.is_empty() {
+        TEXT_NOT_KEPT.to_string()
+    } else {
+        error.to_string()
+    }
+}
+
+/// A history's last error and entries as inspection shows them.
+pub(super) fn shown_history(failures: Option<&Failures>) -> (Option<String>, Vec<Failure>) {
+    match failures {
+        None => (None, Vec::new()),
+        Some(f) => (
+            Some(shown_text(&f.last_error)),
+            f.history.iter().map(shown).collect(),
+        ),
+    }
 }
