@@ -220,7 +220,7 @@ impl Queue {
                 failures.bytes = super::status::history_bytes(&failures);
                 Box::new(failures)
             });
-        self.failure_bytes += failures.as_ref().map_or(0, |f| f.bytes);
+        self.failure_memory.held += failures.as_ref().map_or(0, |f| f.bytes);
         self.bytes += restored.job.size;
         self.jobs.insert(
             id,

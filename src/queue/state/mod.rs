@@ -103,6 +103,16 @@ pub(in crate::queue) struct Failures {
 /// Failed attempts kept per job.
 pub const MAX_HISTORY: usize = 16;
 
+/// What failure histories take of the memory budget.
+#[derive(Debug)]
+struct FailureMemory {
+    /// What the histories of held jobs count.
+    held: u64,
+    /// Room left in the budget, as the caller last said (see
+    /// [`Queue::set_room`]).
+    room: u64,
+}
+
 /// A delivery whose worker stream ended while it held the job (a killed
 /// worker pod, a network blip, a rollout) is a drop, not a failure: it does
 /// not count against `max_attempts`, so healthy jobs are not dead-lettered
@@ -146,12 +156,7 @@ pub struct Queue {
     keys: IdempotencyKeys,
     finished: FinishedJobs,
     bytes: u64,
-    /// What the failure histories of held jobs count against the memory
-    /// budget.
-    failure_bytes: u64,
-    /// Room left in the memory budget, as the caller last said (see
-    /// [`set_room`](Self::set_room)).
-    room: u64,
+    failure_memory: FailureMemory,
     next_seq: u64,
     stats: QueueStats,
     /// Jobs that became ready since the last [`take_readied`](Self::take_readied).
@@ -180,8 +185,10 @@ impl Queue {
             keys: IdempotencyKeys::new(config.idempotency_window, config.idempotency_max_keys),
             finished: FinishedJobs::new(config.finished_retention, config.finished_max),
             bytes: 0,
-            failure_bytes: 0,
-            room: u64::MAX,
+            failure_memory: FailureMemory {
+                held: 0,
+                room: u64::MAX,
+            },
             next_seq: 0,
             stats: QueueStats::default(),
             readied: 0,
@@ -222,7 +229,7 @@ impl Queue {
     /// Changes only inside the queue's operations, so the caller compares
     /// it before and after each.
     pub fn extra_bytes(&self) -> u64 {
-        self.failure_bytes + self.keys.bytes() + self.finished.bytes()
+        self.failure_memory.held + self.keys.bytes() + self.finished.bytes()
     }
 
     /// Tells the queue how much room is left in the memory budget: a
@@ -230,7 +237,7 @@ impl Queue {
     /// [`TEXT_NOT_KEPT`]). A nack or an expired lease is never refused, so
     /// this is how failure histories stay within the budget.
     pub fn set_room(&mut self, room: u64) {
-        self.room = room;
+        self.failure_memory.room = room;
     }
 
     /// Jobs in each state.
@@ -503,14 +510,7 @@ impl Queue {
             request.reason
         };
         let report = self.changes.is_some();
-        let failure = record_failure(
-            entry,
-            now,
-            reason,
-            &mut self.failure_bytes,
-            &mut self.room,
-            report,
-        );
+        let failure = record_failure(entry, now, reason, &mut self.failure_memory, report);
         let attempts = entry.attempts;
         let priority = entry.job.priority;
         if request.dead_letter || failed_attempts(entry) >= entry.job.max_attempts {
@@ -689,7 +689,7 @@ impl Queue {
 
     /// Stops counting the failure history of a job that leaves.
     fn forget_failures(&mut self, entry: &Entry) {
-        self.failure_bytes -= entry.failures.as_ref().map_or(0, |f| f.bytes);
+        self.failure_memory.held -= entry.failures.as_ref().map_or(0, |f| f.bytes);
     }
 
     fn seq(&mut self) -> u64 {
@@ -755,14 +755,7 @@ impl Queue {
             return;
         };
         let report = self.changes.is_some();
-        let failure = record_failure(
-            entry,
-            now,
-            error,
-            &mut self.failure_bytes,
-            &mut self.room,
-            report,
-        );
+        let failure = record_failure(entry, now, error, &mut self.failure_memory, report);
         let exhausted = failed_attempts(entry) >= entry.job.max_attempts;
         self.ready_or_dead(id, exhausted);
         self.note_failure(id, failure, None, exhausted);
@@ -777,14 +770,7 @@ impl Queue {
         };
         entry.drops += 1;
         let report = self.changes.is_some();
-        let failure = record_failure(
-            entry,
-            now,
-            error,
-            &mut self.failure_bytes,
-            &mut self.room,
-            report,
-        );
+        let failure = record_failure(entry, now, error, &mut self.failure_memory, report);
         let exhausted = entry.drops >= entry.job.max_attempts.saturating_mul(DROPS_PER_ATTEMPT);
         self.ready_or_dead(id, exhausted);
         if let Some(failure) = failure {

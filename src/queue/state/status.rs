@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{Entry, Failure, Failures, MAX_HISTORY, Place};
+use super::{Entry, Failure, FailureMemory, Failures, MAX_HISTORY, Place};
 use crate::queue::cost::{FAILURE_OVERHEAD_BYTES, HISTORY_OVERHEAD_BYTES};
 use crate::queue::{Job, JobId};
 
@@ -92,9 +92,9 @@ pub(super) fn history_bytes(failures: &Failures) -> u64 {
 }
 
 /// Adds a failed attempt to a job's history (at most [`MAX_HISTORY`], the
-/// oldest dropped), keeping `held` (the queue's count of history bytes)
-/// and `room` (the budget's room left) up to date. When the failure does
-/// not fit in `room`, it is recorded without its text, in place of the
+/// oldest dropped), keeping `memory` (the queue's count of history bytes
+/// and the budget's room left) up to date. When the failure does not fit
+/// in the room, it is recorded without its text, in place of the
 /// oldest entry, so the history does not grow; and a job with no history
 /// yet records none (its attempt still counts). Returns a copy of the
 /// failure as recorded when `report` asks for one.
@@ -102,8 +102,7 @@ pub(super) fn record_failure(
     entry: &mut Entry,
     now: Instant,
     error: String,
-    held: &mut u64,
-    room: &mut u64,
+    memory: &mut FailureMemory,
     report: bool,
 ) -> Option<Failure> {
     let fits = {
@@ -114,7 +113,7 @@ pub(super) fn record_failure(
             } else {
                 0
             };
-        added <= *room
+        added <= memory.room
     };
     let error = if fits { error } else { String::new() };
     let failure = Failure {
@@ -140,8 +139,10 @@ pub(super) fn record_failure(
     failures.last_error.clone_from(&failure.error);
     failures.history.push(failure);
     failures.bytes = history_bytes(failures);
-    *held = *held - before + failures.bytes;
-    *room = room.saturating_sub(failures.bytes.saturating_sub(before));
+    memory.held = memory.held - before + failures.bytes;
+    memory.room = memory
+        .room
+        .saturating_sub(failures.bytes.saturating_sub(before));
     copy
 }
 
