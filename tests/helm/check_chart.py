@@ -239,9 +239,20 @@ class ServerObjects(unittest.TestCase):
         self.assertEqual(env["JOBQ_MAX_ATTEMPTS"], "3")
         self.assertEqual(env["JOBQ_MEMORY_BUDGET_BYTES"], "1073741824")
         self.assertEqual(env["JOBQ_LOG_FORMAT"], "json")
+        self.assertEqual(env["MALLOC_ARENA_MAX"], "1")
         self.assertNotIn("JOBQ_OTLP_ENDPOINT", env)
         _, container, _ = self.server(ALL_ON)
         self.assertEqual(env_of(container)["JOBQ_OTLP_ENDPOINT"], "http://otel-collector.observability:4317")
+
+    def test_the_default_memory_settings_fit_under_the_memory_limit(self) -> None:
+        """The budget, the unfinished-request limit and the server's own
+        20 MiB stay under the container's memory limit."""
+        values = helm_python.Chart.load(CHART).values
+        limit = values["resources"]["limits"]["memory"]
+        self.assertTrue(limit.endswith("Mi"), limit)
+        config = values["config"]
+        held = config["memoryBudgetBytes"] + config["maxPendingRequestBytes"] + (20 << 20)
+        self.assertLessEqual(held, int(limit[:-2]) << 20)
 
     def test_every_flag_with_a_value_is_set(self) -> None:
         """Each config value maps to the flag's JOBQ_* variable."""
