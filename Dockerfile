@@ -17,9 +17,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/ /usr/local/bin/
 # Loopback is the binary's default; in a container the ports must be reachable.
+# One malloc arena keeps resident memory near the memory budget (README,
+# Limits and back-pressure).
 ENV JOBQ_LISTEN=0.0.0.0:50051 \
     JOBQ_METRICS_LISTEN=0.0.0.0:9090 \
-    JOBQ_LOG_FORMAT=json
+    JOBQ_LOG_FORMAT=json \
+    MALLOC_ARENA_MAX=1
 EXPOSE 50051 9090
 USER 65532:65532
 # jobq drains on SIGTERM: health turns NOT_SERVING, then up to

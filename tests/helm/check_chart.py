@@ -534,6 +534,7 @@ class Container(unittest.TestCase):
             env.update(dict(zip(value[::2], value[1::2])))
         self.assertEqual(env["JOBQ_LISTEN"], "0.0.0.0:50051")
         self.assertEqual(env["JOBQ_METRICS_LISTEN"], "0.0.0.0:9090")
+        self.assertEqual(env["MALLOC_ARENA_MAX"], "1")
         (exposed,) = by_cmd["EXPOSE"]
         defaults = helm_python.Chart.load(CHART).values["ports"]
         self.assertEqual(set(exposed), {str(defaults["grpc"]), str(defaults["metrics"])})
