@@ -11,7 +11,8 @@ pub enum EngineError {
     Queue(#[from] QueueError),
     /// The jobs' bytes do not fit in the server-wide memory budget.
     #[error(
-        "the server's memory budget is spent: {used} of {limit} bytes are in use and {offered} more were offered (a job counts its payload, metadata and 320 bytes; its key, finished record and failures count too); ack or purge jobs, or raise --memory-budget-bytes"
+        "the server's memory budget is spent: {used} of {limit} bytes are in use and {offered} more were offered (a job counts its payload, metadata and {overhead} bytes; its key, finished record and failures count too); ack or purge jobs, or raise --memory-budget-bytes",
+        overhead = crate::queue::cost::JOB_OVERHEAD_BYTES
     )]
     MemoryExhausted {
         /// The budget in bytes.

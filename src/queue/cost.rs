@@ -18,6 +18,13 @@ pub const FAILURE_OVERHEAD_BYTES: u64 = 48;
 /// Per job with a failure history, for the history itself.
 pub const HISTORY_OVERHEAD_BYTES: u64 = 64;
 
+/// What a job costs while it is held: its payload, its metadata's keys and
+/// values, and [`JOB_OVERHEAD_BYTES`].
+pub fn job_bytes(payload: usize, metadata: &[(String, String)]) -> u64 {
+    let meta: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    (payload + meta) as u64 + JOB_OVERHEAD_BYTES
+}
+
 /// What an idempotency key costs while it is remembered.
 pub fn key_bytes(key: &str) -> u64 {
     2 * key.len() as u64 + KEY_OVERHEAD_BYTES

@@ -75,8 +75,7 @@ impl NewJob {
     /// payload, metadata keys and values, and the job's fixed overhead
     /// ([`JOB_OVERHEAD_BYTES`](super::cost::JOB_OVERHEAD_BYTES)).
     pub fn size(&self) -> u64 {
-        let meta: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
-        (self.payload.len() + meta) as u64 + super::cost::JOB_OVERHEAD_BYTES
+        super::cost::job_bytes(self.payload.len(), &self.metadata)
     }
 
     /// The bytes its idempotency key counts while the key is remembered

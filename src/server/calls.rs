@@ -257,7 +257,7 @@ pin_project_lite::pin_project! {
         pending: Gauge,
         connection: Option<Arc<ConnectionState>>,
         failed: bool,
-        }
+    }
     impl<B> PinnedDrop for Watched<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();

@@ -370,11 +370,11 @@ fn resident_field(pid: u32, field: &str) -> u64 {
 #[tokio::test]
 async fn resident_memory_stays_within_the_budget_whatever_clients_send() {
     for path in [
-        Path::EmptyJobs,
-        Path::Metadata,
-        Path::Keys,
-        Path::Failures,
-        Path::StalledBodies,
+        Holding::EmptyJobs,
+        Holding::Metadata,
+        Holding::Keys,
+        Holding::Failures,
+        Holding::StalledBodies,
     ] {
         let (started, peak) = drive_to_the_limit(path).await;
         let bound = started + BUDGET + PENDING + BUDGET / 4;
@@ -394,7 +394,7 @@ const PENDING: u64 = 16 * MIB;
 
 /// A way to make the server hold memory.
 #[derive(Clone, Copy, Debug)]
-enum Path {
+enum Holding {
     /// Jobs with nothing in them: only their fixed cost.
     EmptyJobs,
     /// Jobs with the most metadata, acked: their finished records keep none.
@@ -410,7 +410,7 @@ enum Path {
 
 /// Starts a server, drives `path` to its limit, and returns the server's
 /// resident size at start and its peak.
-async fn drive_to_the_limit(path: Path) -> (u64, u64) {
+async fn drive_to_the_limit(path: Holding) -> (u64, u64) {
     use jobq::grpc::pb;
     use jobq::grpc::pb::job_queue_client::JobQueueClient;
     let (mut child, addr, mut lines) = start(&[
@@ -437,11 +437,11 @@ async fn drive_to_the_limit(path: Path) -> (u64, u64) {
         .expect("connect");
     let mut stalled = Vec::new();
     match path {
-        Path::EmptyJobs => {
+        Holding::EmptyJobs => {
             let stored = fill(&mut jobs, "empty", |_| pb::NewJob::default(), 1000).await;
             assert!(stored > 100_000, "{stored} empty jobs");
         }
-        Path::Metadata => {
+        Holding::Metadata => {
             let value = "v".repeat(4096);
             let heavy = pb::NewJob {
                 metadata: (0..64)
@@ -456,7 +456,7 @@ async fn drive_to_the_limit(path: Path) -> (u64, u64) {
             let again = fill(&mut jobs, "heavy", |_| heavy.clone(), 1).await;
             assert!(again > 200, "{again} heavy jobs after the acks");
         }
-        Path::Keys => {
+        Holding::Keys => {
             let keyed = |n: u64| pb::NewJob {
                 idempotency_key: format!("{n:0>256}"),
                 ..pb::NewJob::default()
@@ -477,14 +477,14 @@ async fn drive_to_the_limit(path: Path) -> (u64, u64) {
             }
             assert!(keys > 20_000, "{keys} keys");
         }
-        Path::Failures => {
+        Holding::Failures => {
             // 600 jobs failing 16 times with 4 KiB reasons: 79 MB of text
             // offered, more than the budget.
             fill(&mut jobs, "failing", |_| pb::NewJob::default(), 600).await;
             let reason = "r".repeat(4096);
             drain(&mut jobs, "failing", 16 * 600, Some(&reason)).await;
         }
-        Path::StalledBodies => {
+        Holding::StalledBodies => {
             for _ in 0..8 {
                 let mut call = crate::common::raw::RawCall::start(
                     addr.parse().expect("addr"),

@@ -183,30 +183,26 @@ async fn a_unary_request_that_stalls_ends_with_deadline_exceeded() {
         job: Some(job("x")),
         wait_for_room: false,
     }));
-    match open.ending().await {
-        Ending::Status(tonic::Code::DeadlineExceeded, message) => {
-            assert!(message.contains("did not end"), "{message}");
-        }
-        other => panic!("{other:?}"),
-    }
+    expect_status(
+        open.ending().await,
+        tonic::Code::DeadlineExceeded,
+        &["did not end"],
+    );
     // Half a message: the prefix promises 100 bytes, 1 comes.
     let mut half = RawCall::start(server.addr, "/jobq.v1.JobQueue/Enqueue").await;
     half.send(bytes::Bytes::from_static(&[0, 0, 0, 0, 100, 0x0a]));
-    match half.ending().await {
-        Ending::Status(tonic::Code::DeadlineExceeded, message) => {
-            assert!(message.contains("--request-stall-timeout"), "{message}");
-            assert!(message.contains("6 bytes"), "{message}");
-        }
-        other => panic!("{other:?}"),
-    }
+    expect_status(
+        half.ending().await,
+        tonic::Code::DeadlineExceeded,
+        &["--request-stall-timeout", "6 bytes"],
+    );
     // No message at all.
     let mut none = RawCall::start(server.addr, "/jobq.v1.JobQueue/Enqueue").await;
-    match none.ending().await {
-        Ending::Status(tonic::Code::DeadlineExceeded, message) => {
-            assert!(message.contains("did not come"), "{message}");
-        }
-        other => panic!("{other:?}"),
-    }
+    expect_status(
+        none.ending().await,
+        tonic::Code::DeadlineExceeded,
+        &["did not come"],
+    );
 }
 
 #[tokio::test]
@@ -231,11 +227,23 @@ async fn a_stream_may_pause_between_messages_but_not_inside_one() {
     // A message cut short: the stream ends.
     let cut = request(3);
     stream.send(cut.slice(..cut.len() - 1));
-    match stream.ending().await {
-        Ending::Status(tonic::Code::DeadlineExceeded, message) => {
-            assert!(message.contains("--request-stall-timeout"), "{message}");
+    expect_status(
+        stream.ending().await,
+        tonic::Code::DeadlineExceeded,
+        &["--request-stall-timeout"],
+    );
+}
+
+/// Asserts that a call ended with `code` and a message holding each of
+/// `needles`.
+fn expect_status(ending: Ending, code: tonic::Code, needles: &[&str]) {
+    match ending {
+        Ending::Status(got, message) if got == code => {
+            for needle in needles {
+                assert!(message.contains(needle), "{needle:?} not in {message}");
+            }
         }
-        other => panic!("{other:?}"),
+        other => panic!("expected {code:?}, got {other:?}"),
     }
 }
 
@@ -285,15 +293,11 @@ async fn unfinished_request_bytes_are_bounded_per_connection_and_in_total() {
     pending_bytes_reach(&server, part).await;
     let mut second = first.sibling(path).await;
     second.send(partial_message(39_000, 20_000));
-    match second.ending().await {
-        Ending::Status(tonic::Code::ResourceExhausted, message) => {
-            assert!(
-                message.contains("--max-pending-request-bytes-per-connection"),
-                "{message}"
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    expect_status(
+        second.ending().await,
+        tonic::Code::ResourceExhausted,
+        &["--max-pending-request-bytes-per-connection"],
+    );
     // The refused call gave its bytes back.
     pending_bytes_reach(&server, part).await;
 
@@ -304,15 +308,11 @@ async fn unfinished_request_bytes_are_bounded_per_connection_and_in_total() {
     pending_bytes_reach(&server, 2 * part).await;
     let mut third = RawCall::start(server.addr, path).await;
     third.send(partial_message(39_000, 30_000));
-    match third.ending().await {
-        Ending::Status(tonic::Code::ResourceExhausted, message) => {
-            assert!(
-                message.contains("--max-pending-request-bytes ("),
-                "{message}"
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    expect_status(
+        third.ending().await,
+        tonic::Code::ResourceExhausted,
+        &["--max-pending-request-bytes ("],
+    );
     pending_bytes_reach(&server, 2 * part).await;
 
     // Finishing the first call's message frees its bytes (the message is

@@ -474,12 +474,7 @@ fn recovering(seq: u64, enqueued: Enqueued) -> Option<(String, JobId, Recovering
         .into_iter()
         .map(|e| (e.key, e.value))
         .collect();
-    let size = (enqueued.payload.len()
-        + metadata
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()) as u64
-        + crate::queue::cost::JOB_OVERHEAD_BYTES;
+    let size = crate::queue::cost::job_bytes(enqueued.payload.len(), &metadata);
     let job = Job {
         id,
         payload: enqueued.payload,
