@@ -3,6 +3,9 @@
 //! Layout, from the inside out (each layer only uses the ones before it):
 //! - [`queue`]: the pure queue core. One queue's jobs and every state change,
 //!   with time passed in. No tasks, no locks, no network.
+//! - [`schedule`]: the pure core of recurring jobs: cron expressions and
+//!   intervals in a time zone, misfire and overlap rules, every schedule
+//!   by due time. Time passed in, as for queues.
 //! - [`engine`]: the seam every service stands on: async, fallible traits
 //!   for producing, consuming and operating queues, and
 //!   [`MemoryEngine`](engine::MemoryEngine), the in-memory implementation
@@ -24,6 +27,7 @@ pub mod engine;
 pub mod grpc;
 pub mod metrics;
 pub mod queue;
+pub mod schedule;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

@@ -36,7 +36,7 @@ pub use config::QueueConfig;
 pub use error::QueueError;
 pub use job::{Job, JobId, NewJob};
 pub use lease::{Delivery, HolderId, LeaseToken, NackOutcome, NackRequest, ParseLeaseTokenError};
-pub use name::{InvalidQueueName, QueueName};
+pub use name::{InvalidName, QueueName, ScheduleName};
 pub use retry::RetryPolicy;
 pub use state::{
     Acked, DROPS_PER_ATTEMPT, Enqueued, Failure, JobChange, JobSnapshot, JobState, JobStatus,
