@@ -79,6 +79,7 @@ fn memory_engine(c: &mut Criterion) {
                 queue_defaults: config(),
                 memory_budget: 1 << 34,
                 max_queues: 10,
+                ..EngineConfig::default()
             });
             for _ in 0..size / 1000 {
                 let jobs = (0..1000).map(|_| job()).collect();

@@ -82,6 +82,10 @@ pub struct Config {
     #[arg(long, env = "JOBQ_MAX_QUEUES", default_value_t = 10_000)]
     pub max_queues: usize,
 
+    /// Schedules the server holds at most.
+    #[arg(long, env = "JOBQ_MAX_SCHEDULES", default_value_t = 100_000)]
+    pub max_schedules: usize,
+
     /// Longest long-poll wait a Lease may ask for.
     #[arg(long, env = "JOBQ_MAX_LEASE_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub max_lease_wait: Duration,
@@ -450,6 +454,12 @@ impl Config {
                 "queue capacity and --max-queues must be at least 1".into(),
             );
         }
+        if self.max_schedules == 0 {
+            return fail(
+                "max-schedules",
+                "must be at least 1 (schedules are made only when asked for)".into(),
+            );
+        }
         if self.max_payload_bytes as u64 + crate::queue::cost::JOB_OVERHEAD_BYTES
             > self.memory_budget_bytes
         {
@@ -542,6 +552,8 @@ impl Config {
             },
             memory_budget: self.memory_budget_bytes,
             max_queues: self.max_queues,
+            max_schedules: self.max_schedules,
+            clock: std::sync::Arc::new(crate::schedule::SystemClock),
         }
     }
 
@@ -610,6 +622,7 @@ mod tests {
         assert_eq!(engine.queue_defaults, core.queue_defaults);
         assert_eq!(engine.memory_budget, core.memory_budget);
         assert_eq!(engine.max_queues, core.max_queues);
+        assert_eq!(engine.max_schedules, core.max_schedules);
     }
 
     #[test]

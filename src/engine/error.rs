@@ -1,6 +1,6 @@
 //! What an engine refuses, and how its store can fail.
 
-use crate::queue::{JobId, QueueError, QueueName};
+use crate::queue::{JobId, QueueError, QueueName, ScheduleName};
 
 /// Why an engine operation was refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +38,19 @@ pub enum EngineError {
     /// No queue has this name.
     #[error("queue {0} does not exist")]
     QueueNotFound(QueueName),
+    /// No schedule has this name.
+    #[error("schedule {0} does not exist")]
+    ScheduleNotFound(ScheduleName),
+    /// Creating the schedule would pass the server's limit on schedules.
+    #[error(
+        "schedule {schedule} cannot be created: the server already holds its limit of {limit} schedules; delete some, or raise --max-schedules"
+    )]
+    TooManySchedules {
+        /// The schedule that was to be created.
+        schedule: ScheduleName,
+        /// The limit.
+        limit: usize,
+    },
     /// The queue cannot be deleted while workers hold its jobs.
     #[error("queue {queue} has {leased} leased jobs; wait for their workers or delete with force")]
     QueueBusy {

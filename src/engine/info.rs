@@ -1,9 +1,13 @@
 //! The values that cross the engine seam besides jobs themselves: settings,
 //! what operators read and what they change.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::queue::{JobId, JobStatus, QueueConfig, QueueCounts, QueueName, QueueStats};
+use crate::queue::{
+    JobId, JobState, JobStatus, QueueConfig, QueueCounts, QueueName, QueueStats, ScheduleName,
+};
+use crate::schedule::{Millis, ScheduleSpec, ScheduleState, SystemClock, WallClock};
 
 /// Server-wide settings of an engine.
 #[derive(Clone, Debug)]
@@ -14,6 +18,10 @@ pub struct EngineConfig {
     pub memory_budget: u64,
     /// Queues at most.
     pub max_queues: usize,
+    /// Schedules at most.
+    pub max_schedules: usize,
+    /// The wall clock schedules fire by.
+    pub clock: Arc<dyn WallClock>,
 }
 
 impl Default for EngineConfig {
@@ -22,6 +30,8 @@ impl Default for EngineConfig {
             queue_defaults: QueueConfig::default(),
             memory_budget: 1 << 30,
             max_queues: 10_000,
+            max_schedules: 100_000,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -89,4 +99,20 @@ pub struct EngineStats {
     pub memory_used: u64,
     /// The memory budget.
     pub memory_budget: u64,
+}
+
+/// A schedule as operators see it.
+#[derive(Clone, Debug)]
+pub struct ScheduleInfo {
+    /// Its name.
+    pub name: ScheduleName,
+    /// Its settings.
+    pub spec: Arc<ScheduleSpec>,
+    /// How it is firing.
+    pub state: ScheduleState,
+    /// Its next fire times, earliest first (up to five).
+    pub upcoming: Vec<Millis>,
+    /// Beside each of `state.recent`: the state of the job that fire
+    /// enqueued, while its queue still knows it.
+    pub outcomes: Vec<Option<JobState>>,
 }

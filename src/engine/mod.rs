@@ -13,7 +13,8 @@
 //!   settling them (ack, nack, extend);
 //! - [`Operate`]: queues, jobs, dead letters and totals, for operators and
 //!   for metrics;
-//! - [`Engine`]: all three, plus the shutdown every engine takes part in.
+//! - [`Schedules`]: recurring jobs, fired into queues;
+//! - [`Engine`]: all four, plus the shutdown every engine takes part in.
 //!
 //! Locks never cross this seam: an engine takes its locks inside one call,
 //! releases them, and only then awaits its store.
@@ -32,15 +33,18 @@ use tokio::time::Instant;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 pub use error::EngineError;
-pub use info::{EngineConfig, EngineStats, JobPage, PurgeTarget, QueueInfo, QueueUpdate};
+pub use info::{
+    EngineConfig, EngineStats, JobPage, PurgeTarget, QueueInfo, QueueUpdate, ScheduleInfo,
+};
 pub use memory::{MemoryAttachment, MemoryBudget, MemoryEngine, RecoveredCounts, Recovery};
 pub use observer::{JobObserver, NoObserver, QueueObserver};
 pub use starting::Starting;
 
 use crate::queue::{
     Delivery, Enqueued, JobId, JobState, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob,
-    QueueConfig, QueueName,
+    QueueConfig, QueueName, ScheduleName,
 };
+use crate::schedule::{ScheduleSpec, Upserted};
 
 /// The engine as the services hold it: shared, and chosen at start-up.
 pub type SharedEngine = std::sync::Arc<dyn Engine>;
@@ -213,10 +217,49 @@ pub trait Operate: Send + Sync {
     async fn stats(&self) -> Result<EngineStats, EngineError>;
 }
 
-/// A whole engine: producing, consuming and operating, and the shutdown
-/// every engine takes part in.
+/// Recurring jobs: schedules that enqueue a job into a queue at each fire
+/// time, once per fire time whatever restarts happen.
 #[async_trait]
-pub trait Engine: Produce + Consume + Operate + std::fmt::Debug {
+pub trait Schedules: Send + Sync {
+    /// Creates a schedule, or gives an existing one new settings (the same
+    /// settings change nothing). Says which it did.
+    async fn set_schedule(
+        &self,
+        name: ScheduleName,
+        spec: ScheduleSpec,
+    ) -> Result<(ScheduleInfo, Upserted), EngineError>;
+
+    /// One schedule, with its next fire times and recent fires.
+    async fn schedule_info(&self, name: &ScheduleName) -> Result<ScheduleInfo, EngineError>;
+
+    /// The schedules whose names sort after `after` (all with `None`), in
+    /// name order, at most `limit` of them.
+    async fn list_schedules(
+        &self,
+        after: Option<&ScheduleName>,
+        limit: usize,
+    ) -> Result<Vec<ScheduleInfo>, EngineError>;
+
+    /// Deletes a schedule; the jobs it made stay.
+    async fn delete_schedule(&self, name: &ScheduleName) -> Result<(), EngineError>;
+
+    /// Pauses or resumes a schedule. Fire times that pass while it is
+    /// paused are missed: its misfire rule decides on resume.
+    async fn set_schedule_paused(
+        &self,
+        name: &ScheduleName,
+        paused: bool,
+    ) -> Result<ScheduleInfo, EngineError>;
+
+    /// Enqueues a schedule's job now, outside its trigger and its overlap
+    /// rule.
+    async fn trigger_schedule(&self, name: &ScheduleName) -> Result<Enqueued, EngineError>;
+}
+
+/// A whole engine: producing, consuming, operating and scheduling, and the
+/// shutdown every engine takes part in.
+#[async_trait]
+pub trait Engine: Produce + Consume + Operate + Schedules + std::fmt::Debug {
     /// What stores the jobs, for logs and status pages: `"memory"`.
     fn store_kind(&self) -> &'static str;
 

@@ -13,12 +13,13 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{
     Consume, Engine, EngineError, EngineStats, JobPage, Operate, Produce, PurgeTarget, QueueInfo,
-    QueueUpdate, SharedEngine, WorkerAttachment,
+    QueueUpdate, ScheduleInfo, Schedules, SharedEngine, WorkerAttachment,
 };
 use crate::queue::{
     Delivery, Enqueued, JobId, JobState, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob,
-    QueueConfig, QueueName,
+    QueueConfig, QueueName, ScheduleName,
 };
+use crate::schedule::{ScheduleSpec, Upserted};
 
 /// An engine being opened, then the opened engine.
 #[derive(Debug)]
@@ -184,6 +185,45 @@ impl Operate for Starting {
 
     async fn stats(&self) -> Result<EngineStats, EngineError> {
         self.engine()?.stats().await
+    }
+}
+
+#[async_trait]
+impl Schedules for Starting {
+    async fn set_schedule(
+        &self,
+        name: ScheduleName,
+        spec: ScheduleSpec,
+    ) -> Result<(ScheduleInfo, Upserted), EngineError> {
+        self.engine()?.set_schedule(name, spec).await
+    }
+
+    async fn schedule_info(&self, name: &ScheduleName) -> Result<ScheduleInfo, EngineError> {
+        self.engine()?.schedule_info(name).await
+    }
+
+    async fn list_schedules(
+        &self,
+        after: Option<&ScheduleName>,
+        limit: usize,
+    ) -> Result<Vec<ScheduleInfo>, EngineError> {
+        self.engine()?.list_schedules(after, limit).await
+    }
+
+    async fn delete_schedule(&self, name: &ScheduleName) -> Result<(), EngineError> {
+        self.engine()?.delete_schedule(name).await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        name: &ScheduleName,
+        paused: bool,
+    ) -> Result<ScheduleInfo, EngineError> {
+        self.engine()?.set_schedule_paused(name, paused).await
+    }
+
+    async fn trigger_schedule(&self, name: &ScheduleName) -> Result<Enqueued, EngineError> {
+        self.engine()?.trigger_schedule(name).await
     }
 }
 

@@ -23,8 +23,11 @@ pub(super) fn from_engine(error: EngineError) -> Status {
         },
         EngineError::MemoryExhausted { .. }
         | EngineError::TooManyQueues { .. }
+        | EngineError::TooManySchedules { .. }
         | EngineError::DataDirFull { .. } => Status::resource_exhausted(message),
-        EngineError::QueueNotFound(_) | EngineError::JobNotFound(_) => Status::not_found(message),
+        EngineError::QueueNotFound(_)
+        | EngineError::JobNotFound(_)
+        | EngineError::ScheduleNotFound(_) => Status::not_found(message),
         EngineError::QueueBusy { .. } => Status::failed_precondition(message),
         EngineError::BackoffOutOfOrder { .. } => Status::invalid_argument(message),
         EngineError::ShuttingDown | EngineError::StoreUnavailable { .. } => {

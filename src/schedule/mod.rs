@@ -9,20 +9,23 @@
 //! - [`trigger`]: cron expressions in a time zone, and fixed intervals;
 //! - [`spec`]: what a schedule is, and its misfire and overlap rules;
 //! - [`book`]: every schedule, by name and by due time;
-//! - [`fire`]: what is handed out, and what is kept of each fire.
+//! - [`fire`]: what is handed out, and what is kept of each fire;
+//! - [`clock`]: the wall clock, which tests replace.
 
 pub mod book;
+pub mod clock;
 pub mod fire;
 pub mod spec;
 pub mod trigger;
 
 pub use book::{Entry, ON_TIME_MILLIS, ScheduleBook, Upserted, jitter_offset};
+pub use clock::{SystemClock, WallClock};
 pub use fire::{Fire, FireResult, Firing, RECENT_FIRES, ScheduleState};
 pub use spec::{
     FIRE_TIME_KEY, InvalidSpec, JobTemplate, MAX_CATCH_UP, MAX_JITTER, Misfire, Overlap,
-    SCHEDULE_KEY, ScheduleSpec, TRIGGERED_KEY,
+    SCHEDULE_KEY, ScheduleSpec, TRIGGERED_KEY, fire_key,
 };
-pub use trigger::{InvalidTrigger, Millis, Trigger};
+pub use trigger::{InvalidTrigger, Millis, Trigger, rfc3339};
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,12 @@ pub const FIRE_TIME_KEY: &str = "jobq-fire-time";
 /// time.
 pub const TRIGGERED_KEY: &str = "jobq-triggered";
 
+/// The idempotency key of a schedule's fire time: the same fire time
+/// never makes two jobs.
+pub fn fire_key(name: &crate::queue::ScheduleName, fire_time: Millis) -> String {
+    format!("jobq-schedule:{name}:{fire_time}")
+}
+
 /// Missed fire times caught up at most, per gap, under [`Misfire::FireAll`].
 pub const MAX_CATCH_UP: usize = 100;
 /// The longest jitter.

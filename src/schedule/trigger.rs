@@ -176,6 +176,14 @@ pub fn utc(millis: Millis) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(millis)
 }
 
+/// A fire time as RFC 3339, in UTC with milliseconds.
+pub fn rfc3339(millis: Millis) -> String {
+    utc(millis).map_or_else(
+        || millis.to_string(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
 /// The parser jobq reads expressions with: seconds and years optional,
 /// POSIX weekdays (0 or 7 is Sunday), day-of-month and day-of-week ORed as
 /// in Vixie cron.

@@ -58,6 +58,7 @@ pub(super) async fn open(
         data_dir = %dir.display(),
         fsync = ?config.fsync,
         queues = counts.queues,
+        schedules = counts.schedules,
         ready = counts.ready,
         scheduled = counts.scheduled,
         were_leased = counts.were_leased,

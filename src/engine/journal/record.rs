@@ -13,7 +13,7 @@
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Record {
     /// The change; `None` only in a record from a newer jobq.
-    #[prost(oneof = "Change", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
+    #[prost(oneof = "Change", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")]
     pub change: Option<Change>,
 }
 
@@ -58,6 +58,123 @@ pub enum Change {
     /// segment that first recorded it can be deleted.
     #[prost(message, tag = "11")]
     Key(Key),
+    /// A schedule as it is after a change of settings or a fire: replaces
+    /// whatever came before.
+    #[prost(message, tag = "12")]
+    Schedule(Schedule),
+    /// A schedule was deleted.
+    #[prost(message, tag = "13")]
+    ScheduleDeleted(ScheduleRef),
+}
+
+/// One schedule, named.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ScheduleRef {
+    /// The schedule.
+    #[prost(string, tag = "1")]
+    pub name: String,
+}
+
+/// A schedule's settings and state. Times are milliseconds since the
+/// Unix epoch.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Schedule {
+    /// Its name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// The queue it fires into.
+    #[prost(string, tag = "2")]
+    pub queue: String,
+    /// Each job's payload.
+    #[prost(bytes = "bytes", tag = "3")]
+    pub payload: bytes::Bytes,
+    /// Each job's metadata.
+    #[prost(message, repeated, tag = "4")]
+    pub metadata: Vec<Entry>,
+    /// Each job's priority.
+    #[prost(int32, tag = "5")]
+    pub priority: i32,
+    /// Each job's deliveries before dead-lettering; 0 for the queue's.
+    #[prost(uint32, tag = "6")]
+    pub max_attempts: u32,
+    /// The cron expression, or empty for an interval.
+    #[prost(string, tag = "7")]
+    pub cron: String,
+    /// The interval, for no cron expression.
+    #[prost(uint64, tag = "8")]
+    pub every_millis: u64,
+    /// The IANA time zone.
+    #[prost(string, tag = "9")]
+    pub zone: String,
+    /// 0 skip, 1 fire once, 2 fire all.
+    #[prost(uint32, tag = "10")]
+    pub misfire: u32,
+    /// 0 allow, 1 skip if running.
+    #[prost(uint32, tag = "11")]
+    pub overlap: u32,
+    /// The jitter.
+    #[prost(uint64, tag = "12")]
+    pub jitter_millis: u64,
+    /// No fire before.
+    #[prost(int64, optional, tag = "13")]
+    pub start_millis: Option<i64>,
+    /// No fire after.
+    #[prost(int64, optional, tag = "14")]
+    pub end_millis: Option<i64>,
+    /// Whether paused.
+    #[prost(bool, tag = "15")]
+    pub paused: bool,
+    /// Where an interval counts from.
+    #[prost(int64, tag = "16")]
+    pub anchor_millis: i64,
+    /// The earliest fire time not known to be done; unset when none is
+    /// left.
+    #[prost(int64, optional, tag = "17")]
+    pub resume_from_millis: Option<i64>,
+    /// Jobs enqueued.
+    #[prost(uint64, tag = "18")]
+    pub fired: u64,
+    /// Fire times skipped.
+    #[prost(uint64, tag = "19")]
+    pub skipped: u64,
+    /// Fires the queue refused.
+    #[prost(uint64, tag = "20")]
+    pub failed: u64,
+    /// The latest fires, oldest first.
+    #[prost(message, repeated, tag = "21")]
+    pub recent: Vec<ScheduleFire>,
+    /// The latest fire's job.
+    #[prost(message, optional, tag = "22")]
+    pub last_job: Option<Id>,
+    /// When created.
+    #[prost(int64, tag = "23")]
+    pub created_millis: i64,
+    /// When its settings last changed.
+    #[prost(int64, tag = "24")]
+    pub updated_millis: i64,
+}
+
+/// One fire of a schedule.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ScheduleFire {
+    /// The fire time.
+    #[prost(int64, tag = "1")]
+    pub fire_millis: i64,
+    /// When it was handled.
+    #[prost(int64, tag = "2")]
+    pub handled_millis: i64,
+    /// 0 enqueued, 1 skipped while running, 2 misfired, 3 failed.
+    #[prost(uint32, tag = "3")]
+    pub kind: u32,
+    /// The job enqueued, or the one still running.
+    #[prost(message, optional, tag = "4")]
+    pub job: Option<Id>,
+    /// Fire times misfired.
+    #[prost(uint64, tag = "5")]
+    pub count: u64,
+    /// Why the queue refused it.
+    #[prost(string, tag = "6")]
+    pub error: String,
 }
 
 /// An idempotency key and the job it made.

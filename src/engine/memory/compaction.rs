@@ -5,7 +5,8 @@
 //! than about twice the live bytes plus one segment: its live jobs are
 //! copied forward (each as a snapshot of how it is now), and so are its
 //! idempotency keys still inside their window (a key outlives its job),
-//! then it is deleted. One old delayed or dead job therefore never pins old
+//! then it is deleted (schedules too: each whose latest record is there
+//! is written again). One old delayed or dead job therefore never pins old
 //! files, and a steady enqueue/ack load keeps a steady size.
 //!
 //! Jobs are found by the record their state starts from (each slot keeps
@@ -57,7 +58,10 @@ async fn compact(engine: &MemoryEngine, journal: &Journal, epoch: u64) -> Result
         // An oldest segment with nothing live in it goes at once, at the
         // cost of rewriting the settings; one that holds live jobs or keys
         // goes once the journal is over its bound.
-        if slots.iter().any(|slot| slot.holds_live_before(next.first)) {
+        let schedules = &engine.shared.schedules;
+        if slots.iter().any(|slot| slot.holds_live_before(next.first))
+            || schedules.holds_live_before(next.first)
+        {
             let bound = |live: u64| 2 * live + journal.segment_bytes();
             // What the live jobs take on disk: their payloads and
             // metadata (what the budget counts for them, less its fixed
@@ -74,7 +78,8 @@ async fn compact(engine: &MemoryEngine, journal: &Journal, epoch: u64) -> Result
                     let (count, bytes) = slot.keys_on_record();
                     bytes + count as u64 * KEY_RECORD_OVERHEAD
                 })
-                .sum();
+                .sum::<u64>()
+                + schedules.record_bytes();
             if total <= bound(jobs + keys) {
                 return Ok(());
             }
@@ -92,6 +97,8 @@ async fn compact(engine: &MemoryEngine, journal: &Journal, epoch: u64) -> Result
             // The settings a deleted segment may hold, written again.
             slot.write_settings();
         }
+        // The schedules last written in the segment, written again.
+        copied += schedules.copy_forward(journal, next.first);
         // And the run's epoch, so the next run's tokens stay past it.
         journal.append(&durable::booted_record(epoch));
         journal

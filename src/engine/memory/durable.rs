@@ -16,8 +16,9 @@ use crate::engine::journal::record::{
 };
 use crate::queue::{
     Failure, Job, JobChange, JobId, JobSnapshot, QueueConfig, QueueName, RestoredJob,
-    RestoredPlace, RetryPolicy, SnapshotPlace,
+    RestoredPlace, RetryPolicy, ScheduleName, SnapshotPlace,
 };
+use crate::schedule::{ScheduleSpec, ScheduleState};
 
 /// One moment on both clocks, to turn the core's instants into wall-clock
 /// times and back.
@@ -73,7 +74,7 @@ fn from_micros(micros: i64) -> SystemTime {
     }
 }
 
-fn id_of(id: JobId) -> Id {
+pub(super) fn id_of(id: JobId) -> Id {
     let bits = id.to_u128();
     Id {
         high: (bits >> 64) as u64,
@@ -293,6 +294,8 @@ pub(super) struct RecoveredQueue {
 #[derive(Debug, Default)]
 pub struct Recovery {
     queues: BTreeMap<String, Held>,
+    /// Each schedule's latest record, with its sequence number.
+    schedules: BTreeMap<String, (u64, record::Schedule)>,
     /// The last run's epoch.
     pub(super) epoch: u64,
 }
@@ -311,6 +314,8 @@ pub struct RecoveredCounts {
     pub were_leased: usize,
     /// Dead-lettered jobs.
     pub dead: usize,
+    /// Schedules.
+    pub schedules: usize,
 }
 
 impl Recovery {
@@ -321,6 +326,13 @@ impl Recovery {
         };
         match change {
             Change::Booted(booted) => self.epoch = self.epoch.max(booted.epoch),
+            Change::Schedule(schedule) => {
+                self.schedules
+                    .insert(schedule.name.clone(), (seq, schedule));
+            }
+            Change::ScheduleDeleted(schedule) => {
+                self.schedules.remove(&schedule.name);
+            }
             Change::QueueSettings(settings) => {
                 let queue = settings.queue.clone();
                 self.queues.entry(queue).or_default().settings = Some(settings);
@@ -366,6 +378,26 @@ impl Recovery {
                 }
             }
         }
+    }
+
+    /// The schedules recorded, each with the sequence number of its
+    /// record. One this version cannot read is left out, with an error in
+    /// the log naming it.
+    pub(super) fn take_schedules(
+        &mut self,
+    ) -> Vec<(u64, ScheduleName, ScheduleSpec, ScheduleState)> {
+        std::mem::take(&mut self.schedules)
+            .into_iter()
+            .filter_map(|(name, (seq, record))| {
+                match super::schedule_record::from_record(record) {
+                    Ok((name, spec, state)) => Some((seq, name, spec, state)),
+                    Err(why) => {
+                        tracing::error!(schedule = %name, %why, "a recorded schedule cannot be restored; it is dropped");
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 
     fn enqueued(&mut self, seq: u64, mut enqueued: Enqueued) {
@@ -548,7 +580,7 @@ fn restore(job: Recovering, clocks: &Clocks, counts: &mut RecoveredCounts) -> Re
     }
 }
 
-fn job_id(id: Id) -> JobId {
+pub(super) fn job_id(id: Id) -> JobId {
     JobId::from_u128((u128::from(id.high) << 64) | u128::from(id.low))
 }
 

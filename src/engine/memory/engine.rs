@@ -11,12 +11,13 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use super::{MemoryAttachment, MemoryEngine};
 use crate::engine::{
     Consume, Engine, EngineError, EngineStats, JobPage, Operate, Produce, PurgeTarget, QueueInfo,
-    QueueUpdate, WorkerAttachment,
+    QueueUpdate, ScheduleInfo, Schedules, WorkerAttachment,
 };
 use crate::queue::{
     Delivery, Enqueued, JobId, JobState, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob,
-    QueueConfig, QueueName,
+    QueueConfig, QueueName, ScheduleName,
 };
+use crate::schedule::{ScheduleSpec, Upserted};
 
 #[async_trait]
 impl Produce for MemoryEngine {
@@ -30,6 +31,50 @@ impl Produce for MemoryEngine {
         let stored = MemoryEngine::enqueue(self, queue, jobs, wait_for_room).await?;
         self.settle().await?;
         Ok(stored)
+    }
+}
+
+#[async_trait]
+impl Schedules for MemoryEngine {
+    async fn set_schedule(
+        &self,
+        name: ScheduleName,
+        spec: ScheduleSpec,
+    ) -> Result<(ScheduleInfo, Upserted), EngineError> {
+        let set = MemoryEngine::set_schedule(self, name, spec)?;
+        self.settle().await?;
+        Ok(set)
+    }
+
+    async fn schedule_info(&self, name: &ScheduleName) -> Result<ScheduleInfo, EngineError> {
+        MemoryEngine::schedule_info(self, name)
+    }
+
+    async fn list_schedules(
+        &self,
+        after: Option<&ScheduleName>,
+        limit: usize,
+    ) -> Result<Vec<ScheduleInfo>, EngineError> {
+        MemoryEngine::list_schedules(self, after, limit)
+    }
+
+    async fn delete_schedule(&self, name: &ScheduleName) -> Result<(), EngineError> {
+        MemoryEngine::delete_schedule(self, name)?;
+        self.settle().await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        name: &ScheduleName,
+        paused: bool,
+    ) -> Result<ScheduleInfo, EngineError> {
+        let info = MemoryEngine::set_schedule_paused(self, name, paused)?;
+        self.settle().await?;
+        Ok(info)
+    }
+
+    async fn trigger_schedule(&self, name: &ScheduleName) -> Result<Enqueued, EngineError> {
+        MemoryEngine::trigger_schedule(self, name).await
     }
 }
 

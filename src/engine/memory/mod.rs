@@ -18,6 +18,8 @@ mod compaction;
 mod durable;
 mod engine;
 mod ids;
+mod schedule_record;
+mod schedules;
 mod slot;
 mod timer;
 mod worker;
@@ -77,6 +79,8 @@ struct Shared {
     seq_base: u64,
     /// Jobs held in every state over all queues, kept as jobs come and go.
     held: AtomicUsize,
+    /// Every schedule, fired by a task of its own.
+    schedules: schedules::Schedules,
 }
 
 /// Bytes a stored job's enqueue record takes beyond its payload and
@@ -116,8 +120,10 @@ impl MemoryEngine {
         journal: Option<Journal>,
         seq_base: u64,
     ) -> Self {
-        Self {
+        let schedules = schedules::Schedules::new(config.clock.clone(), config.max_schedules);
+        let engine = Self {
             shared: Arc::new(Shared {
+                schedules,
                 memory: Arc::new(MemoryBudget::new(config.memory_budget)),
                 config,
                 queues: RwLock::new(BTreeMap::new()),
@@ -130,7 +136,9 @@ impl MemoryEngine {
                 seq_base,
                 held: AtomicUsize::new(0),
             }),
-        }
+        };
+        engine.shared.tasks.spawn(schedules::run(engine.clone()));
+        engine
     }
 
     /// Stores `jobs` in `queue`, all or nothing, creating the queue if new.
@@ -486,7 +494,7 @@ impl MemoryEngine {
         config: EngineConfig,
         observer: Arc<dyn JobObserver>,
         journal: Journal,
-        recovery: Recovery,
+        mut recovery: Recovery,
     ) -> (Self, RecoveredCounts) {
         let epoch = recovery.epoch + 1;
         journal.append(&durable::booted_record(epoch));
@@ -498,6 +506,8 @@ impl MemoryEngine {
             epoch << EPOCH_SHIFT,
         );
         let mut counts = RecoveredCounts::default();
+        let schedules = recovery.take_schedules();
+        counts.schedules = schedules.len();
         let now = Instant::now();
         let mut queues = engine
             .shared
@@ -539,6 +549,10 @@ impl MemoryEngine {
             queues.insert(name, slot);
         }
         drop(queues);
+        for (seq, name, spec, state) in schedules {
+            engine.shared.schedules.restore(seq, name, spec, state);
+        }
+        engine.shared.schedules.restored();
         engine
             .shared
             .tasks
@@ -588,5 +602,7 @@ impl MemoryEngine {
 
 #[cfg(test)]
 mod power_loss;
+#[cfg(test)]
+mod schedule_tests;
 #[cfg(test)]
 mod tests;

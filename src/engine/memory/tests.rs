@@ -31,6 +31,7 @@ fn engine_with(capacity: usize, memory_budget: u64) -> MemoryEngine {
         },
         memory_budget,
         max_queues: 4,
+        ..EngineConfig::default()
     })
 }
 

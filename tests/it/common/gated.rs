@@ -12,12 +12,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jobq::engine::{
     Consume, Engine, EngineError, EngineStats, JobPage, MemoryEngine, Operate, Produce,
-    PurgeTarget, QueueInfo, QueueUpdate, WorkerAttachment,
+    PurgeTarget, QueueInfo, QueueUpdate, ScheduleInfo, Schedules, WorkerAttachment,
 };
 use jobq::queue::{
     Delivery, Enqueued, JobId, JobState, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob,
-    QueueConfig, QueueName,
+    QueueConfig, QueueName, ScheduleName,
 };
+use jobq::schedule::{ScheduleSpec, Upserted};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::WaitForCancellationFutureOwned;
@@ -188,6 +189,45 @@ impl Operate for Gated {
 
     async fn stats(&self) -> Result<EngineStats, EngineError> {
         self.inner.stats().await
+    }
+}
+
+#[async_trait]
+impl Schedules for Gated {
+    async fn set_schedule(
+        &self,
+        name: ScheduleName,
+        spec: ScheduleSpec,
+    ) -> Result<(ScheduleInfo, Upserted), EngineError> {
+        Schedules::set_schedule(&self.inner, name, spec).await
+    }
+
+    async fn schedule_info(&self, name: &ScheduleName) -> Result<ScheduleInfo, EngineError> {
+        Schedules::schedule_info(&self.inner, name).await
+    }
+
+    async fn list_schedules(
+        &self,
+        after: Option<&ScheduleName>,
+        limit: usize,
+    ) -> Result<Vec<ScheduleInfo>, EngineError> {
+        Schedules::list_schedules(&self.inner, after, limit).await
+    }
+
+    async fn delete_schedule(&self, name: &ScheduleName) -> Result<(), EngineError> {
+        Schedules::delete_schedule(&self.inner, name).await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        name: &ScheduleName,
+        paused: bool,
+    ) -> Result<ScheduleInfo, EngineError> {
+        Schedules::set_schedule_paused(&self.inner, name, paused).await
+    }
+
+    async fn trigger_schedule(&self, name: &ScheduleName) -> Result<Enqueued, EngineError> {
+        Schedules::trigger_schedule(&self.inner, name).await
     }
 }
 
