@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 PathBuf::from("proto/jobq/v1/jobq.proto"),
                 PathBuf::from("proto/jobq/v1/admin.proto"),
+                PathBuf::from("proto/jobq/v1/schedules.proto"),
             ],
             &[PathBuf::from("proto"), protoc_bin_vendored::include_path()?],
         )?;

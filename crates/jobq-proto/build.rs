@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 root.join("jobq/v1/jobq.proto"),
                 root.join("jobq/v1/admin.proto"),
+                root.join("jobq/v1/schedules.proto"),
             ],
             &[root.clone(), protoc_bin_vendored::include_path()?],
         )?;

@@ -69,6 +69,7 @@ pub(crate) async fn run(command: RemoteCommand) -> anyhow::Result<()> {
         } => delete_queue(&remote, queue, force, yes).await,
         RemoteCommand::Cancel { remote, id, queue } => cancel(&remote, id, queue).await,
         RemoteCommand::Health { remote, service } => health(&remote, service).await,
+        RemoteCommand::Schedules { command } => super::schedules::run(command).await,
     }
 }
 
@@ -82,7 +83,21 @@ fn jobs_phrase(count: u64, what: &str) -> String {
 }
 
 /// A payload file's bytes; `-` is standard input.
-fn read_payload(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+/// `--metadata KEY=VALUE` flags as a map.
+pub(super) fn parse_metadata(
+    pairs: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--metadata {pair:?} is not KEY=VALUE"))
+        })
+        .collect()
+}
+
+pub(super) fn read_payload(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     if path == std::path::Path::new("-") {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
@@ -203,15 +218,7 @@ impl NewJobArgs {
             (None, Some(path)) => read_payload(path)?,
             (None, None) => anyhow::bail!("give --payload TEXT or --payload-file PATH"),
         };
-        let metadata = self
-            .metadata
-            .iter()
-            .map(|pair| {
-                pair.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .with_context(|| format!("--metadata {pair:?} is not KEY=VALUE"))
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let metadata = parse_metadata(&self.metadata)?;
         let schedule = match (self.delay, self.not_before) {
             (Some(delay), _) => Some(pb::new_job::Schedule::Delay(
                 delay.try_into().context("--delay is too long")?,

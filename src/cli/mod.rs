@@ -4,6 +4,7 @@
 mod commands;
 mod output;
 mod remote;
+mod schedules;
 
 pub(crate) use commands::run;
 
@@ -195,10 +196,15 @@ pub(crate) enum RemoteCommand {
     Health {
         #[command(flatten)]
         remote: Remote,
-        /// The service to ask about: "" (the server), jobq.v1.JobQueue or
-        /// jobq.v1.Admin.
+        /// The service to ask about: "" (the server), jobq.v1.JobQueue,
+        /// jobq.v1.Admin or jobq.v1.Schedules.
         #[arg(long, default_value = "")]
         service: String,
+    },
+    /// Recurring jobs: list, get, set, delete, pause, resume, trigger.
+    Schedules {
+        #[command(subcommand)]
+        command: schedules::ScheduleCommand,
     },
     /// Cancel a job no worker holds.
     Cancel {

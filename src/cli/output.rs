@@ -70,7 +70,7 @@ fn rounded(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
-fn time(t: Option<prost_types::Timestamp>) -> Option<String> {
+pub(super) fn time(t: Option<prost_types::Timestamp>) -> Option<String> {
     t.and_then(|t| SystemTime::try_from(t).ok())
         .map(|t| humantime::format_rfc3339_millis(t).to_string())
 }
@@ -177,7 +177,7 @@ fn state(job: &pb::JobInfo) -> &'static str {
 /// A payload as a terminal can show it: its text when it is UTF-8 with no
 /// control characters (tabs aside), else a hex preview of its first bytes,
 /// so a binary payload never writes raw control codes to the terminal.
-fn payload_text(payload: &[u8], max: usize) -> String {
+pub(super) fn payload_text(payload: &[u8], max: usize) -> String {
     match std::str::from_utf8(payload) {
         Ok(text) if !text.chars().any(|c| c.is_control() && c != '\t') => preview(text, max),
         _ => {

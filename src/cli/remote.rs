@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use jobq::grpc::pb::{admin_client::AdminClient, job_queue_client::JobQueueClient};
+use jobq::grpc::pb::{
+    admin_client::AdminClient, job_queue_client::JobQueueClient, schedules_client::SchedulesClient,
+};
 use jobq_client::{Bearer, ClientOptions};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -16,6 +18,8 @@ use super::Remote;
 pub(super) type Admin = AdminClient<InterceptedService<Channel, Bearer>>;
 /// The health service (open without a token; the token goes anyway).
 pub(super) type Health = HealthClient<InterceptedService<Channel, Bearer>>;
+/// The Schedules service, with the command's token on every call.
+pub(super) type ScheduleClient = SchedulesClient<InterceptedService<Channel, Bearer>>;
 /// The JobQueue service, with the command's token on every call.
 pub(super) type Queues = JobQueueClient<InterceptedService<Channel, Bearer>>;
 
@@ -51,6 +55,11 @@ impl Remote {
     pub(super) async fn admin(&self) -> anyhow::Result<Admin> {
         let (channel, bearer) = self.connect().await?;
         Ok(AdminClient::with_interceptor(channel, bearer))
+    }
+
+    pub(super) async fn schedules(&self) -> anyhow::Result<ScheduleClient> {
+        let (channel, bearer) = self.connect().await?;
+        Ok(SchedulesClient::with_interceptor(channel, bearer))
     }
 
     pub(super) async fn health(&self) -> anyhow::Result<Health> {

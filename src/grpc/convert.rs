@@ -67,7 +67,7 @@ pub(super) fn nack_response(outcome: NackOutcome) -> pb::NackResponse {
 }
 
 /// A job's state, for clients.
-fn job_state_to_pb(state: JobState) -> pb::JobState {
+pub(super) fn job_state_to_pb(state: JobState) -> pb::JobState {
     match state {
         JobState::Ready => pb::JobState::Ready,
         JobState::Scheduled => pb::JobState::Scheduled,

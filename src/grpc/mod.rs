@@ -1,5 +1,5 @@
-//! The gRPC face of the engine: the `jobq.v1.JobQueue` and `jobq.v1.Admin`
-//! services.
+//! The gRPC face of the engine: the `jobq.v1.JobQueue`, `jobq.v1.Admin`
+//! and `jobq.v1.Schedules` services.
 //!
 //! Each RPC is a few lines: check the request ([`validate`]), call the
 //! [`Engine`](crate::engine::Engine), convert the answer ([`convert`]), and
@@ -12,6 +12,8 @@ mod convert;
 mod observe;
 pub mod pb;
 mod produce;
+mod schedule_settings;
+mod schedules;
 mod service;
 mod status;
 mod stream;
@@ -19,5 +21,6 @@ mod validate;
 
 pub use admin::AdminService;
 pub(crate) use client_faults::ClientFaultLayer;
+pub use schedules::SchedulesService;
 pub use service::JobQueueService;
 pub use validate::{InvalidField, Limits};

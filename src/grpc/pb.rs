@@ -3,13 +3,14 @@
 
 pub use jobq_proto::v1::*;
 
-/// The generated `JobQueue` and `Admin` service traits and servers.
+/// The generated `JobQueue`, `Admin` and `Schedules` service traits and
+/// servers.
 #[allow(missing_docs, unreachable_pub, missing_debug_implementations)]
 mod services {
     tonic::include_proto!("jobq.v1");
 }
 
-pub use services::{admin_server, job_queue_server};
+pub use services::{admin_server, job_queue_server, schedules_server};
 
 /// The encoded descriptors of `jobq.v1`, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("jobq_descriptor");

@@ -35,7 +35,7 @@ pub struct InvalidField {
     pub problem: String,
 }
 
-fn invalid(field: impl Into<String>, problem: impl Into<String>) -> InvalidField {
+pub(super) fn invalid(field: impl Into<String>, problem: impl Into<String>) -> InvalidField {
     InvalidField {
         field: field.into(),
         problem: problem.into(),
@@ -94,7 +94,7 @@ pub(super) fn ack_tokens(tokens: &[String]) -> Result<Vec<LeaseToken>, InvalidFi
 }
 
 /// Converts a protobuf duration, refusing negative or malformed ones.
-fn duration(field: &str, d: prost_types::Duration) -> Result<Duration, InvalidField> {
+pub(super) fn duration(field: &str, d: prost_types::Duration) -> Result<Duration, InvalidField> {
     Duration::try_from(d).map_err(|_| {
         invalid(
             field,
@@ -342,7 +342,7 @@ fn metadata(
 
 /// At most the first 64 characters of a client's string, for an error
 /// message that must not echo a huge input back.
-fn shown(text: &str) -> String {
+pub(super) fn shown(text: &str) -> String {
     match text.char_indices().nth(64) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_string(),
@@ -378,7 +378,7 @@ pub(super) fn page_size(size: u32) -> Result<usize, InvalidField> {
 }
 
 /// A page token that this server did not hand out.
-fn bad_page_token(token: &str) -> InvalidField {
+pub(super) fn bad_page_token(token: &str) -> InvalidField {
     invalid(
         "page_token",
         format!("{:?} is not a token this list returned", shown(token)),

@@ -251,13 +251,17 @@ fn blame(expression: &str, error: croner::errors::CronError) -> InvalidTrigger {
     InvalidTrigger::Other(plain(&error))
 }
 
-/// croner's message without its prefix.
+/// croner's message without its prefix, its first letter in lower case,
+/// to follow a colon.
 fn plain(error: &croner::errors::CronError) -> String {
     let text = error.to_string();
-    for prefix in ["Component error: ", "Invalid pattern: "] {
-        if let Some(rest) = text.strip_prefix(prefix) {
-            return rest.trim_end_matches('.').to_string();
-        }
-    }
-    text.trim_end_matches('.').to_string()
+    let text = ["Component error: ", "Invalid pattern: "]
+        .iter()
+        .find_map(|prefix| text.strip_prefix(prefix))
+        .unwrap_or(&text)
+        .trim_end_matches('.');
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
 }

@@ -26,8 +26,11 @@ use connections::Timeouts;
 use crate::auth::{AuthLayer, Tokens};
 use crate::config::Config;
 use crate::engine::{Engine, MemoryEngine, SharedEngine, Starting};
-use crate::grpc::pb::{self, admin_server::AdminServer, job_queue_server::JobQueueServer};
-use crate::grpc::{AdminService, ClientFaultLayer, JobQueueService};
+use crate::grpc::pb::{
+    self, admin_server::AdminServer, job_queue_server::JobQueueServer,
+    schedules_server::SchedulesServer,
+};
+use crate::grpc::{AdminService, ClientFaultLayer, JobQueueService, SchedulesService};
 use crate::metrics::Metrics;
 use crate::tls::{Tls, TlsFiles};
 
@@ -45,6 +48,8 @@ pub struct Listeners {
 pub const SERVICE_NAME: &str = "jobq.v1.JobQueue";
 /// The name health checks use for the Admin service.
 pub const ADMIN_SERVICE_NAME: &str = "jobq.v1.Admin";
+/// The name health checks use for the Schedules service.
+pub const SCHEDULES_SERVICE_NAME: &str = "jobq.v1.Schedules";
 
 /// Serves `jobq.v1.JobQueue`, `jobq.v1.Admin`, health and (unless switched
 /// off) reflection on `listeners.grpc`, over TLS and behind token checks
@@ -308,7 +313,7 @@ fn security(config: &Config) -> anyhow::Result<(Option<Tokens>, Option<Arc<Tls>>
 
 /// Health for the server as a whole and for each service.
 async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
-    for service in [SERVICE_NAME, ADMIN_SERVICE_NAME, ""] {
+    for service in [SERVICE_NAME, ADMIN_SERVICE_NAME, SCHEDULES_SERVICE_NAME, ""] {
         health.set_service_status(service, status).await;
     }
 }
@@ -336,6 +341,13 @@ fn router(
         .max_decoding_message_size(config.max_request_bytes)
         .max_encoding_message_size(config.max_request_bytes);
     let admin = AdminServer::new(AdminService::new(
+        Arc::clone(engine),
+        config.limits(),
+        metrics.rpc(),
+    ))
+    .max_decoding_message_size(config.max_request_bytes)
+    .max_encoding_message_size(config.max_request_bytes);
+    let schedules = SchedulesServer::new(SchedulesService::new(
         Arc::clone(engine),
         config.limits(),
         metrics.rpc(),
@@ -385,7 +397,8 @@ fn router(
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
         .add_service(jobq)
-        .add_service(admin))
+        .add_service(admin)
+        .add_service(schedules))
 }
 
 /// What shutting down waits for, within the grace period.

@@ -23,6 +23,7 @@ mod hostile;
 mod keepalive;
 mod metrics;
 mod python_example;
+mod schedules;
 mod security;
 mod service;
 mod starting;

@@ -1,0 +1,360 @@
+//! Schedules through the gRPC API and the CLI, against a real server.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+use crate::common::{TestServer, open_stream};
+use jobq::grpc::pb;
+use jobq::grpc::pb::schedules_client::SchedulesClient;
+use serde_json::Value;
+use tokio::process::Command;
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn client(server: &TestServer) -> SchedulesClient<Channel> {
+    SchedulesClient::new(server.channel.clone())
+}
+
+fn every_second(queue: &str) -> pb::ScheduleSettings {
+    pb::ScheduleSettings {
+        queue: queue.into(),
+        job: Some(pb::JobTemplate {
+            payload: "hourly report".into(),
+            metadata: [("report".to_string(), "sales".to_string())].into(),
+            ..Default::default()
+        }),
+        trigger: Some(pb::schedule_settings::Trigger::Cron("* * * * * *".into())),
+        ..Default::default()
+    }
+}
+
+async fn set(
+    server: &TestServer,
+    name: &str,
+    settings: pb::ScheduleSettings,
+) -> Result<pb::SetScheduleResponse, tonic::Status> {
+    client(server)
+        .set_schedule(pb::SetScheduleRequest {
+            name: name.into(),
+            settings: Some(settings),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn fire_time(lease: &pb::Lease) -> SystemTime {
+    let job = lease.job.as_ref().expect("job");
+    assert_eq!(
+        job.metadata.get("jobq-schedule").map(String::as_str),
+        Some("report")
+    );
+    assert_eq!(
+        job.metadata.get("report").map(String::as_str),
+        Some("sales")
+    );
+    let text = job.metadata.get("jobq-fire-time").expect("fire time");
+    humantime::parse_rfc3339(text).expect("RFC 3339")
+}
+
+#[tokio::test]
+async fn a_schedule_every_second_gives_a_worker_one_job_per_fire_time() {
+    let server = TestServer::start().await;
+    // Catch up every missed time, so a slow machine that wakes late still
+    // delivers each fire time, once.
+    let settings = pb::ScheduleSettings {
+        misfire: pb::MisfirePolicy::FireAll.into(),
+        ..every_second("reports")
+    };
+    let created = set(&server, "report", settings).await.expect("set");
+    assert!(created.created && created.changed);
+    let schedule = created.schedule.expect("schedule");
+    assert_eq!(schedule.next_fire_times.len(), 5);
+
+    let mut worker = open_stream(&server, "reports", 10).await;
+    let mut times = BTreeSet::new();
+    let mut acked = 0;
+    // Leases and the results of acks arrive in any order.
+    while times.len() < 3 || acked < 3 {
+        match worker.next().await.expect("ok").expect("open").kind {
+            Some(pb::stream_leases_response::Kind::Lease(lease)) => {
+                assert!(times.insert(fire_time(&lease)), "a fire time came twice");
+                worker.ack(&lease.lease_token).await;
+            }
+            Some(pb::stream_leases_response::Kind::Result(result)) => {
+                assert_eq!(result.code, 0, "{result:?}");
+                acked += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Whole seconds, one apart: each fire time once, none between.
+    let times: Vec<SystemTime> = times.into_iter().collect();
+    for pair in times.windows(2) {
+        assert_eq!(
+            pair[1].duration_since(pair[0]).expect("ordered"),
+            Duration::from_secs(1)
+        );
+    }
+
+    let got = client(&server)
+        .get_schedule(pb::GetScheduleRequest {
+            name: "report".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .schedule
+        .expect("schedule");
+    assert!(got.fired >= 3, "{got:?}");
+    let acked = got
+        .recent_fires
+        .iter()
+        .filter(|f| f.outcome == pb::FireOutcome::Enqueued as i32)
+        .filter(|f| f.job_state == pb::JobState::Acked as i32)
+        .count();
+    assert!(acked >= 3, "{:?}", got.recent_fires);
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn setting_the_same_schedule_again_changes_nothing_and_list_pages_by_name() {
+    let server = TestServer::start().await;
+    let mut hourly = every_second("reports");
+    hourly.trigger = Some(pb::schedule_settings::Trigger::Cron("@hourly".into()));
+    for name in ["c", "a", "b"] {
+        assert!(
+            set(&server, name, hourly.clone())
+                .await
+                .expect("set")
+                .created
+        );
+    }
+    let again = set(&server, "a", hourly.clone()).await.expect("set again");
+    assert!(!again.created && !again.changed);
+    hourly.time_zone = "Europe/Berlin".into();
+    let changed = set(&server, "a", hourly).await.expect("set new zone");
+    assert!(!changed.created && changed.changed);
+
+    let mut names = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client(&server)
+            .list_schedules(pb::ListSchedulesRequest {
+                page_size: 2,
+                page_token,
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        assert!(page.schedules.len() <= 2);
+        names.extend(page.schedules.into_iter().map(|s| s.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(names, ["a", "b", "c"]);
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn bad_schedules_get_invalid_argument_naming_what_is_wrong() {
+    let server = TestServer::start().await;
+    let cases: Vec<(&str, pb::ScheduleSettings, &str)> = vec![
+        (
+            "report",
+            pb::ScheduleSettings {
+                trigger: Some(pb::schedule_settings::Trigger::Cron("0 0 32 * *".into())),
+                ..every_second("reports")
+            },
+            "settings.cron: field 3 (day of month) \"32\": number out of bounds; values are 1-31",
+        ),
+        (
+            "report",
+            pb::ScheduleSettings {
+                trigger: Some(pb::schedule_settings::Trigger::Cron("0 0 * *".into())),
+                ..every_second("reports")
+            },
+            "settings.cron: has 4 fields",
+        ),
+        (
+            "report",
+            pb::ScheduleSettings {
+                time_zone: "Mars/Olympus".into(),
+                ..every_second("reports")
+            },
+            "settings.time_zone: \"Mars/Olympus\" is not an IANA time zone name",
+        ),
+        (
+            "report",
+            pb::ScheduleSettings {
+                trigger: None,
+                ..every_second("reports")
+            },
+            "settings.trigger: is required",
+        ),
+        (
+            "report",
+            pb::ScheduleSettings {
+                trigger: Some(pb::schedule_settings::Trigger::Every(
+                    prost_types::Duration {
+                        seconds: 0,
+                        nanos: 500_000_000,
+                    },
+                )),
+                ..every_second("reports")
+            },
+            "settings.every: is 500ms; an interval is whole seconds",
+        ),
+        (
+            "report",
+            pb::ScheduleSettings {
+                job: Some(pb::JobTemplate {
+                    metadata: [("jobq-schedule".to_string(), "x".to_string())].into(),
+                    ..Default::default()
+                }),
+                ..every_second("reports")
+            },
+            "settings.job.metadata: key \"jobq-schedule\" starts with \"jobq-\"",
+        ),
+        (
+            "report",
+            pb::ScheduleSettings {
+                start_time: Some(SystemTime::UNIX_EPOCH.into()),
+                end_time: Some(SystemTime::UNIX_EPOCH.into()),
+                ..every_second("reports")
+            },
+            "settings.end_time: end_time must be after start_time",
+        ),
+        ("bad name", every_second("reports"), "name: holds ' '"),
+        ("report", every_second(""), "settings.queue: is empty"),
+    ];
+    for (name, settings, message) in cases {
+        let status = set(&server, name, settings).await.expect_err(message);
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().starts_with(message),
+            "{message}: {status:?}"
+        );
+    }
+    let missing = client(&server)
+        .get_schedule(pb::GetScheduleRequest {
+            name: "nope".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(missing.code(), Code::NotFound);
+    assert_eq!(missing.message(), "schedule nope does not exist");
+    for status in [
+        client(&server)
+            .trigger_schedule(pb::TriggerScheduleRequest {
+                name: "nope".into(),
+            })
+            .await
+            .expect_err("unknown"),
+        client(&server)
+            .pause_schedule(pb::PauseScheduleRequest {
+                name: "nope".into(),
+            })
+            .await
+            .expect_err("unknown"),
+        client(&server)
+            .delete_schedule(pb::DeleteScheduleRequest {
+                name: "nope".into(),
+            })
+            .await
+            .expect_err("unknown"),
+    ] {
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    }
+    server.shutdown().await.expect("shutdown");
+}
+
+/// Runs `jobq ARGS` against the server, with JSON output.
+async fn jobq_json(server: &TestServer, args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_jobq"))
+        .args(args)
+        .args(["--output", "json"])
+        .env("JOBQ_SERVER", format!("http://{}", server.addr))
+        .output()
+        .await
+        .expect("jobq runs");
+    assert!(
+        output.status.success(),
+        "jobq {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON output")
+}
+
+#[tokio::test]
+async fn the_cli_sets_pauses_triggers_and_deletes_schedules() {
+    let server = TestServer::start().await;
+    let set = jobq_json(
+        &server,
+        &[
+            "schedules",
+            "set",
+            "nightly",
+            "--queue",
+            "reports",
+            "--cron",
+            "30 2 * * *",
+            "--tz",
+            "America/New_York",
+            "--payload",
+            "build",
+            "--metadata",
+            "kind=nightly",
+            "--misfire",
+            "fire_once",
+            "--overlap",
+            "skip_if_running",
+        ],
+    )
+    .await;
+    assert_eq!(set["result"], "created");
+    assert_eq!(set["schedule"]["time_zone"], "America/New_York");
+    assert_eq!(set["schedule"]["misfire"], "MISFIRE_POLICY_FIRE_ONCE");
+    assert_eq!(set["schedule"]["overlap"], "OVERLAP_POLICY_SKIP_IF_RUNNING");
+    // 02:30 in New York is 06:30 or 07:30 UTC, depending on the season.
+    let next = set["schedule"]["next_fire_times"][0]
+        .as_str()
+        .expect("next");
+    assert!(
+        next.ends_with("T06:30:00.000Z") || next.ends_with("T07:30:00.000Z"),
+        "{next}"
+    );
+
+    let paused = jobq_json(&server, &["schedules", "pause", "nightly"]).await;
+    assert_eq!(paused["paused"], true);
+    let triggered = jobq_json(&server, &["schedules", "trigger", "nightly"]).await;
+    let id = triggered["job_id"].as_str().expect("job id");
+    let job = jobq_json(&server, &["job", id]).await;
+    assert_eq!(job["metadata"]["jobq-triggered"], "true");
+    assert_eq!(job["metadata"]["kind"], "nightly");
+    let resumed = jobq_json(&server, &["schedules", "resume", "nightly"]).await;
+    assert_eq!(resumed["paused"], false);
+
+    let listed = jobq_json(&server, &["schedules", "list"]).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert_eq!(listed[0]["fired"], 1);
+    let got = jobq_json(&server, &["schedules", "get", "nightly"]).await;
+    assert_eq!(got["recent_fires"][0]["job_id"], id);
+    assert_eq!(got["recent_fires"][0]["job_state"], "JOB_STATE_READY");
+
+    jobq_json(&server, &["schedules", "delete", "nightly"]).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_jobq"))
+        .args(["schedules", "get", "nightly"])
+        .env("JOBQ_SERVER", format!("http://{}", server.addr))
+        .output()
+        .await
+        .expect("jobq runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("schedule nightly does not exist"),
+        "{stderr}"
+    );
+    server.shutdown().await.expect("shutdown");
+}
