@@ -12,7 +12,9 @@ use super::commands::{parse_metadata, read_payload};
 use super::output::{payload_text, table, time};
 
 /// The schedule commands.
+// Made once per process: the size of a variant does not matter.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum ScheduleCommand {
     /// List the schedules with their next fire times.
     List {
