@@ -42,7 +42,7 @@ fn env_number(name: &str, default: usize) -> usize {
 }
 
 /// Starts `jobq --data-dir dir` on a free port; returns it and its address.
-async fn start(dir: &std::path::Path) -> (Child, String) {
+pub(crate) async fn start(dir: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jobq"))
         .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
         .arg("--data-dir")
@@ -92,7 +92,7 @@ async fn lease_now(client: &mut JobQueueClient<Channel>, max: u32) -> Vec<pb::Le
 }
 
 /// A connection to a started server.
-async fn connect(addr: String) -> Channel {
+pub(crate) async fn connect(addr: String) -> Channel {
     tonic::transport::Endpoint::from_shared(addr)
         .expect("uri")
         .connect()

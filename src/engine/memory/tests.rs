@@ -301,7 +301,7 @@ async fn unknown_queue_holds_no_lease() {
 
 /// A durable engine on a fresh directory of this test process, and the
 /// directory (removed by the caller).
-fn durable_engine(
+pub(super) fn durable_engine(
     name: &str,
 ) -> (
     MemoryEngine,
@@ -316,7 +316,7 @@ fn durable_engine(
 }
 
 /// A durable engine on what `dir`'s journal holds.
-fn reopen(dir: &std::path::Path) -> (MemoryEngine, crate::engine::journal::Journal) {
+pub(super) fn reopen(dir: &std::path::Path) -> (MemoryEngine, crate::engine::journal::Journal) {
     use crate::engine::journal::{self, Journal, JournalOptions, RecoveryMode};
     let mut recovery = crate::engine::Recovery::default();
     let replayed = journal::replay(dir, RecoveryMode::Strict, |seq, record| {
@@ -337,7 +337,7 @@ fn reopen(dir: &std::path::Path) -> (MemoryEngine, crate::engine::journal::Journ
     (engine, journal)
 }
 
-async fn stop(engine: MemoryEngine, journal: crate::engine::journal::Journal) {
+pub(super) async fn stop(engine: MemoryEngine, journal: crate::engine::journal::Journal) {
     engine.shutdown();
     crate::engine::Engine::stopped(&engine).await;
     tokio::task::spawn_blocking(move || journal.close())
