@@ -101,6 +101,22 @@ pub struct EngineStats {
     pub memory_budget: u64,
 }
 
+/// One schedule's figures, for metrics: cheap to read for every schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleFigures {
+    /// Its name.
+    pub name: ScheduleName,
+    /// Jobs enqueued.
+    pub fired: u64,
+    /// Fire times skipped.
+    pub skipped: u64,
+    /// Fires the queue refused.
+    pub failed: u64,
+    /// How long until its next fire is due (jitter included; zero when
+    /// overdue); `None` when paused or none is left.
+    pub until_next: Option<Duration>,
+}
+
 /// A schedule as operators see it.
 #[derive(Clone, Debug)]
 pub struct ScheduleInfo {

@@ -34,7 +34,8 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 pub use error::EngineError;
 pub use info::{
-    EngineConfig, EngineStats, JobPage, PurgeTarget, QueueInfo, QueueUpdate, ScheduleInfo,
+    EngineConfig, EngineStats, JobPage, PurgeTarget, QueueInfo, QueueUpdate, ScheduleFigures,
+    ScheduleInfo,
 };
 pub use memory::{MemoryAttachment, MemoryBudget, MemoryEngine, RecoveredCounts, Recovery};
 pub use observer::{JobObserver, NoObserver, QueueObserver};
@@ -254,6 +255,10 @@ pub trait Schedules: Send + Sync {
     /// Enqueues a schedule's job now, outside its trigger and its overlap
     /// rule.
     async fn trigger_schedule(&self, name: &ScheduleName) -> Result<Enqueued, EngineError>;
+
+    /// Every schedule's counts and next due time, in name order, for
+    /// metrics.
+    async fn schedule_figures(&self) -> Result<Vec<ScheduleFigures>, EngineError>;
 }
 
 /// A whole engine: producing, consuming, operating and scheduling, and the

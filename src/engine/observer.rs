@@ -1,5 +1,6 @@
-//! How an engine reports how long jobs wait and run, without knowing who
-//! listens: the metrics implement these traits, tests may leave them out.
+//! How an engine reports how long jobs wait and run (and how late
+//! schedules fire), without knowing who listens: the metrics implement
+//! these traits, tests may leave them out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,11 @@ pub trait JobObserver: Send + Sync + std::fmt::Debug {
 
     /// The queue is gone: whatever was kept for it can go too.
     fn queue_deleted(&self, queue: &QueueName);
+
+    /// A schedule's fire was enqueued `lag` after its fire time.
+    fn schedule_fired(&self, lag: Duration) {
+        let _ = lag;
+    }
 }
 
 /// Told about one queue's jobs as they move.

@@ -13,7 +13,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{
     Consume, Engine, EngineError, EngineStats, JobPage, Operate, Produce, PurgeTarget, QueueInfo,
-    QueueUpdate, ScheduleInfo, Schedules, SharedEngine, WorkerAttachment,
+    QueueUpdate, ScheduleFigures, ScheduleInfo, Schedules, SharedEngine, WorkerAttachment,
 };
 use crate::queue::{
     Delivery, Enqueued, JobId, JobState, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob,
@@ -224,6 +224,10 @@ impl Schedules for Starting {
 
     async fn trigger_schedule(&self, name: &ScheduleName) -> Result<Enqueued, EngineError> {
         self.engine()?.trigger_schedule(name).await
+    }
+
+    async fn schedule_figures(&self) -> Result<Vec<ScheduleFigures>, EngineError> {
+        self.engine()?.schedule_figures().await
     }
 }
 

@@ -27,6 +27,9 @@ fn wait_histogram() -> Histogram {
 pub(super) struct JobTimings {
     until_first_lease: HistogramFamily<QueueLabel>,
     lease_to_ack: HistogramFamily<QueueLabel>,
+    /// From a schedule's fire time to its job's enqueue, over every
+    /// schedule.
+    fire_lag: Histogram,
     limit: usize,
     // A std mutex: held to look up or change the set, never across an
     // `.await`.
@@ -42,6 +45,7 @@ impl JobTimings {
         Self {
             until_first_lease: Family::new_with_constructor(wait_histogram),
             lease_to_ack: Family::new_with_constructor(wait_histogram),
+            fire_lag: wait_histogram(),
             limit,
             named: Mutex::default(),
         }
@@ -71,6 +75,12 @@ impl JobTimings {
             "Time from a job's delivery to its ack",
             Unit::Seconds,
             self.lease_to_ack.clone(),
+        );
+        registry.register_with_unit(
+            "schedule_fire_lag",
+            "Time from a schedule's fire time to its job's enqueue (jitter included)",
+            Unit::Seconds,
+            self.fire_lag.clone(),
         );
     }
 }
@@ -103,6 +113,10 @@ impl JobObserver for JobTimings {
         let label = queue_label(queue);
         self.until_first_lease.remove(&label);
         self.lease_to_ack.remove(&label);
+    }
+
+    fn schedule_fired(&self, lag: Duration) {
+        self.fire_lag.observe(lag.as_secs_f64());
     }
 }
 

@@ -1,17 +1,20 @@
 //! Prometheus metrics, served as text on their own HTTP port at `/metrics`.
 //!
 //! Per-queue job counters and gauges are read from the engine at scrape
-//! time (one [`Operate::list_queues`] call: the engine keeps its counts as
+//! time (one [`Operate::list_queues`](crate::engine::Operate::list_queues) call: the engine keeps its counts as
 //! jobs move, so a scrape never walks jobs), so they are exact and cost
-//! nothing between scrapes. Job timings reach the metrics through the
+//! nothing between scrapes; schedules' figures likewise, from one
+//! [`Schedules::schedule_figures`](crate::engine::Schedules::schedule_figures)
+//! call. Job timings and schedules' fire lag reach the metrics through the
 //! engine's [`JobObserver`] seam. Timings and RPC figures are
-//! recorded as they happen. Labels are queue names and RPC methods and codes
-//! only, never job ids, so their number stays bounded.
+//! recorded as they happen. Labels are queue and schedule names and RPC
+//! methods and codes only, never job ids, so their number stays bounded.
 
 mod jobs;
 mod journal;
 mod queues;
 mod rpc;
+mod schedules;
 
 use std::sync::{Arc, Mutex};
 
@@ -22,9 +25,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub use rpc::RpcMetrics;
+pub use schedules::NAMED_SCHEDULES;
 
 use crate::engine::journal::{Journal, SyncObserver};
-use crate::engine::{JobObserver, Operate, QueueInfo};
+use crate::engine::{Engine, JobObserver, QueueInfo};
 use crate::queue::QueueName;
 use jobs::JobTimings;
 use queues::{QueueCollector, QueueFigures};
@@ -47,6 +51,7 @@ pub struct Metrics {
     syncs: Arc<journal::SyncTimes>,
     journal: Arc<journal::JournalFigures>,
     queues: Arc<Mutex<Vec<QueueFigures>>>,
+    schedules: Arc<Mutex<Vec<schedules::ScheduleRow>>>,
     shutdown_jobs: Gauge,
     pending_request_bytes: Gauge,
 }
@@ -87,6 +92,10 @@ impl Metrics {
         registry.register_collector(Box::new(QueueCollector {
             queues: Arc::clone(&queues),
         }));
+        let schedules = Arc::new(Mutex::new(Vec::new()));
+        registry.register_collector(Box::new(schedules::ScheduleCollector {
+            rows: Arc::clone(&schedules),
+        }));
         let shutdown_jobs = Gauge::default();
         registry.register(
             "shutdown_jobs_in_memory",
@@ -106,6 +115,7 @@ impl Metrics {
             syncs,
             journal,
             queues,
+            schedules,
             shutdown_jobs,
             pending_request_bytes,
         }
@@ -145,11 +155,11 @@ impl Metrics {
         Arc::clone(&self.rpc)
     }
 
-    /// Reads every queue's figures from `engine`, then encodes all metrics
-    /// in the Prometheus text format. A failing engine leaves the queue
-    /// figures out of this scrape (and says so in the log); the rest is
-    /// still served.
-    pub async fn scrape(&self, engine: &dyn Operate) -> String {
+    /// Reads every queue's and schedule's figures from `engine`, then
+    /// encodes all metrics in the Prometheus text format. A failing engine
+    /// leaves those figures out of this scrape (and says so in the log);
+    /// the rest is still served.
+    pub async fn scrape(&self, engine: &dyn Engine) -> String {
         match engine.list_queues(None, usize::MAX).await {
             Ok(queues) => *self.lock_queues() = self.figures(&queues),
             Err(error) => {
@@ -157,6 +167,14 @@ impl Metrics {
                 self.lock_queues().clear();
             }
         }
+        let rows = match engine.schedule_figures().await {
+            Ok(figures) => schedules::rows(&figures),
+            Err(error) => {
+                tracing::warn!(%error, "metrics scrape could not read the schedules");
+                Vec::new()
+            }
+        };
+        *schedules::lock(&self.schedules) = rows;
         self.encode()
     }
 

@@ -45,7 +45,7 @@ impl QueueFigures {
 }
 
 /// A per-queue metric: name, help, and how to read it from `T`.
-type Described<T, V> = (&'static str, &'static str, fn(&T) -> V);
+pub(super) type Described<T, V> = (&'static str, &'static str, fn(&T) -> V);
 
 // A std mutex: held only to swap or read one scrape's figures, never across
 // an `.await`. A panic while it was held leaves figures that are at worst

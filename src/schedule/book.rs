@@ -254,6 +254,12 @@ impl ScheduleBook {
         true
     }
 
+    /// When `name`'s next fire is due (its fire time plus jitter); `None`
+    /// when it is paused, has none left, or is not held.
+    pub fn due_at(&self, name: &ScheduleName) -> Option<Millis> {
+        due_at(name, self.entries.get(name)?)
+    }
+
     /// The next `count` fire times of `name`, from its next one.
     pub fn upcoming(&self, name: &ScheduleName, count: usize) -> Vec<Millis> {
         let Some(entry) = self.entries.get(name) else {

@@ -465,3 +465,43 @@ async fn after_sigkill_a_data_dir_keeps_firing_once_per_time_and_the_misfire_rul
     server.kill().await.expect("SIGKILL");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn metrics_show_each_schedules_fires_skips_next_fire_and_lag() {
+    let server = TestServer::start().await;
+    set(&server, "report", every_second("reports"))
+        .await
+        .expect("set");
+    let mut paused = every_second("reports");
+    paused.trigger = Some(pb::schedule_settings::Trigger::Cron("@daily".into()));
+    set(&server, "paused", paused).await.expect("set");
+    client(&server)
+        .pause_schedule(pb::PauseScheduleRequest {
+            name: "paused".into(),
+        })
+        .await
+        .expect("pause");
+    fired_at_least(&server.channel, "report", 1).await;
+    let text = crate::common::scrape(&server).await;
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series).map(str::trim))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+            .parse()
+            .expect("a number")
+    };
+    assert!(value("jobq_schedule_fires_total{schedule=\"report\"}") >= 1.0);
+    assert_eq!(value("jobq_schedule_skips_total{schedule=\"report\"}"), 0.0);
+    assert_eq!(
+        value("jobq_schedule_failures_total{schedule=\"paused\"}"),
+        0.0
+    );
+    let next = value("jobq_schedule_next_fire_seconds{schedule=\"report\"}");
+    assert!((0.0..=1.0).contains(&next), "{next}");
+    assert!(
+        !text.contains("jobq_schedule_next_fire_seconds{schedule=\"paused\"}"),
+        "a paused schedule has no next fire"
+    );
+    assert!(value("jobq_schedule_fire_lag_seconds_count") >= 1.0);
+    server.shutdown().await.expect("shutdown");
+}

@@ -11,7 +11,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use super::{MemoryAttachment, MemoryEngine};
 use crate::engine::{
     Consume, Engine, EngineError, EngineStats, JobPage, Operate, Produce, PurgeTarget, QueueInfo,
-    QueueUpdate, ScheduleInfo, Schedules, WorkerAttachment,
+    QueueUpdate, ScheduleFigures, ScheduleInfo, Schedules, WorkerAttachment,
 };
 use crate::queue::{
     Delivery, Enqueued, JobId, JobState, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob,
@@ -75,6 +75,10 @@ impl Schedules for MemoryEngine {
 
     async fn trigger_schedule(&self, name: &ScheduleName) -> Result<Enqueued, EngineError> {
         MemoryEngine::trigger_schedule(self, name).await
+    }
+
+    async fn schedule_figures(&self) -> Result<Vec<ScheduleFigures>, EngineError> {
+        Ok(MemoryEngine::schedule_figures(self))
     }
 }
 

@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 use super::MemoryEngine;
 use super::schedule_record::{deleted_record, schedule_record};
 use crate::engine::journal::Journal;
-use crate::engine::{EngineError, Produce, ScheduleInfo};
+use crate::engine::{EngineError, Produce, ScheduleFigures, ScheduleInfo};
 use crate::queue::{Enqueued, JobState, NewJob, ScheduleName};
 use crate::schedule::{
     FIRE_TIME_KEY, FireResult, Firing, Millis, Overlap, SCHEDULE_KEY, ScheduleBook, ScheduleSpec,
@@ -307,6 +307,26 @@ impl MemoryEngine {
         Ok(stored.remove(0))
     }
 
+    /// Every schedule's counts and next due time, in name order.
+    pub fn schedule_figures(&self) -> Vec<ScheduleFigures> {
+        let now = self.wall_now();
+        let inner = self.schedules().lock();
+        inner
+            .book
+            .page(None, usize::MAX)
+            .map(|(name, entry)| ScheduleFigures {
+                name: name.clone(),
+                fired: entry.state.fired,
+                skipped: entry.state.skipped,
+                failed: entry.state.failed,
+                until_next: inner
+                    .book
+                    .due_at(name)
+                    .map(|due| Duration::from_millis(u64::try_from(due - now).unwrap_or(0))),
+            })
+            .collect()
+    }
+
     /// Records how one fire went.
     fn report(&self, firing: &Firing, fire_time: Millis, result: FireResult) {
         let now = self.wall_now();
@@ -344,7 +364,13 @@ impl MemoryEngine {
         }
         let job = fire_job(firing, fire_time);
         match Produce::enqueue(self, firing.spec.queue.clone(), vec![job], None).await {
-            Ok(stored) => FireResult::Enqueued(stored[0].id),
+            Ok(stored) => {
+                let lag = self.wall_now().saturating_sub(fire_time);
+                self.shared
+                    .observer
+                    .schedule_fired(Duration::from_millis(u64::try_from(lag).unwrap_or(0)));
+                FireResult::Enqueued(stored[0].id)
+            }
             Err(error) => {
                 tracing::warn!(
                     schedule = %firing.name,

@@ -12,7 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jobq::engine::{
     Consume, Engine, EngineError, EngineStats, JobPage, MemoryEngine, Operate, Produce,
-    PurgeTarget, QueueInfo, QueueUpdate, ScheduleInfo, Schedules, WorkerAttachment,
+    PurgeTarget, QueueInfo, QueueUpdate, ScheduleFigures, ScheduleInfo, Schedules,
+    WorkerAttachment,
 };
 use jobq::queue::{
     Delivery, Enqueued, JobId, JobState, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob,
@@ -228,6 +229,10 @@ impl Schedules for Gated {
 
     async fn trigger_schedule(&self, name: &ScheduleName) -> Result<Enqueued, EngineError> {
         Schedules::trigger_schedule(&self.inner, name).await
+    }
+
+    async fn schedule_figures(&self) -> Result<Vec<ScheduleFigures>, EngineError> {
+        Schedules::schedule_figures(&self.inner).await
     }
 }
 
