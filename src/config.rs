@@ -243,6 +243,12 @@ pub struct Config {
     #[arg(long, env = "JOBQ_REFLECTION", default_value_t = true, action = ArgAction::Set)]
     pub reflection: bool,
 
+    /// Schedules to create or update at start-up, from this JSON file (a
+    /// list of schedules; see the README's Schedules section). Schedules
+    /// left out of it are not deleted.
+    #[arg(long, env = "JOBQ_SCHEDULES_FILE")]
+    pub schedules_file: Option<PathBuf>,
+
     /// Keep every job and queue setting in a journal in this directory, so
     /// they survive a restart, a crash and `kill -9`. Unset: in memory only.
     #[arg(long, env = "JOBQ_DATA_DIR")]

@@ -20,6 +20,16 @@ const MAX_TEMPLATE_METADATA: usize = MAX_METADATA_ENTRIES - 3;
 /// The prefix of the metadata keys jobq adds to fired jobs.
 const RESERVED_PREFIX: &str = "jobq-";
 
+/// Checks a schedule given outside a request (a file of declared
+/// schedules), by the same rules as SetSchedule.
+pub fn checked_schedule(
+    limits: &Limits,
+    name: &str,
+    settings: pb::ScheduleSettings,
+) -> Result<(ScheduleName, ScheduleSpec), InvalidField> {
+    Ok((schedule_name(name)?, limits.schedule_spec(Some(settings))?))
+}
+
 /// Checks a schedule name.
 pub(super) fn schedule_name(name: &str) -> Result<ScheduleName, InvalidField> {
     ScheduleName::new(name).map_err(|e| invalid("name", e.to_string()))

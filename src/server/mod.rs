@@ -4,6 +4,7 @@
 
 mod calls;
 mod connections;
+mod declared;
 mod durable;
 mod http;
 
@@ -77,9 +78,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    // Checked before anything starts: a bad file stops the start at once.
+    let declared = match &config.schedules_file {
+        Some(path) => declared::read(path, &config.limits())?,
+        None => Vec::new(),
+    };
     let metrics = Arc::new(Metrics::with_named_queues(config.metrics_max_queues));
     let Some(dir) = config.data_dir.clone() else {
         let engine = memory_engine(&config, &metrics);
+        if !declared.is_empty() {
+            declared::apply(&engine, declared).await?;
+        }
         return serve(Arc::new(engine), metrics, config, listeners, shutdown).await;
     };
     let starting = Arc::new(Starting::new(
@@ -94,6 +103,11 @@ pub async fn run(
         let (config, metrics) = (config.clone(), Arc::clone(&metrics));
         async move {
             let durable = durable::open(&dir, &config, &metrics).await?;
+            // Before the engine is handed over: once health says SERVING,
+            // the declared schedules are in place.
+            if !declared.is_empty() {
+                declared::apply(&durable.engine, declared).await?;
+            }
             starting.ready(Arc::new(durable.engine.clone()));
             let journal = durable.journal.clone();
             *opened.lock().unwrap_or_else(|e| e.into_inner()) = Some(durable);

@@ -111,6 +111,7 @@ class KubernetesSchemas(unittest.TestCase):
         self.assertEqual(
             sorted(o["kind"] for o in objects),
             [
+                "ConfigMap",
                 "Deployment",
                 "Deployment",
                 "NetworkPolicy",
@@ -253,6 +254,29 @@ class ServerObjects(unittest.TestCase):
         config = values["config"]
         held = config["memoryBudgetBytes"] + config["maxPendingRequestBytes"] + (20 << 20)
         self.assertLessEqual(held, int(limit[:-2]) << 20)
+
+    def test_schedules_reach_the_server_as_a_file_and_roll_the_pod(self) -> None:
+        objects = render(ALL_ON)
+        config_map = one(objects, "ConfigMap", "server")
+        self.assertEqual(json.loads(config_map["data"]["schedules.json"]), ALL_ON["schedules"])
+        server = one(objects, "Deployment", "server")
+        pod = server["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        path = env_of(container)["JOBQ_SCHEDULES_FILE"]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "schedules")
+        self.assertEqual(path, mount["mountPath"] + "/schedules.json")
+        volume = next(v for v in pod["volumes"] if v["name"] == "schedules")
+        self.assertEqual(volume["configMap"]["name"], config_map["metadata"]["name"])
+        annotations = server["spec"]["template"]["metadata"]["annotations"]
+        self.assertIn("checksum/schedules", annotations)
+        self.assertEqual(annotations["example.com/team"], "payments")
+        changed = dict(ALL_ON, schedules=ALL_ON["schedules"][:1])
+        rolled = one(render(changed), "Deployment", "server")["spec"]["template"]["metadata"]
+        self.assertNotEqual(rolled["annotations"]["checksum/schedules"], annotations["checksum/schedules"])
+        # None by default: no file, no ConfigMap.
+        _, container, _ = self.server()
+        self.assertNotIn("JOBQ_SCHEDULES_FILE", env_of(container))
+        self.assertFalse([o for o in render() if o["kind"] == "ConfigMap"])
 
     def test_every_flag_with_a_value_is_set(self) -> None:
         """Each config value maps to the flag's JOBQ_* variable."""
@@ -509,6 +533,11 @@ class BadValues(unittest.TestCase):
             ({"worker": {"queue": "bad queue"}}, "queue"),
             ({"worker": {"autoscaling": {"kind": "cron"}}}, "kind"),
             ({"terminationGracePeriodSeconds": 5}, "must be larger than config.shutdownGraceSeconds"),
+            ({"schedules": [{"name": "r", "cron": "@hourly"}]}, "queue"),
+            ({"schedules": [{"name": "r", "queue": "q"}]}, "oneOf"),
+            ({"schedules": [{"name": "r", "queue": "q", "cron": "@hourly", "every": "1m"}]}, "oneOf"),
+            ({"schedules": [{"name": "r", "queue": "q", "every": "soon"}]}, "every"),
+            ({"schedules": [{"name": "r", "queue": "q", "cron": "@daily", "misfire": "later"}]}, "misfire"),
         ]
         for values, expected in cases:
             with self.subTest(values=values):

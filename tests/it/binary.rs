@@ -12,7 +12,9 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Starts the binary on free ports and returns it with its gRPC address and
 /// its log lines.
-async fn start(extra_env: &[(&str, &str)]) -> (Child, String, tokio::sync::mpsc::Receiver<String>) {
+pub(crate) async fn start(
+    extra_env: &[(&str, &str)],
+) -> (Child, String, tokio::sync::mpsc::Receiver<String>) {
     start_on("127.0.0.1:0", extra_env).await.0
 }
 

@@ -505,3 +505,66 @@ async fn metrics_show_each_schedules_fires_skips_next_fire_and_lag() {
     assert!(value("jobq_schedule_fire_lag_seconds_count") >= 1.0);
     server.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn schedules_declared_in_a_file_are_set_at_start_up_and_a_bad_one_stops_the_start() {
+    let dir = crate::common::certs::temp_dir("declared-schedules");
+    let file = dir.join("schedules.json");
+    std::fs::write(
+        &file,
+        r#"[
+          {"name": "hourly-report", "queue": "reports", "cron": "0 * * * *",
+           "timeZone": "Europe/Berlin", "payload": "sales", "metadata": {"kind": "report"},
+           "misfire": "fire_once", "overlap": "skip_if_running", "jitter": "30s"},
+          {"name": "sync", "queue": "sync", "every": "90s"}
+        ]"#,
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let (mut server, addr, _lines) = crate::binary::start(&[("JOBQ_SCHEDULES_FILE", path)]).await;
+    let channel = crate::durable::connect(format!("http://{addr}")).await;
+    let report = get(&channel, "hourly-report").await;
+    let settings = report.settings.expect("settings");
+    assert_eq!(settings.time_zone, "Europe/Berlin");
+    assert_eq!(settings.misfire, pb::MisfirePolicy::FireOnce as i32);
+    assert_eq!(settings.overlap, pb::OverlapPolicy::SkipIfRunning as i32);
+    assert_eq!(
+        settings.jitter,
+        Some(prost_types::Duration {
+            seconds: 30,
+            nanos: 0
+        })
+    );
+    assert_eq!(settings.job.expect("job").payload, "sales".as_bytes());
+    let sync = get(&channel, "sync").await;
+    assert_eq!(
+        sync.settings.expect("settings").trigger,
+        Some(pb::schedule_settings::Trigger::Every(
+            prost_types::Duration {
+                seconds: 90,
+                nanos: 0
+            }
+        ))
+    );
+    server.kill().await.expect("kill");
+
+    std::fs::write(
+        &file,
+        r#"[{"name": "bad", "queue": "reports", "cron": "0 0 32 * *"}]"#,
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_jobq"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .env("JOBQ_SCHEDULES_FILE", path)
+        .output()
+        .await
+        .expect("jobq runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("entry 0 (\"bad\")")
+            && stderr.contains("settings.cron: field 3 (day of month)"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
