@@ -1,5 +1,6 @@
-//! The Python producer and worker in `examples/python/` (grpcio only, code
-//! generated from `proto/` at run time) against a real server.
+//! The Python examples in `examples/python/` (grpcio only, code generated
+//! from `proto/` at run time) against a real server: the email producer and
+//! worker, and the hourly report's schedule and worker.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -9,6 +10,10 @@ use jobq::queue::QueueName;
 use tokio::process::Command;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python");
+
+/// Held by each test while it runs Python: the examples generate their
+/// code into one folder, which two at once would write over each other.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A Python with the example's requirements: a virtual environment made
 /// once under the target folder, from PyPI.
@@ -53,6 +58,7 @@ fn check(what: &str, output: Output) -> String {
 
 #[tokio::test]
 async fn python_producer_and_worker_process_every_job() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let python = python().await;
     let server = TestServer::start().await;
     let addr = server.addr.to_string();
@@ -123,4 +129,54 @@ async fn python_producer_and_worker_process_every_job() {
             .is_some_and(|c| c.leased == 0 && c.ready == 0 && c.scheduled == 0 && c.dead == 1)
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_python_hourly_report_schedules_and_builds_one_report_per_fire_time() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let python = python().await;
+    let server = TestServer::start().await;
+    let addr = server.addr.to_string();
+    let scheduled = check(
+        "hourly_report.py schedule",
+        run(Command::new(&python).current_dir(EXAMPLE).args([
+            "hourly_report.py",
+            "schedule",
+            "--server",
+            &addr,
+            "--queue",
+            "py-reports",
+            // Every second, so the test need not wait an hour.
+            "--cron",
+            "* * * * * *",
+        ]))
+        .await,
+    );
+    assert!(
+        scheduled.starts_with("schedule hourly-report created; next fire "),
+        "{scheduled}"
+    );
+    let worked = check(
+        "hourly_report.py work",
+        run(Command::new(&python).current_dir(EXAMPLE).args([
+            "hourly_report.py",
+            "work",
+            "--server",
+            &addr,
+            "--queue",
+            "py-reports",
+            "--expect",
+            "2",
+            "--idle",
+            "20",
+        ]))
+        .await,
+    );
+    let reports: Vec<&str> = worked
+        .lines()
+        .filter(|l| l.starts_with("sales report for the hour before "))
+        .collect();
+    assert_eq!(reports.len(), 2, "{worked}");
+    assert_ne!(reports[0], reports[1], "two fire times: {worked}");
+    assert!(worked.ends_with("made 2 reports\n"), "{worked}");
 }
