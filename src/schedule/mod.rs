@@ -23,7 +23,7 @@ pub use clock::{SystemClock, WallClock};
 pub use fire::{Fire, FireResult, Firing, RECENT_FIRES, ScheduleState};
 pub use spec::{
     FIRE_TIME_KEY, InvalidSpec, JobTemplate, MAX_CATCH_UP, MAX_JITTER, Misfire, Overlap,
-    SCHEDULE_KEY, ScheduleSpec, TRIGGERED_KEY, fire_key,
+    SCHEDULE_KEY, SCHEDULE_OVERHEAD_BYTES, ScheduleSpec, TRIGGERED_KEY, fire_key,
 };
 pub use trigger::{InvalidTrigger, Millis, Trigger, rfc3339};
 

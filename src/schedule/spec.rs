@@ -25,6 +25,10 @@ pub fn fire_key(name: &crate::queue::ScheduleName, fire_time: Millis) -> String 
 
 /// Missed fire times caught up at most, per gap, under [`Misfire::FireAll`].
 pub const MAX_CATCH_UP: usize = 100;
+/// Bytes a schedule holds beyond its template and expression, at most
+/// about: its name, settings, index entries and ten recent fires (850
+/// bytes measured per schedule with `jobq-bench schedules`).
+pub const SCHEDULE_OVERHEAD_BYTES: u64 = 1024;
 /// The longest jitter.
 pub const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -139,8 +143,7 @@ impl ScheduleSpec {
         Ok(())
     }
 
-    /// Bytes the schedule holds in memory, roughly: its payload and
-    /// metadata.
+    /// Bytes the schedule's job template holds: its payload and metadata.
     pub fn bytes(&self) -> u64 {
         let metadata: usize = self
             .template
@@ -149,5 +152,12 @@ impl ScheduleSpec {
             .map(|(k, v)| k.len() + v.len())
             .sum();
         (self.template.payload.len() + metadata) as u64
+    }
+
+    /// Bytes the schedule holds in memory, at most about: its template,
+    /// its expression and [`SCHEDULE_OVERHEAD_BYTES`].
+    pub fn held_bytes(&self) -> u64 {
+        let expression = self.trigger.expression().map_or(0, str::len) as u64;
+        self.bytes() + expression + SCHEDULE_OVERHEAD_BYTES
     }
 }

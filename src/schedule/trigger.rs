@@ -12,6 +12,8 @@
 //!
 //! Fire times are whole milliseconds since the Unix epoch, in UTC.
 
+use std::num::NonZeroUsize;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -31,16 +33,41 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(366 * 24 * 3600);
 #[derive(Clone, Debug)]
 pub enum Trigger {
     /// A cron expression, in the schedule's time zone.
-    Cron(Box<CronTrigger>),
+    Cron(CronTrigger),
     /// Every so long, from the schedule's anchor.
     Every(Duration),
 }
 
-/// A parsed cron expression and the text it came from.
+/// A cron expression that parses. Only its text is kept: the parse comes
+/// from [`PARSED`] when needed.
 #[derive(Clone, Debug)]
 pub struct CronTrigger {
     expression: String,
-    cron: Cron,
+}
+
+/// Parsed expressions, shared by every schedule that uses one. A parse
+/// takes about 5 KiB (croner keeps a byte for each year it can match), so
+/// a hundred thousand schedules holding their own would take half a
+/// gigabyte; most share a few expressions. Bounded, least recently used
+/// out; a miss parses again, which takes about 13 µs. A std lock, held for
+/// one lookup or insert.
+static PARSED: LazyLock<Mutex<lru::LruCache<String, Arc<Cron>>>> = LazyLock::new(|| {
+    Mutex::new(lru::LruCache::new(
+        NonZeroUsize::new(PARSED_KEPT).unwrap_or(NonZeroUsize::MIN),
+    ))
+});
+/// Parsed expressions kept: at most about 20 MiB.
+const PARSED_KEPT: usize = 4096;
+
+/// The parse of an expression that parsed before.
+fn parsed(expression: &str) -> Option<Arc<Cron>> {
+    let lock = || PARSED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(cron) = lock().get(expression) {
+        return Some(Arc::clone(cron));
+    }
+    let cron = Arc::new(parser().parse(expression).ok()?);
+    lock().put(expression.to_string(), Arc::clone(&cron));
+    Some(cron)
 }
 
 impl PartialEq for Trigger {
@@ -98,10 +125,13 @@ impl Trigger {
         if let Err(error) = cron.find_next_occurrence(&now, false) {
             return Err(InvalidTrigger::NeverMatches(error.to_string()));
         }
-        Ok(Self::Cron(Box::new(CronTrigger {
+        PARSED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(expression.to_string(), Arc::new(cron));
+        Ok(Self::Cron(CronTrigger {
             expression: expression.to_string(),
-            cron,
-        })))
+        }))
     }
 
     /// Checks an interval: whole seconds from [`MIN_INTERVAL`] to
@@ -142,6 +172,7 @@ impl Trigger {
 
 impl CronTrigger {
     fn next_after(&self, after: Millis, zone: Tz) -> Option<Millis> {
+        let cron = parsed(&self.expression)?;
         // Cron times are whole seconds: search from the second `after`
         // falls in.
         let mut cursor = utc(after.div_euclid(1000) * 1000)?.with_timezone(&zone);
@@ -152,7 +183,7 @@ impl CronTrigger {
         // (croner steps at least a second of local time per search), so
         // the loop ends within the 3600 seconds such an hour holds.
         for _ in 0..=3600 {
-            let next = self.cron.find_next_occurrence(&cursor, false).ok()?;
+            let next = cron.find_next_occurrence(&cursor, false).ok()?;
             if next.timestamp_millis() > after {
                 return Some(next.timestamp_millis());
             }
@@ -163,9 +194,11 @@ impl CronTrigger {
 
     /// Whether `at` matches the expression, read in `zone`.
     pub fn matches(&self, at: Millis, zone: Tz) -> bool {
+        let Some(cron) = parsed(&self.expression) else {
+            return false;
+        };
         utc(at).is_some_and(|t| {
-            self.cron
-                .is_time_matching(&t.with_timezone(&zone))
+            cron.is_time_matching(&t.with_timezone(&zone))
                 .unwrap_or(false)
         })
     }

@@ -33,6 +33,7 @@ mod echo;
 mod enqueue;
 mod pipeline;
 mod report;
+mod schedules;
 mod steady;
 mod tasks;
 
@@ -42,6 +43,7 @@ use echo::baseline;
 use enqueue::enqueue;
 use pipeline::pipeline;
 use report::{Report, cpu_since, cpu_time, histogram, record};
+use schedules::schedules;
 use steady::steady;
 use tasks::{Finish, payload, prefill, queue_name, run_tasks};
 
@@ -142,6 +144,19 @@ enum Command {
         #[arg(long, default_value_t = 64 << 20)]
         segment_bytes: u64,
     },
+    /// Enqueue latency with `idle` schedules held against none, then
+    /// `due` schedules that all fire in one second: how long until all are
+    /// enqueued, and other producers' enqueue latency meanwhile. The
+    /// server must allow `idle + due` schedules (--max-schedules; the
+    /// embedded one does).
+    Schedules {
+        /// Schedules due in the same second.
+        #[arg(long, default_value_t = 10_000)]
+        due: usize,
+        /// Schedules held that do not fire during the run.
+        #[arg(long, default_value_t = 90_000)]
+        idle: usize,
+    },
     /// Every measurement above but `depth` (which wants `--embedded` and a
     /// million jobs of its own) and `steady` (which wants a server on a
     /// data dir), with ratios to the baseline.
@@ -190,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             segment_bytes,
         } => steady(&args, &client, *depth, data_dir, *segment_bytes).await?,
+        Command::Schedules { due, idle } => schedules(&args, &client, &server, *due, *idle).await?,
         Command::Baseline => baseline(&args).await?.print(),
         Command::All => {
             let echo = baseline(&args).await?;
@@ -221,12 +237,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Starts jobq in this process on a free port and returns its address.
-async fn embedded_jobq() -> anyhow::Result<String> {
+pub(crate) async fn embedded_jobq() -> anyhow::Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let mut config = jobq::config::Config::defaults();
     config.queue_capacity = 10_000_000;
     config.memory_budget_bytes = 8 << 30;
+    config.max_schedules = 1_000_000;
     let listeners = jobq::server::Listeners {
         grpc: listener,
         metrics: None,

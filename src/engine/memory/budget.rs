@@ -85,7 +85,16 @@ impl MemoryBudget {
         }
     }
 
-    /// Gives back `bytes` that were taken through [`adjust`](Self::adjust).
+    /// Takes `bytes` for something held beside the jobs (a schedule), or
+    /// takes nothing if they do not fit.
+    pub fn try_reserve_beside_jobs(&self, bytes: u64) -> Result<(), OverBudget> {
+        self.try_reserve(bytes)?;
+        self.beside_jobs.fetch_add(bytes, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Gives back `bytes` that were taken through [`adjust`](Self::adjust)
+    /// or [`try_reserve_beside_jobs`](Self::try_reserve_beside_jobs).
     pub fn release_beside_jobs(&self, bytes: u64) {
         let _ = self
             .beside_jobs

@@ -550,7 +550,10 @@ impl MemoryEngine {
         }
         drop(queues);
         for (seq, name, spec, state) in schedules {
-            engine.shared.schedules.restore(seq, name, spec, state);
+            engine
+                .shared
+                .schedules
+                .restore(&engine.shared.memory, seq, name, spec, state);
         }
         engine.shared.schedules.restored();
         engine

@@ -346,3 +346,40 @@ async fn a_schedule_outlives_compaction_and_a_restart() {
     stop(engine, journal).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(start_paused = true)]
+async fn schedules_count_against_the_memory_budget() {
+    let engine = MemoryEngine::new(EngineConfig {
+        memory_budget: 8 << 10,
+        clock: FollowingClock::new(),
+        ..EngineConfig::default()
+    });
+    let big = |trigger: &str| ScheduleSpec {
+        template: JobTemplate {
+            payload: Bytes::from(vec![b'x'; 4 << 10]),
+            metadata: Vec::new(),
+            priority: 0,
+            max_attempts: None,
+        },
+        trigger: Trigger::cron(trigger).expect("cron"),
+        ..every_second(Overlap::Allow)
+    };
+    engine.set_schedule(name("a"), big("@daily")).expect("fits");
+    let held = engine.memory_used();
+    assert!(held > 4 << 10, "{held}");
+    assert!(matches!(
+        engine.set_schedule(name("b"), big("@daily")),
+        Err(EngineError::MemoryExhausted { .. })
+    ));
+    // An update is charged for what it adds only.
+    engine
+        .set_schedule(name("a"), big("@hourly"))
+        .expect("same size");
+    assert_eq!(engine.memory_used(), held + 1);
+    engine.delete_schedule(&name("a")).expect("delete");
+    assert_eq!(engine.memory_used(), 0);
+    engine
+        .set_schedule(name("b"), big("@daily"))
+        .expect("room again");
+    engine.shutdown();
+}

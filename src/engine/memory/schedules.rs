@@ -23,8 +23,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
-use super::MemoryEngine;
 use super::schedule_record::{deleted_record, schedule_record};
+use super::{MemoryBudget, MemoryEngine};
 use crate::engine::journal::Journal;
 use crate::engine::{EngineError, Produce, ScheduleFigures, ScheduleInfo};
 use crate::queue::{Enqueued, JobState, NewJob, ScheduleName};
@@ -103,14 +103,17 @@ impl Schedules {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Puts back a schedule read from the journal at `seq`.
+    /// Puts back a schedule read from the journal at `seq`, counting it
+    /// against `memory` whether or not it fits (it was accepted before).
     pub(super) fn restore(
         &self,
+        memory: &MemoryBudget,
         seq: u64,
         name: ScheduleName,
         spec: ScheduleSpec,
         state: ScheduleState,
     ) {
+        memory.adjust(0, spec.held_bytes());
         let mut inner = self.lock();
         inner.book.restore(name.clone(), spec, state);
         inner.note(&name, seq);
@@ -171,13 +174,30 @@ impl MemoryEngine {
     ) -> Result<(ScheduleInfo, Upserted), EngineError> {
         let schedules = self.schedules();
         let now = self.wall_now();
+        let memory = &self.shared.memory;
         let upserted = {
             let mut inner = schedules.lock();
-            if inner.book.get(&name).is_none() && inner.book.len() >= schedules.max {
+            let old = inner.book.get(&name).map(|e| e.spec.held_bytes());
+            if old.is_none() && inner.book.len() >= schedules.max {
                 return Err(EngineError::TooManySchedules {
                     schedule: name,
                     limit: schedules.max,
                 });
+            }
+            // Schedules count against the memory budget beside the jobs:
+            // a hundred thousand templates of a megabyte must not exhaust
+            // the process.
+            let (old, new) = (old.unwrap_or(0), spec.held_bytes());
+            if new > old {
+                memory.try_reserve_beside_jobs(new - old).map_err(|over| {
+                    EngineError::MemoryExhausted {
+                        limit: over.limit,
+                        used: over.used,
+                        offered: new - old,
+                    }
+                })?;
+            } else {
+                memory.release_beside_jobs(old - new);
             }
             let upserted = inner.book.upsert(name.clone(), spec, now);
             if upserted != Upserted::Unchanged {
@@ -252,9 +272,12 @@ impl MemoryEngine {
     /// Deletes a schedule. Jobs it already made stay in their queue.
     pub fn delete_schedule(&self, name: &ScheduleName) -> Result<(), EngineError> {
         let mut inner = self.schedules().lock();
-        if !inner.book.remove(name) {
+        let held = inner.book.get(name).map(|e| e.spec.held_bytes());
+        let Some(held) = held else {
             return Err(EngineError::ScheduleNotFound(name.clone()));
-        }
+        };
+        inner.book.remove(name);
+        self.shared.memory.release_beside_jobs(held);
         inner.forget(name);
         if let Some(journal) = &self.shared.journal {
             journal.append(&deleted_record(name));
