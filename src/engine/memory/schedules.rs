@@ -363,7 +363,9 @@ impl MemoryEngine {
     }
 
     /// Enqueues one fire time of `firing`, or skips it by the overlap rule.
-    async fn fire_once(&self, firing: &Firing, fire_time: Millis) -> FireResult {
+    /// `None` when the server began to shut down: the fire stays in flight,
+    /// so a restart on the journal fires it then.
+    async fn fire_once(&self, firing: &Firing, fire_time: Millis) -> Option<FireResult> {
         if firing.spec.overlap == Overlap::SkipIfRunning {
             let previous = self
                 .schedules()
@@ -381,7 +383,7 @@ impl MemoryEngine {
                             )
                         });
                 if running {
-                    return FireResult::StillRunning(previous);
+                    return Some(FireResult::StillRunning(previous));
                 }
             }
         }
@@ -392,8 +394,9 @@ impl MemoryEngine {
                 self.shared
                     .observer
                     .schedule_fired(Duration::from_millis(u64::try_from(lag).unwrap_or(0)));
-                FireResult::Enqueued(stored[0].id)
+                Some(FireResult::Enqueued(stored[0].id))
             }
+            Err(EngineError::ShuttingDown) => None,
             Err(error) => {
                 tracing::warn!(
                     schedule = %firing.name,
@@ -401,7 +404,7 @@ impl MemoryEngine {
                     %error,
                     "schedule fire not enqueued"
                 );
-                FireResult::Failed(error.to_string())
+                Some(FireResult::Failed(error.to_string()))
             }
         }
     }
@@ -409,7 +412,9 @@ impl MemoryEngine {
     /// Enqueues a firing's times in order and records each.
     async fn fire(&self, firing: Firing) {
         for &fire_time in &firing.fire_times {
-            let result = self.fire_once(&firing, fire_time).await;
+            let Some(result) = self.fire_once(&firing, fire_time).await else {
+                return;
+            };
             self.report(&firing, fire_time, result);
         }
     }
