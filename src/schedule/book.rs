@@ -174,13 +174,15 @@ impl ScheduleBook {
         Some(true)
     }
 
-    /// Hands out every fire time due by `now`, applying each schedule's
-    /// misfire rule, and moves each schedule on to its next time. Every
-    /// firing returned changed its schedule's state and must be recorded;
-    /// its fire times must be reported back with [`fired`](Self::fired).
-    pub fn take_due(&mut self, now: Millis) -> Vec<Firing> {
+    /// Hands out the fire times due by `now` of at most `max` schedules,
+    /// the earliest due first, applying each schedule's misfire rule, and
+    /// moves each on to its next time. Every firing returned changed its
+    /// schedule's state and must be recorded; its fire times must be
+    /// reported back with [`fired`](Self::fired).
+    pub fn take_due(&mut self, now: Millis, max: usize) -> Vec<Firing> {
         let mut firings = Vec::new();
-        while let Some((at, _)) = self.due.first()
+        while firings.len() < max
+            && let Some((at, _)) = self.due.first()
             && *at <= now
         {
             let Some((_, name)) = self.due.pop_first() else {

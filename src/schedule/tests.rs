@@ -70,7 +70,7 @@ fn every(secs: u64) -> Trigger {
 /// Reports every handed-out time as enqueued, and returns the times.
 fn fire_all(book: &mut ScheduleBook, now: Millis) -> Vec<Millis> {
     let mut fired = Vec::new();
-    for firing in book.take_due(now) {
+    for firing in book.take_due(now, usize::MAX) {
         for &time in &firing.fire_times {
             let job = JobId::from_u128(time as u128);
             assert!(book.fired(
@@ -484,7 +484,7 @@ fn a_result_for_a_replaced_or_deleted_schedule_is_dropped() {
     let mut book = ScheduleBook::new();
     let t0 = utc(2026, 1, 1, 0, 0, 0);
     book.upsert(name("tick"), spec(every(60)), t0);
-    let firing = book.take_due(t0 + 60_000).pop().expect("due");
+    let firing = book.take_due(t0 + 60_000, usize::MAX).pop().expect("due");
     book.upsert(name("tick"), spec(every(30)), t0 + 60_001);
     let job = FireResult::Enqueued(JobId::from_u128(1));
     assert!(!book.fired(
@@ -508,7 +508,7 @@ fn a_restart_resumes_from_the_earliest_fire_not_reported() {
         ..spec(every(60))
     };
     book.upsert(name("tick"), all.clone(), t0);
-    let firing = book.take_due(t0 + 180_000).pop().expect("due");
+    let firing = book.take_due(t0 + 180_000, usize::MAX).pop().expect("due");
     assert_eq!(firing.fire_times, [t0 + 60_000, t0 + 120_000, t0 + 180_000]);
     let job = FireResult::Enqueued(JobId::from_u128(1));
     book.fired(
@@ -549,7 +549,22 @@ fn only_due_schedules_are_looked_at() {
         book.upsert(name(&format!("s{i:04}")), spec(every(3600)), t0 + i * 1000);
     }
     book.upsert(name("soon"), spec(every(1)), t0);
-    let firings = book.take_due(t0 + 1_000);
+    let firings = book.take_due(t0 + 1_000, usize::MAX);
     assert_eq!(firings.len(), 1);
     assert_eq!(firings[0].name, name("soon"));
+}
+
+#[test]
+fn many_due_at_once_are_handed_out_a_bounded_batch_at_a_time_earliest_first() {
+    let mut book = ScheduleBook::new();
+    let t0 = utc(2026, 1, 1, 0, 0, 0);
+    for i in 0..10 {
+        book.upsert(name(&format!("s{i}")), spec(every(10 + i as u64)), t0);
+    }
+    let first = book.take_due(t0 + 60_000, 4);
+    assert_eq!(first.len(), 4);
+    let names: Vec<&str> = first.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["s0", "s1", "s2", "s3"]);
+    // The other six; the first four moved on past now.
+    assert_eq!(book.take_due(t0 + 60_000, usize::MAX).len(), 6);
 }

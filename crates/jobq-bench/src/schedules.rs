@@ -217,8 +217,8 @@ pub(crate) async fn schedules(
         .context("the schedules took longer to set than their lead; give fewer --due")?;
     let fire_at = Instant::now() + wall_to_fire;
 
-    // Producers run from a second before the fire until all are in.
-    tokio::time::sleep_until((fire_at - Duration::from_secs(1)).into()).await;
+    // Producers run from the fire time until all are in.
+    tokio::time::sleep_until(fire_at.into()).await;
     let stop = CancellationToken::new();
     let producers = tokio::spawn(enqueue_until(
         args.concurrency,

@@ -35,6 +35,9 @@ use crate::schedule::{
 
 /// Fires of different schedules enqueued at once.
 const CONCURRENT_FIRES: usize = 256;
+/// Schedules handed out per hold of the book's lock, so that many coming
+/// due at once never hold it long (the loop takes the rest right after).
+const FIRINGS_PER_HOLD: usize = 1024;
 /// The longest the firing task sleeps while schedules exist.
 const LONGEST_SLEEP: Duration = Duration::from_secs(1);
 /// Upcoming fire times shown per schedule.
@@ -450,7 +453,7 @@ pub(super) async fn run(engine: MemoryEngine) {
         let now = engine.wall_now();
         let (firings, next_due, any) = {
             let mut inner = schedules.lock();
-            let firings = inner.book.take_due(now);
+            let firings = inner.book.take_due(now, FIRINGS_PER_HOLD);
             for firing in &firings {
                 inner.record(engine.shared.journal.as_ref(), &firing.name);
             }
