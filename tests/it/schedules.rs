@@ -270,15 +270,29 @@ async fn bad_schedules_get_invalid_argument_naming_what_is_wrong() {
     server.shutdown().await.expect("shutdown");
 }
 
+/// Runs `jobq ARGS` with `env`, to its end.
+async fn jobq(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jobq"));
+    command.args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().await.expect("jobq runs")
+}
+
+/// The standard error of `jobq ARGS`, which must fail.
+async fn jobq_fails(args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = jobq(args, env).await;
+    assert!(!output.status.success(), "jobq {args:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// Runs `jobq ARGS` against the server, with JSON output.
 async fn jobq_json(server: &TestServer, args: &[&str]) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_jobq"))
-        .args(args)
-        .args(["--output", "json"])
-        .env("JOBQ_SERVER", format!("http://{}", server.addr))
-        .output()
-        .await
-        .expect("jobq runs");
+    let address = format!("http://{}", server.addr);
+    let mut args = args.to_vec();
+    args.extend(["--output", "json"]);
+    let output = jobq(&args, &[("JOBQ_SERVER", &address)]).await;
     assert!(
         output.status.success(),
         "jobq {args:?}: {}",
@@ -344,14 +358,12 @@ async fn the_cli_sets_pauses_triggers_and_deletes_schedules() {
     assert_eq!(got["recent_fires"][0]["job_state"], "JOB_STATE_READY");
 
     jobq_json(&server, &["schedules", "delete", "nightly"]).await;
-    let output = Command::new(env!("CARGO_BIN_EXE_jobq"))
-        .args(["schedules", "get", "nightly"])
-        .env("JOBQ_SERVER", format!("http://{}", server.addr))
-        .output()
-        .await
-        .expect("jobq runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let address = format!("http://{}", server.addr);
+    let stderr = jobq_fails(
+        &["schedules", "get", "nightly"],
+        &[("JOBQ_SERVER", &address)],
+    )
+    .await;
     assert!(
         stderr.contains("schedule nightly does not exist"),
         "{stderr}"
@@ -553,14 +565,11 @@ async fn schedules_declared_in_a_file_are_set_at_start_up_and_a_bad_one_stops_th
         r#"[{"name": "bad", "queue": "reports", "cron": "0 0 32 * *"}]"#,
     )
     .expect("write");
-    let output = Command::new(env!("CARGO_BIN_EXE_jobq"))
-        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-        .env("JOBQ_SCHEDULES_FILE", path)
-        .output()
-        .await
-        .expect("jobq runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = jobq_fails(
+        &["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+        &[("JOBQ_SCHEDULES_FILE", path)],
+    )
+    .await;
     assert!(
         stderr.contains("entry 0 (\"bad\")")
             && stderr.contains("settings.cron: field 3 (day of month)"),

@@ -301,8 +301,7 @@ async fn wait_for_fires(engine: &MemoryEngine, count: u64) {
 
 #[tokio::test]
 async fn a_schedule_outlives_compaction_and_a_restart() {
-    use super::tests::{durable_engine, reopen, stop};
-    use crate::engine::{Consume, Produce};
+    use super::tests::{churn_until_compacted, durable_engine, reopen, stop};
     let (engine, journal, dir) = durable_engine("schedule-compaction");
     let hourly = ScheduleSpec {
         trigger: Trigger::cron("@hourly").expect("cron"),
@@ -311,31 +310,10 @@ async fn a_schedule_outlives_compaction_and_a_restart() {
     engine
         .set_schedule(name("tick"), hourly.clone())
         .expect("set");
-    let q = QueueName::new("churn").expect("name");
-    let big = NewJob {
-        payload: Bytes::from(vec![7u8; 4 << 10]),
-        ..NewJob::default()
-    };
     // Enough acked traffic that compaction deletes the segment that
     // recorded the schedule.
-    let first_segment = journal.segments().expect("segments")[0].path.clone();
-    let mut rounds = 0;
-    while first_segment.exists() {
-        rounds += 1;
-        assert!(
-            rounds < 10_000,
-            "compaction never removed the first segment"
-        );
-        Produce::enqueue(&engine, q.clone(), vec![big.clone(); 4], None)
-            .await
-            .expect("enqueue");
-        let leased = Consume::lease(&engine, q.clone(), 4, None, Duration::ZERO)
-            .await
-            .expect("lease");
-        let tokens: Vec<_> = leased.iter().map(|d| d.token).collect();
-        Consume::ack(&engine, &q, &tokens).await.expect("ack");
-        tokio::task::yield_now().await;
-    }
+    let churn = QueueName::new("churn").expect("name");
+    churn_until_compacted(&engine, &journal, &churn).await;
     stop(engine, journal).await;
 
     let (engine, journal) = reopen(&dir);

@@ -337,6 +337,38 @@ pub(super) fn reopen(dir: &std::path::Path) -> (MemoryEngine, crate::engine::jou
     (engine, journal)
 }
 
+/// Enqueues and acks 16 KiB at a time through `queue` until compaction has
+/// deleted the journal's first segment.
+pub(super) async fn churn_until_compacted(
+    engine: &MemoryEngine,
+    journal: &crate::engine::journal::Journal,
+    queue: &QueueName,
+) {
+    use crate::engine::{Consume, Produce};
+    let big = NewJob {
+        payload: Bytes::from(vec![7u8; 4 << 10]),
+        ..NewJob::default()
+    };
+    let first_segment = journal.segments().expect("segments")[0].path.clone();
+    let mut rounds = 0;
+    while first_segment.exists() {
+        rounds += 1;
+        assert!(
+            rounds < 10_000,
+            "compaction never removed the first segment"
+        );
+        Produce::enqueue(engine, queue.clone(), vec![big.clone(); 4], None)
+            .await
+            .expect("enqueue");
+        let leased = Consume::lease(engine, queue.clone(), 4, None, Duration::ZERO)
+            .await
+            .expect("lease");
+        let tokens: Vec<_> = leased.iter().map(|d| d.token).collect();
+        Consume::ack(engine, queue, &tokens).await.expect("ack");
+        tokio::task::yield_now().await;
+    }
+}
+
 pub(super) async fn stop(engine: MemoryEngine, journal: crate::engine::journal::Journal) {
     engine.shutdown();
     crate::engine::Engine::stopped(&engine).await;
@@ -367,28 +399,7 @@ async fn an_idempotency_key_outlives_its_job_compaction_and_a_restart() {
         .expect("ack");
     // Enough acked traffic after it that compaction deletes the segment
     // that recorded the key.
-    let big = NewJob {
-        payload: Bytes::from(vec![7u8; 4 << 10]),
-        ..NewJob::default()
-    };
-    let first_segment = journal.segments().expect("segments")[0].path.clone();
-    let mut rounds = 0;
-    while first_segment.exists() {
-        rounds += 1;
-        assert!(
-            rounds < 10_000,
-            "compaction never removed the first segment"
-        );
-        Produce::enqueue(&engine, q.clone(), vec![big.clone(); 4], None)
-            .await
-            .expect("enqueue");
-        let leased = Consume::lease(&engine, q.clone(), 4, None, Duration::ZERO)
-            .await
-            .expect("lease");
-        let tokens: Vec<_> = leased.iter().map(|d| d.token).collect();
-        Consume::ack(&engine, &q, &tokens).await.expect("ack");
-        tokio::task::yield_now().await;
-    }
+    churn_until_compacted(&engine, &journal, &q).await;
     // The key was copied; no job was live to copy.
     let copied = journal.progress().copied_bytes;
     assert!(copied > 0 && copied < 1 << 10, "{copied}");
