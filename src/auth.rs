@@ -325,6 +325,14 @@ mod tests {
             t.check(enqueue, &w).expect_err("worker enqueue").code(),
             tonic::Code::PermissionDenied
         );
+        // Schedules enqueue into any queue: an operator's business.
+        let schedule = "/jobq.v1.Schedules/SetSchedule";
+        assert!(t.check(schedule, &a).is_ok());
+        for token in [&p, &w] {
+            let denied = t.check(schedule, token).expect_err("not admin");
+            assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+            assert!(denied.message().ends_with("it needs an admin token"));
+        }
     }
 
     #[test]

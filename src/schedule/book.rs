@@ -346,10 +346,12 @@ fn take_one(name: &ScheduleName, entry: &mut Entry, now: Millis) -> Vec<Millis> 
     let mut count: u64 = 0;
     let mut next = entry.state.next_fire;
     let mut scanned = 0;
+    let mut last_seen = None;
     while let Some(fire) = next
         && due(fire) <= now
     {
         count += 1;
+        last_seen = Some(fire);
         scanned += 1;
         if late.len() > MAX_CATCH_UP {
             late.pop_front();
@@ -364,8 +366,9 @@ fn take_one(name: &ScheduleName, entry: &mut Entry, now: Millis) -> Vec<Millis> 
             // cron expression's search to the present.
             let jump_from = now - spec.jitter.as_millis() as Millis;
             if let Trigger::Every(step) = spec.trigger {
+                // The times from `at` on, before `jump_from`.
                 let step = step.as_millis().max(1) as Millis;
-                count += ((jump_from - at) / step).max(0) as u64;
+                count += ((jump_from - at).max(0) as u64).div_ceil(step as u64);
             }
             late.clear();
             next = first_after(&spec, anchor, jump_from.max(at) - 1);
@@ -374,6 +377,10 @@ fn take_one(name: &ScheduleName, entry: &mut Entry, now: Millis) -> Vec<Millis> 
     }
     entry.state.next_fire = next;
     let Some(&latest) = late.back() else {
+        // Only after a jump: every time counted was missed.
+        if let Some(last) = last_seen {
+            missed(name, entry, count, last, now);
+        }
         return Vec::new();
     };
     let on_time = now - due(latest) <= ON_TIME_MILLIS;
@@ -386,26 +393,32 @@ fn take_one(name: &ScheduleName, entry: &mut Entry, now: Millis) -> Vec<Millis> 
             late.iter().skip(older).copied().collect()
         }
     };
-    let missed = count - fire.len() as u64;
-    if missed > 0 {
+    let skipped = count - fire.len() as u64;
+    if skipped > 0 {
         let last_missed = late
             .iter()
             .rev()
             .find(|t| !fire.contains(t))
             .copied()
             .unwrap_or(latest);
-        entry.state.skipped += missed;
-        entry.state.remember(Fire {
-            fire_time: last_missed,
-            handled_at: now,
-            result: FireResult::Misfired { count: missed },
-        });
-        tracing::info!(
-            schedule = %name,
-            missed,
-            rule = spec.misfire.name(),
-            "schedule missed fire times"
-        );
+        missed(name, entry, skipped, last_missed, now);
     }
     fire
+}
+
+/// Counts `count` fire times the misfire rule skipped, the latest
+/// `last`, and says so.
+fn missed(name: &ScheduleName, entry: &mut Entry, count: u64, last: Millis, now: Millis) {
+    entry.state.skipped += count;
+    entry.state.remember(Fire {
+        fire_time: last,
+        handled_at: now,
+        result: FireResult::Misfired { count },
+    });
+    tracing::info!(
+        schedule = %name,
+        missed = count,
+        rule = entry.spec.misfire.name(),
+        "schedule missed fire times"
+    );
 }

@@ -568,3 +568,52 @@ fn many_due_at_once_are_handed_out_a_bounded_batch_at_a_time_earliest_first() {
     // The other six; the first four moved on past now.
     assert_eq!(book.take_due(t0 + 60_000, usize::MAX).len(), 6);
 }
+
+#[test]
+fn a_long_gap_with_jitter_still_counts_every_missed_time() {
+    let mut book = ScheduleBook::new();
+    let t0 = utc(2026, 1, 1, 0, 0, 0);
+    let jittered = ScheduleSpec {
+        jitter: Duration::from_secs(30),
+        ..spec(every(1))
+    };
+    book.upsert(name("tick"), jittered, t0);
+    // 20 000 s later: past the scan limit, so the search jumps to a
+    // jitter before now, where the next time may not be due yet.
+    let now = t0 + 20_000_000;
+    fire_all(&mut book, now);
+    let state = &book.get(&name("tick")).expect("held").state;
+    let fired_or_skipped = state.fired + state.skipped;
+    // Every second up to about now - jitter, each once.
+    assert!(
+        (19_960..=20_000).contains(&fired_or_skipped),
+        "{fired_or_skipped}: {state:?}"
+    );
+    assert!(state.next_fire.is_some_and(|next| next > now - 30_000));
+}
+
+#[test]
+fn past_the_scan_limit_the_missed_times_are_counted_exactly() {
+    let mut book = ScheduleBook::new();
+    let t0 = utc(2026, 1, 1, 0, 0, 0);
+    let hour = 3_600_000;
+    let hourly = ScheduleSpec {
+        jitter: Duration::from_secs(1800),
+        ..spec(every(3600))
+    };
+    book.upsert(name("h"), hourly.clone(), t0);
+    // A second after the 11 000th fire time, which is not due yet: its
+    // jitter puts it later.
+    let last = t0 + 11_000 * hour;
+    assert!(jitter_offset(&name("h"), last, &hourly) > 1000);
+    fire_all(&mut book, last + 1000);
+    let state = &book.get(&name("h")).expect("held").state;
+    // The 10 000 looked at one by one, then the 999 counted to half an
+    // hour before now; the 11 000th is still to come.
+    assert_eq!((state.fired, state.skipped), (0, 10_999));
+    assert_eq!(state.next_fire, Some(last));
+    assert!(matches!(
+        state.recent.back().map(|f| &f.result),
+        Some(FireResult::Misfired { count: 10_999 })
+    ));
+}
