@@ -7,12 +7,14 @@
 //!   intervals in a time zone, misfire and overlap rules, every schedule
 //!   by due time. Time passed in, as for queues.
 //! - [`engine`]: the seam every service stands on: async, fallible traits
-//!   for producing, consuming and operating queues, and
+//!   for producing, consuming and operating queues and for schedules, and
 //!   [`MemoryEngine`](engine::MemoryEngine), the in-memory implementation
 //!   (every queue behind its own lock, one deadline timer per queue,
-//!   long-poll wake-ups, the server-wide memory budget), which with a data
+//!   long-poll wake-ups, the server-wide memory budget, one timer firing
+//!   every schedule), which with a data
 //!   dir writes every change to the [`journal`](engine::journal).
-//! - [`grpc`]: the `jobq.v1.JobQueue` and `jobq.v1.Admin` services.
+//! - [`grpc`]: the `jobq.v1.JobQueue`, `jobq.v1.Admin` and `jobq.v1.Schedules`
+//!   services.
 //!   Validates requests, converts protobuf to core types and back, and maps
 //!   errors to gRPC statuses.
 //! - [`server`]: binds it all together with health and reflection services

@@ -1,6 +1,6 @@
-//! Serving: the JobQueue and Admin services with health and reflection,
-//! and the metrics endpoint, from already-bound listeners until a shutdown
-//! signal.
+//! Serving: the JobQueue, Admin and Schedules services with health and
+//! reflection, and the metrics endpoint, from already-bound listeners until
+//! a shutdown signal.
 
 mod calls;
 mod connections;
@@ -52,12 +52,12 @@ pub const ADMIN_SERVICE_NAME: &str = "jobq.v1.Admin";
 /// The name health checks use for the Schedules service.
 pub const SCHEDULES_SERVICE_NAME: &str = "jobq.v1.Schedules";
 
-/// Serves `jobq.v1.JobQueue`, `jobq.v1.Admin`, health and (unless switched
-/// off) reflection on `listeners.grpc`, over TLS and behind token checks
+/// Serves `jobq.v1.JobQueue`, `jobq.v1.Admin`, `jobq.v1.Schedules`, health
+/// and (unless switched off) reflection on `listeners.grpc`, over TLS and behind token checks
 /// when configured, and `/metrics` and `/healthz` on `listeners.metrics`,
 /// until `shutdown` completes, then shuts down gracefully:
 /// 1. health (and `/healthz`) turns NOT_SERVING, for the server and for
-///    both services;
+///    each service;
 /// 2. the engine refuses new enqueues and leases, open long-polls return
 ///    at once with what they have (nothing), and worker and producer
 ///    streams end with UNAVAILABLE;
