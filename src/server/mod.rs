@@ -53,8 +53,9 @@ pub const ADMIN_SERVICE_NAME: &str = "jobq.v1.Admin";
 pub const SCHEDULES_SERVICE_NAME: &str = "jobq.v1.Schedules";
 
 /// Serves `jobq.v1.JobQueue`, `jobq.v1.Admin`, `jobq.v1.Schedules`, health
-/// and (unless switched off) reflection on `listeners.grpc`, over TLS and behind token checks
-/// when configured, and `/metrics` and `/healthz` on `listeners.metrics`,
+/// and (unless switched off) reflection on `listeners.grpc`, over TLS and
+/// behind token checks when configured, and `/metrics` and `/healthz` on
+/// `listeners.metrics`,
 /// until `shutdown` completes, then shuts down gracefully:
 /// 1. health (and `/healthz`) turns NOT_SERVING, for the server and for
 ///    each service;
