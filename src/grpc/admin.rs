@@ -14,11 +14,12 @@ use super::{convert, observe, status};
 use crate::engine::SharedEngine;
 use crate::metrics::RpcMetrics;
 
-/// Serves `jobq.v1.Admin` from an engine.
+/// Serves `jobq.v1.Admin`, and `jobq.v1.Schedules` (in `schedules.rs`),
+/// from an engine.
 #[derive(Clone, Debug)]
 pub struct AdminService {
-    engine: SharedEngine,
-    limits: Limits,
+    pub(super) engine: SharedEngine,
+    pub(super) limits: Limits,
     rpc: Arc<RpcMetrics>,
 }
 
@@ -33,7 +34,7 @@ impl AdminService {
     }
 
     /// Runs one RPC and records its count, code and latency.
-    async fn observed<T>(
+    pub(super) async fn observed<T>(
         &self,
         method: &'static str,
         span: tracing::Span,

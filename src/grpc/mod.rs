@@ -22,6 +22,5 @@ mod validate;
 pub use admin::AdminService;
 pub(crate) use client_faults::ClientFaultLayer;
 pub use schedule_settings::checked_schedule;
-pub use schedules::SchedulesService;
 pub use service::JobQueueService;
 pub use validate::{InvalidField, Limits};

@@ -1,52 +1,21 @@
-//! [`SchedulesService`]: the `jobq.v1.Schedules` RPCs, for recurring jobs.
+//! The `jobq.v1.Schedules` RPCs, for recurring jobs, served by the
+//! [`AdminService`]: both are operator APIs over the same engine, limits
+//! and RPC figures.
 //!
 //! Each RPC is a few lines: check the request (`schedule_settings.rs`),
 //! call the engine, convert the answer.
 
-use std::sync::Arc;
-
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
+use super::AdminService;
 use super::pb::{self, schedules_server::Schedules};
 use super::schedule_settings::{page_token, schedule_name, schedule_to_pb};
-use super::validate::{self, Limits};
-use super::{observe, status};
-use crate::engine::SharedEngine;
-use crate::metrics::RpcMetrics;
+use super::{observe, status, validate};
 use crate::schedule::Upserted;
 
-/// Serves `jobq.v1.Schedules` from an engine.
-#[derive(Clone, Debug)]
-pub struct SchedulesService {
-    engine: SharedEngine,
-    limits: Limits,
-    rpc: Arc<RpcMetrics>,
-}
-
-impl SchedulesService {
-    /// A schedules service over `engine`, recording its calls in `rpc`.
-    pub fn new(engine: SharedEngine, limits: Limits, rpc: Arc<RpcMetrics>) -> Self {
-        Self {
-            engine,
-            limits,
-            rpc,
-        }
-    }
-
-    /// Runs one RPC and records its count, code and latency.
-    async fn observed<T>(
-        &self,
-        method: &'static str,
-        span: tracing::Span,
-        call: impl Future<Output = Result<T, Status>>,
-    ) -> Result<T, Status> {
-        observe::observed(&self.rpc, method, span, call).await
-    }
-}
-
 #[tonic::async_trait]
-impl Schedules for SchedulesService {
+impl Schedules for AdminService {
     async fn set_schedule(
         &self,
         request: Request<pb::SetScheduleRequest>,

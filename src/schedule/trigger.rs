@@ -59,14 +59,17 @@ static PARSED: LazyLock<Mutex<lru::LruCache<String, Arc<Cron>>>> = LazyLock::new
 /// Parsed expressions kept: at most about 20 MiB.
 const PARSED_KEPT: usize = 4096;
 
+fn parsed_cache() -> std::sync::MutexGuard<'static, lru::LruCache<String, Arc<Cron>>> {
+    PARSED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The parse of an expression that parsed before.
 fn parsed(expression: &str) -> Option<Arc<Cron>> {
-    let lock = || PARSED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(cron) = lock().get(expression) {
+    if let Some(cron) = parsed_cache().get(expression) {
         return Some(Arc::clone(cron));
     }
     let cron = Arc::new(parser().parse(expression).ok()?);
-    lock().put(expression.to_string(), Arc::clone(&cron));
+    parsed_cache().put(expression.to_string(), Arc::clone(&cron));
     Some(cron)
 }
 
@@ -125,10 +128,7 @@ impl Trigger {
         if let Err(error) = cron.find_next_occurrence(&now, false) {
             return Err(InvalidTrigger::NeverMatches(error.to_string()));
         }
-        PARSED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(expression.to_string(), Arc::new(cron));
+        parsed_cache().put(expression.to_string(), Arc::new(cron));
         Ok(Self::Cron(CronTrigger {
             expression: expression.to_string(),
         }))

@@ -31,7 +31,7 @@ use crate::grpc::pb::{
     self, admin_server::AdminServer, job_queue_server::JobQueueServer,
     schedules_server::SchedulesServer,
 };
-use crate::grpc::{AdminService, ClientFaultLayer, JobQueueService, SchedulesService};
+use crate::grpc::{AdminService, ClientFaultLayer, JobQueueService};
 use crate::metrics::Metrics;
 use crate::tls::{Tls, TlsFiles};
 
@@ -355,20 +355,14 @@ fn router(
     let jobq = JobQueueServer::new(service)
         .max_decoding_message_size(config.max_request_bytes)
         .max_encoding_message_size(config.max_request_bytes);
-    let admin = AdminServer::new(AdminService::new(
-        Arc::clone(engine),
-        config.limits(),
-        metrics.rpc(),
-    ))
-    .max_decoding_message_size(config.max_request_bytes)
-    .max_encoding_message_size(config.max_request_bytes);
-    let schedules = SchedulesServer::new(SchedulesService::new(
-        Arc::clone(engine),
-        config.limits(),
-        metrics.rpc(),
-    ))
-    .max_decoding_message_size(config.max_request_bytes)
-    .max_encoding_message_size(config.max_request_bytes);
+    // One operator service behind both operator APIs.
+    let operator = AdminService::new(Arc::clone(engine), config.limits(), metrics.rpc());
+    let schedules = SchedulesServer::new(operator.clone())
+        .max_decoding_message_size(config.max_request_bytes)
+        .max_encoding_message_size(config.max_request_bytes);
+    let admin = AdminServer::new(operator)
+        .max_decoding_message_size(config.max_request_bytes)
+        .max_encoding_message_size(config.max_request_bytes);
 
     // Both reflection versions: grpcurl and other tools ask for either.
     let reflection = || {

@@ -63,6 +63,9 @@ struct Inner {
     /// record, and the same by number, so compaction finds old ones.
     seq_of: HashMap<ScheduleName, u64>,
     by_seq: BTreeMap<u64, ScheduleName>,
+    /// What every schedule held counts against the memory budget, kept as
+    /// schedules come and go.
+    held: u64,
 }
 
 impl Inner {
@@ -118,6 +121,7 @@ impl Schedules {
     ) {
         memory.adjust(0, spec.held_bytes());
         let mut inner = self.lock();
+        inner.held += spec.held_bytes();
         inner.book.restore(name.clone(), spec, state);
         inner.note(&name, seq);
     }
@@ -135,14 +139,10 @@ impl Schedules {
             .is_some_and(|(s, _)| *s < seq)
     }
 
-    /// Bytes the schedules' records take, roughly, for compaction's bound.
+    /// Bytes the schedules' records take, roughly, for compaction's bound:
+    /// about what they hold in memory.
     pub(super) fn record_bytes(&self) -> u64 {
-        let inner = self.lock();
-        inner
-            .book
-            .page(None, usize::MAX)
-            .map(|(_, entry)| entry.spec.bytes() + 256)
-            .sum()
+        self.lock().held
     }
 
     /// Writes again every schedule whose latest record is before `seq`.
@@ -202,6 +202,7 @@ impl MemoryEngine {
             } else {
                 memory.release_beside_jobs(old - new);
             }
+            inner.held = inner.held - old + new;
             let upserted = inner.book.upsert(name.clone(), spec, now);
             if upserted != Upserted::Unchanged {
                 inner.record(self.shared.journal.as_ref(), &name);
@@ -280,6 +281,7 @@ impl MemoryEngine {
             return Err(EngineError::ScheduleNotFound(name.clone()));
         };
         inner.book.remove(name);
+        inner.held -= held;
         self.shared.memory.release_beside_jobs(held);
         inner.forget(name);
         if let Some(journal) = &self.shared.journal {
@@ -321,15 +323,24 @@ impl MemoryEngine {
             .trigger(name, self.wall_now())
             .ok_or_else(|| EngineError::ScheduleNotFound(name.clone()))?;
         let fire_time = firing.fire_times[0];
-        let job = fire_job(&firing, fire_time);
-        let stored = Produce::enqueue(self, firing.spec.queue.clone(), vec![job], None).await;
+        let stored = self.enqueue_fire(&firing, fire_time).await;
         let result = match &stored {
-            Ok(stored) => FireResult::Enqueued(stored[0].id),
+            Ok(stored) => FireResult::Enqueued(stored.id),
             Err(error) => FireResult::Failed(error.to_string()),
         };
         self.report(&firing, fire_time, result);
         self.settle().await?;
-        let mut stored = stored?;
+        stored
+    }
+
+    /// Enqueues the job of one fire time.
+    async fn enqueue_fire(
+        &self,
+        firing: &Firing,
+        fire_time: Millis,
+    ) -> Result<Enqueued, EngineError> {
+        let job = fire_job(firing, fire_time);
+        let mut stored = Produce::enqueue(self, firing.spec.queue.clone(), vec![job], None).await?;
         Ok(stored.remove(0))
     }
 
@@ -390,14 +401,13 @@ impl MemoryEngine {
                 }
             }
         }
-        let job = fire_job(firing, fire_time);
-        match Produce::enqueue(self, firing.spec.queue.clone(), vec![job], None).await {
+        match self.enqueue_fire(firing, fire_time).await {
             Ok(stored) => {
                 let lag = self.wall_now().saturating_sub(fire_time);
                 self.shared
                     .observer
                     .schedule_fired(Duration::from_millis(u64::try_from(lag).unwrap_or(0)));
-                Some(FireResult::Enqueued(stored[0].id))
+                Some(FireResult::Enqueued(stored.id))
             }
             Err(EngineError::ShuttingDown) => None,
             Err(error) => {
