@@ -304,7 +304,7 @@ async fn list(remote: &Remote) -> anyhow::Result<()> {
                 .map(|s| {
                     vec![
                         s.name.clone(),
-                        settings(s).queue.clone(),
+                        settings(s).queue,
                         trigger_text(s),
                         if s.paused { "paused" } else { "active" }.into(),
                         next_fire(s),
@@ -330,11 +330,9 @@ async fn list(remote: &Remote) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn settings(s: &pb::Schedule) -> &pb::ScheduleSettings {
-    static EMPTY: std::sync::OnceLock<pb::ScheduleSettings> = std::sync::OnceLock::new();
-    s.settings
-        .as_ref()
-        .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
+/// A schedule's settings (the server always sends them; empty if not).
+fn settings(s: &pb::Schedule) -> pb::ScheduleSettings {
+    s.settings.clone().unwrap_or_default()
 }
 
 fn trigger_text(s: &pb::Schedule) -> String {
