@@ -73,8 +73,8 @@ pub struct Config {
     pub queue_capacity: usize,
 
     /// Bytes all queues together hold at most: jobs (payload, metadata and
-    /// a fixed overhead each), idempotency keys, finished-job records and
-    /// failure histories.
+    /// a fixed overhead each), idempotency keys, finished-job records,
+    /// failure histories and schedules.
     #[arg(long, env = "JOBQ_MEMORY_BUDGET_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub memory_budget_bytes: u64,
 

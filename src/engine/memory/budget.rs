@@ -1,4 +1,5 @@
-//! The server-wide budget for job bytes held in memory.
+//! The server-wide budget for what clients make the server hold in memory:
+//! jobs, and beside them keys, records, histories and schedules.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
