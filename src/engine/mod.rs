@@ -24,6 +24,7 @@ mod info;
 pub mod journal;
 pub mod memory;
 mod observer;
+pub mod postgres;
 mod starting;
 
 use std::time::Duration;
@@ -165,6 +166,13 @@ pub trait Operate: Send + Sync {
         limit: usize,
     ) -> Result<Vec<QueueInfo>, EngineError>;
 
+    /// Every queue's settings, counts and totals, for metrics. An engine
+    /// that must not count every queue's jobs per scrape may answer with
+    /// figures a few seconds old.
+    async fn queue_figures(&self) -> Result<Vec<QueueInfo>, EngineError> {
+        self.list_queues(None, usize::MAX).await
+    }
+
     /// One queue's settings, counts and totals.
     async fn queue_info(&self, queue: &QueueName) -> Result<QueueInfo, EngineError>;
 
@@ -286,6 +294,12 @@ pub trait Engine: Produce + Consume + Operate + Schedules + std::fmt::Debug {
     /// Completes when the server begins to shut down, as an owned future
     /// that can be stored in a stream.
     fn shutting_down(&self) -> WaitForCancellationFutureOwned;
+
+    /// Whether the store can be reached, now and as it changes, for an
+    /// engine whose store is elsewhere (`None`: always, as in memory).
+    fn available(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
+    }
 
     /// Fails with [`EngineError::ShuttingDown`] once shutdown has begun.
     fn refuse_if_shutting_down(&self) -> Result<(), EngineError> {

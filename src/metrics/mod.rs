@@ -160,7 +160,7 @@ impl Metrics {
     /// leaves those figures out of this scrape (and says so in the log);
     /// the rest is still served.
     pub async fn scrape(&self, engine: &dyn Engine) -> String {
-        match engine.list_queues(None, usize::MAX).await {
+        match engine.queue_figures().await {
             Ok(queues) => *self.lock_queues() = self.figures(&queues),
             Err(error) => {
                 tracing::warn!(%error, "metrics scrape could not read the queues");

@@ -1,0 +1,87 @@
+//! A schema of its own per test, on the database `JOBQ_TEST_DATABASE_URL`
+//! names (default: the local server, `postgres://postgres@127.0.0.1:5432/test`);
+//! when none answers, tests that need one say so and pass without running.
+
+use std::time::Duration;
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+/// The variable that points the tests at a database.
+pub(crate) const DATABASE_VAR: &str = "JOBQ_TEST_DATABASE_URL";
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A throwaway schema, dropped (with everything in it) when this is.
+#[derive(Debug)]
+pub(crate) struct TestSchema {
+    base: String,
+    name: String,
+}
+
+impl TestSchema {
+    /// A new schema, or `None` (having said why) when no database answers.
+    pub(crate) async fn create(test: &str) -> Option<Self> {
+        let base = std::env::var(DATABASE_VAR).unwrap_or_else(|_| DEFAULT_URL.to_string());
+        let connected =
+            tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&base)).await;
+        let mut conn = match connected {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(error)) => {
+                eprintln!(
+                    "SKIPPED {test}: no PostgreSQL at {base} ({error}); set {DATABASE_VAR} to run it"
+                );
+                return None;
+            }
+            Err(_) => {
+                eprintln!(
+                    "SKIPPED {test}: PostgreSQL at {base} did not answer; set {DATABASE_VAR} to run it"
+                );
+                return None;
+            }
+        };
+        let name = format!("jobq_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create the test schema");
+        let _ = conn.close().await;
+        Some(Self { base, name })
+    }
+
+    /// A URL whose connections use this schema.
+    pub(crate) fn url(&self) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-csearch_path%3D{}", self.base, self.name)
+    }
+
+    /// The schema's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let (base, name) = (self.base.clone(), self.name.clone());
+        // On a thread of its own: this may run inside a runtime, or in a
+        // panic.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime to drop the schema");
+            runtime.block_on(async move {
+                let mut conn = PgConnection::connect(&base).await?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .execute(&mut conn)
+                    .await?;
+                conn.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test schema {}", self.name);
+        }
+    }
+}

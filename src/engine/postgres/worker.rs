@@ -1,0 +1,247 @@
+//! [`PgAttachment`]: a worker stream's hold on one queue, on one replica.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::consume::FALLBACK_POLL;
+use super::{PgEngine, error, rows};
+use crate::engine::{Engine, EngineError, WorkerAttachment};
+use crate::queue::{Delivery, LeaseToken, NackOutcome, NackRequest, QueueName};
+
+/// Gives a stream's leases back, each as a drop (see
+/// [`DROPS_PER_ATTEMPT`](crate::queue::DROPS_PER_ATTEMPT)): ready again at
+/// once, or dead once dropped too often.
+pub(super) const RELEASE_HOLDER: &str = "
+WITH held AS (
+    SELECT id FROM jobq_jobs
+    WHERE queue = $1 AND state = 3 AND holder_replica = $2 AND holder = $3
+    FOR UPDATE
+), upd AS (
+    UPDATE jobq_jobs j SET drops = j.drops + 1,
+        state = CASE WHEN j.drops + 1 >= j.max_attempts * $5 THEN 4 ELSE 1 END,
+        due_at = now(), last_error = $4, holder_replica = NULL, holder = NULL
+    FROM held WHERE j.id = held.id
+    RETURNING j.id, j.attempts, j.state
+), failed AS (
+    INSERT INTO jobq_failures (job, attempt, error, at) SELECT id, attempts, $4, now() FROM upd
+)
+SELECT count(*) AS released, count(*) FILTER (WHERE state = 4) AS dead FROM upd";
+
+/// Why a stream's leases went back.
+const CLOSED: &str = "the worker stream holding the lease closed";
+
+/// A worker attached to one queue through this replica. Its leases carry
+/// this replica's id and its own number; when it is dropped they go back
+/// to the queue at once, and if this replica dies, the others give them
+/// back once its heartbeat is stale.
+#[derive(Debug)]
+pub(super) struct PgAttachment {
+    engine: PgEngine,
+    queue: QueueName,
+    holder: u64,
+    /// Live leases and their deadlines, as this replica knows them: a
+    /// lease past its deadline no longer takes a credit.
+    held: Mutex<HashMap<LeaseToken, Instant>>,
+    /// A lease of this attachment ended, giving its credit back.
+    released: Notify,
+    paused: tokio::sync::watch::Receiver<bool>,
+}
+
+impl PgAttachment {
+    pub(super) fn new(engine: PgEngine, queue: QueueName) -> Self {
+        let holder = engine.new_holder();
+        *engine.workers().entry(queue.clone()).or_default() += 1;
+        let paused = engine.shared.figures.paused(&queue);
+        Self {
+            engine,
+            queue,
+            holder,
+            held: Mutex::default(),
+            released: Notify::new(),
+            paused,
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<LeaseToken, Instant>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Leases held now, forgetting those past their deadline; and the
+    /// earliest deadline left.
+    fn live(&self) -> (usize, Option<Instant>) {
+        let now = Instant::now();
+        let mut held = self.held();
+        held.retain(|_, deadline| *deadline > now);
+        (held.len(), held.values().min().copied())
+    }
+
+    fn settled(&self, token: &LeaseToken) {
+        self.held().remove(token);
+        self.released.notify_one();
+    }
+}
+
+#[async_trait]
+impl WorkerAttachment for PgAttachment {
+    fn queue(&self) -> &QueueName {
+        &self.queue
+    }
+
+    async fn next_leases(
+        &self,
+        credits: usize,
+        max: usize,
+        lease_for: Option<Duration>,
+    ) -> Result<Vec<Delivery>, EngineError> {
+        let ready = self.engine.shared.wakers.of(&self.queue);
+        let closed = self.engine.shared.wakers.closed(&self.queue);
+        loop {
+            let (held, earliest) = self.live();
+            let spare = credits.saturating_sub(held);
+            let mut woken = std::pin::pin!(ready.notified());
+            if spare > 0 {
+                // Only an attachment with room takes a wake-up, so a full
+                // one never swallows one another could use.
+                woken.as_mut().enable();
+            }
+            let mut released = std::pin::pin!(self.released.notified());
+            released.as_mut().enable();
+            if self.engine.is_shutting_down() {
+                return Err(EngineError::ShuttingDown);
+            }
+            if spare > 0 {
+                let asked = spare.min(max);
+                let leased = self
+                    .engine
+                    .claim_detached(&self.queue, asked, lease_for, Some(self.holder))
+                    .await?;
+                if !leased.is_empty() {
+                    if leased.len() == asked {
+                        // Jobs may be left: pass the wake-up on.
+                        ready.notify_one();
+                    }
+                    let mut held = self.held();
+                    for delivery in &leased {
+                        held.insert(delivery.token, delivery.deadline);
+                    }
+                    return Ok(leased);
+                }
+            }
+            let poll = Instant::now() + FALLBACK_POLL;
+            let wake_at = earliest.map_or(poll, |e| e.min(poll));
+            tokio::select! {
+                () = closed.cancelled() => return Err(EngineError::QueueNotFound(self.queue.clone())),
+                () = self.engine.shared.shutdown.cancelled() => return Err(EngineError::ShuttingDown),
+                () = &mut woken, if spare > 0 => {}
+                () = &mut released => {}
+                () = tokio::time::sleep_until(wake_at) => {
+                    if !self.engine.queue_exists(&self.queue).await? {
+                        return Err(EngineError::QueueNotFound(self.queue.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn leases_recorded(&self) -> Result<(), EngineError> {
+        // Committed before they were returned.
+        Ok(())
+    }
+
+    async fn ack(&self, token: &LeaseToken) -> Result<usize, EngineError> {
+        let acked = self
+            .engine
+            .ack_tokens(&self.queue, std::slice::from_ref(token))
+            .await;
+        if acked.is_ok() {
+            self.settled(token);
+        }
+        acked
+    }
+
+    async fn nack(
+        &self,
+        token: &LeaseToken,
+        request: NackRequest,
+    ) -> Result<NackOutcome, EngineError> {
+        let outcome = self.engine.nack_token(&self.queue, token, request).await;
+        if outcome.is_ok() {
+            self.settled(token);
+        }
+        outcome
+    }
+
+    async fn extend(
+        &self,
+        token: &LeaseToken,
+        lease_for: Duration,
+    ) -> Result<Instant, EngineError> {
+        let deadline = self
+            .engine
+            .extend_token(&self.queue, token, lease_for)
+            .await?;
+        if let Some(held) = self.held().get_mut(token) {
+            *held = deadline;
+        }
+        Ok(deadline)
+    }
+
+    fn paused(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.paused.clone()
+    }
+}
+
+impl Drop for PgAttachment {
+    fn drop(&mut self) {
+        {
+            let mut workers = self.engine.workers();
+            if let Some(n) = workers.get_mut(&self.queue) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    workers.remove(&self.queue);
+                }
+            }
+        }
+        // Always asked of the database, not only for the leases this
+        // replica still counts: one past its deadline here may not have
+        // been expired there yet.
+        let (engine, queue, holder) = (self.engine.clone(), self.queue.clone(), self.holder);
+        self.engine.shared.tasks.spawn(async move {
+            match engine.release_holder(&queue, holder).await {
+                Ok(0) => {}
+                Ok(released) => tracing::info!(queue = %queue, leases = released, "worker detached; its leases went back to the queue"),
+                Err(error) => tracing::warn!(queue = %queue, %error, "could not give a closed worker stream's leases back; they return when their leases run out"),
+            }
+        });
+    }
+}
+
+impl PgEngine {
+    /// Gives back every lease `holder` (a stream of this replica) holds.
+    async fn release_holder(&self, queue: &QueueName, holder: u64) -> Result<usize, EngineError> {
+        let row = sqlx::query(RELEASE_HOLDER)
+            .bind(queue.as_str())
+            .bind(self.replica())
+            .bind(i64::try_from(holder).unwrap_or(i64::MAX))
+            .bind(CLOSED)
+            .bind(i32::try_from(crate::queue::DROPS_PER_ATTEMPT).unwrap_or(2))
+            .fetch_one(self.pool())
+            .await
+            .map_err(error::store)?;
+        let released = rows::count(sqlx::Row::try_get(&row, "released").map_err(error::store)?);
+        let dead = rows::count(sqlx::Row::try_get(&row, "dead").map_err(error::store)?);
+        if released > 0 {
+            self.shared.figures.add(queue, |t| {
+                t.expired += released as u64;
+                t.dead_lettered += dead as u64;
+            });
+            self.shared.wakers.ready(queue);
+        }
+        Ok(released)
+    }
+}
