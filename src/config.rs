@@ -249,6 +249,18 @@ pub struct Config {
     #[arg(long, env = "JOBQ_SCHEDULES_FILE")]
     pub schedules_file: Option<PathBuf>,
 
+    /// Where jobs are kept: `memory` (this process, with --data-dir for a
+    /// journal on disk), or a `postgres://user@host/db` URL, which lets any
+    /// number of jobq replicas share the queues (libpq's URL parameters,
+    /// such as `sslmode=require`, are understood).
+    #[arg(long, env = "JOBQ_STORE", default_value = "memory", value_parser = parse_store)]
+    pub store: Store,
+
+    /// With a postgres store, the database connections this replica opens
+    /// at most (each RPC in flight holds one for a statement).
+    #[arg(long, env = "JOBQ_STORE_POOL_SIZE", default_value_t = 16)]
+    pub store_pool_size: u32,
+
     /// Keep every job and queue setting in a journal in this directory, so
     /// they survive a restart, a crash and `kill -9`. Unset: in memory only.
     #[arg(long, env = "JOBQ_DATA_DIR")]
@@ -271,6 +283,36 @@ pub struct Config {
     /// the next begun (compaction deletes whole segments). 64 KiB to 1 GiB.
     #[arg(long, env = "JOBQ_JOURNAL_SEGMENT_BYTES", default_value_t = 64 << 20)]
     pub journal_segment_bytes: u64,
+}
+
+/// What `--store` accepts.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Store {
+    /// This process's memory (and a journal with `--data-dir`).
+    Memory,
+    /// A PostgreSQL database, by URL.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Store {
+    // The URL may carry a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::Postgres(_) => f.write_str("postgres"),
+        }
+    }
+}
+
+/// Reads `--store`: `memory`, or a `postgres://` (or `postgresql://`) URL.
+fn parse_store(text: &str) -> Result<Store, String> {
+    if text == "memory" {
+        return Ok(Store::Memory);
+    }
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        return Ok(Store::Postgres(text.to_string()));
+    }
+    Err("expected `memory` or a postgres://user@host/database URL".to_string())
 }
 
 /// What `--journal-recovery` accepts.
@@ -419,6 +461,18 @@ impl Config {
                     humantime::format_duration(age),
                     humantime::format_duration(MAX_DELAY)
                 ),
+            );
+        }
+        if matches!(self.store, Store::Postgres(_)) && self.data_dir.is_some() {
+            return fail(
+                "data-dir",
+                "a postgres store keeps jobs in the database; leave --data-dir out, or use --store memory to keep a journal".to_string(),
+            );
+        }
+        if self.store_pool_size == 0 {
+            return fail(
+                "store-pool-size",
+                "0 connections cannot serve a call; use 1 or more".to_string(),
             );
         }
         if self.lease_duration.is_zero() || self.lease_duration > self.max_lease_duration {

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 async fn main() -> ExitCode {
     let result = match Cli::parse().into_action() {
         Action::Serve(config) => serve(config).await,
+        Action::Migrate(store) => migrate(store).await,
         Action::Remote(command) => cli::run(command).await,
     };
     match result {
@@ -41,6 +42,19 @@ fn causes(error: &anyhow::Error) -> String {
         }
     }
     said.join(": ")
+}
+
+/// `jobq migrate`: the schema brought up to date, alone.
+async fn migrate(store: String) -> anyhow::Result<()> {
+    if !(store.starts_with("postgres://") || store.starts_with("postgresql://")) {
+        anyhow::bail!(
+            "--store must be a postgres://user@host/database URL: only a postgres store has a schema to migrate"
+        );
+    }
+    let options = jobq::engine::postgres::PgOptions::new(store);
+    let version = jobq::engine::postgres::migrate(&options).await?;
+    println!("the postgres store's schema is at version {version}");
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

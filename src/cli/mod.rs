@@ -43,6 +43,7 @@ impl Cli {
         match self.command {
             None => Action::Serve(self.serve),
             Some(Command::Serve(config)) => Action::Serve(config),
+            Some(Command::Migrate { store }) => Action::Migrate(store),
             Some(Command::Remote(command)) => Action::Remote(command),
         }
     }
@@ -54,6 +55,8 @@ impl Cli {
 pub(crate) enum Action {
     /// Run the server.
     Serve(Config),
+    /// Bring a postgres store's schema up to date, then exit.
+    Migrate(String),
     /// Talk to a running server.
     Remote(RemoteCommand),
 }
@@ -64,6 +67,14 @@ pub(crate) enum Action {
 pub(crate) enum Command {
     /// Run the server (what `jobq` with no command does).
     Serve(Config),
+    /// Bring a postgres store's schema up to date and exit (the server
+    /// also does this at start-up; this runs it alone, e.g. as a
+    /// deployment's pre-upgrade step).
+    Migrate {
+        /// The store: a postgres://user@host/database URL.
+        #[arg(long, env = "JOBQ_STORE")]
+        store: String,
+    },
     /// Commands that talk to a running server.
     #[command(flatten)]
     Remote(RemoteCommand),

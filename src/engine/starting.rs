@@ -128,6 +128,10 @@ impl Operate for Starting {
         self.engine()?.list_queues(after, limit).await
     }
 
+    async fn queue_figures(&self) -> Result<Vec<QueueInfo>, EngineError> {
+        self.engine()?.queue_figures().await
+    }
+
     async fn queue_info(&self, queue: &QueueName) -> Result<QueueInfo, EngineError> {
         self.engine()?.queue_info(queue).await
     }
@@ -262,6 +266,10 @@ impl Engine for Starting {
 
     fn shutting_down(&self) -> WaitForCancellationFutureOwned {
         self.shutdown.clone().cancelled_owned()
+    }
+
+    fn available(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.engine.get().and_then(|engine| engine.available())
     }
 }
 

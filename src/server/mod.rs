@@ -7,6 +7,7 @@ mod connections;
 mod declared;
 mod durable;
 mod http;
+mod postgres;
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -25,7 +26,7 @@ use calls::{BodyLimits, CallLayer};
 use connections::Timeouts;
 
 use crate::auth::{AuthLayer, Tokens};
-use crate::config::Config;
+use crate::config::{Config, Store};
 use crate::engine::{Engine, MemoryEngine, SharedEngine, Starting};
 use crate::grpc::pb::{
     self, admin_server::AdminServer, job_queue_server::JobQueueServer,
@@ -85,6 +86,21 @@ pub async fn run(
         None => Vec::new(),
     };
     let metrics = Arc::new(Metrics::with_named_queues(config.metrics_max_queues));
+    if let Store::Postgres(url) = &config.store {
+        let starting = Arc::new(Starting::new(
+            postgres::STORE,
+            "connecting to the postgres store".to_string(),
+            config.engine().queue_defaults,
+        ));
+        let open = postgres::open(
+            url.clone(),
+            Arc::clone(&starting),
+            declared,
+            config.clone(),
+            Arc::clone(&metrics),
+        );
+        return serve_opening(starting, open, metrics, config, listeners, shutdown).await;
+    }
     let Some(dir) = config.data_dir.clone() else {
         let engine = memory_engine(&config, &metrics);
         if !declared.is_empty() {
@@ -257,6 +273,9 @@ async fn serve_with(
     let mut shutdown = pin!(shutdown);
     let mut open = pin!(open);
     let mut failed: StoreFailed = Box::pin(std::future::pending());
+    // Whether a store elsewhere (a database) can be reached: health
+    // follows it once the engine is open.
+    let mut available = if opened { engine.available() } else { None };
     loop {
         tokio::select! {
             result = &mut serve => return Ok(result?),
@@ -272,6 +291,7 @@ async fn serve_with(
                     failed = store_failed;
                     set_health(&health, ServingStatus::Serving).await;
                     serving.store(true, Ordering::Relaxed);
+                    available = engine.available();
                     tracing::info!(addr = %local, "jobq serving");
                 }
                 Err(error) => {
@@ -281,6 +301,19 @@ async fn serve_with(
                 }
             },
             why = &mut failed => return Err(why),
+            up = async {
+                match available.as_mut() {
+                    Some(rx) => match rx.changed().await {
+                        Ok(()) => *rx.borrow_and_update(),
+                        Err(_) => std::future::pending().await,
+                    },
+                    None => std::future::pending().await,
+                }
+            } => {
+                let status = if up { ServingStatus::Serving } else { ServingStatus::NotServing };
+                set_health(&health, status).await;
+                serving.store(up, Ordering::Relaxed);
+            }
         }
     }
     tracing::info!(grace = ?config.shutdown_grace, "shutting down");

@@ -22,6 +22,7 @@ mod faults;
 mod hostile;
 mod keepalive;
 mod metrics;
+mod postgres;
 mod python_example;
 mod schedules;
 mod security;

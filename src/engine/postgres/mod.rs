@@ -31,8 +31,8 @@ mod timers;
 mod wake;
 mod worker;
 
-#[cfg(test)]
-pub(crate) mod testing;
+#[doc(hidden)]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

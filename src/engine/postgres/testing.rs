@@ -1,4 +1,5 @@
-//! A schema of its own per test, on the database `JOBQ_TEST_DATABASE_URL`
+//! Test support (for this crate's tests and its integration suite): a
+//! schema of its own per test, on the database `JOBQ_TEST_DATABASE_URL`
 //! names (default: the local server, `postgres://postgres@127.0.0.1:5432/test`);
 //! when none answers, tests that need one say so and pass without running.
 
@@ -8,20 +9,20 @@ use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
 /// The variable that points the tests at a database.
-pub(crate) const DATABASE_VAR: &str = "JOBQ_TEST_DATABASE_URL";
+pub const DATABASE_VAR: &str = "JOBQ_TEST_DATABASE_URL";
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// A throwaway schema, dropped (with everything in it) when this is.
 #[derive(Debug)]
-pub(crate) struct TestSchema {
+pub struct TestSchema {
     base: String,
     name: String,
 }
 
 impl TestSchema {
     /// A new schema, or `None` (having said why) when no database answers.
-    pub(crate) async fn create(test: &str) -> Option<Self> {
+    pub async fn create(test: &str) -> Option<Self> {
         let base = std::env::var(DATABASE_VAR).unwrap_or_else(|_| DEFAULT_URL.to_string());
         let connected =
             tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&base)).await;
@@ -44,19 +45,19 @@ impl TestSchema {
         sqlx::query(&format!("CREATE SCHEMA {name}"))
             .execute(&mut conn)
             .await
-            .expect("create the test schema");
+            .unwrap_or_else(|e| panic!("cannot create test schema {name}: {e}"));
         let _ = conn.close().await;
         Some(Self { base, name })
     }
 
     /// A URL whose connections use this schema.
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         let sep = if self.base.contains('?') { '&' } else { '?' };
         format!("{}{sep}options=-csearch_path%3D{}", self.base, self.name)
     }
 
     /// The schema's name.
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.name
     }
 }
@@ -66,19 +67,21 @@ impl Drop for TestSchema {
         let (base, name) = (self.base.clone(), self.name.clone());
         // On a thread of its own: this may run inside a runtime, or in a
         // panic.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime to drop the schema");
-            runtime.block_on(async move {
-                let mut conn = PgConnection::connect(&base).await?;
-                sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                    .execute(&mut conn)
-                    .await?;
-                conn.close().await
-            })
-        })
+        let dropped = std::thread::spawn(
+            move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async move {
+                    let mut conn = PgConnection::connect(&base).await?;
+                    sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                        .execute(&mut conn)
+                        .await?;
+                    conn.close().await?;
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+                })
+            },
+        )
         .join();
         if !matches!(dropped, Ok(Ok(()))) {
             eprintln!("could not drop test schema {}", self.name);

@@ -1,0 +1,218 @@
+//! Several jobq replicas, as real processes, on one PostgreSQL schema:
+//! jobs enqueued through one are worked through another, and a replica
+//! killed with SIGKILL in the middle loses nothing. Skipped, saying so,
+//! without a database (see `jobq::engine::postgres::testing`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jobq::engine::postgres::testing::TestSchema;
+use jobq::grpc::pb;
+use jobq_client::Client;
+use tokio::process::Child;
+
+use crate::binary;
+
+const QUEUE: &str = "replicated";
+const JOBS: usize = 600;
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// One delivery a handler saw: which replica served it, the attempt, the
+/// token.
+#[derive(Clone, Debug)]
+struct Seen {
+    replica: &'static str,
+    attempt: u32,
+    token: String,
+}
+
+type Deliveries = Arc<Mutex<HashMap<String, Vec<Seen>>>>;
+
+async fn replica(url: &str) -> (Child, String) {
+    let env = [("JOBQ_STORE", url), ("JOBQ_LEASE_DURATION", "60s")];
+    let (child, addr, mut lines) = binary::start(&env).await;
+    // Keep reading its log, so it never blocks on a full pipe.
+    tokio::spawn(async move { while lines.recv().await.is_some() {} });
+    (child, format!("http://{addr}"))
+}
+
+/// Runs a stream worker on `addr` until `stop`, recording every delivery.
+fn worker(
+    client: Client,
+    name: &'static str,
+    seen: Deliveries,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut stop = stop;
+        client
+            .worker(QUEUE)
+            .concurrency(8)
+            .reconnect_backoff_max(Duration::from_millis(200))
+            .run(
+                move |job| {
+                    let seen = Arc::clone(&seen);
+                    async move {
+                        seen.lock()
+                            .unwrap()
+                            .entry(job.id.clone())
+                            .or_default()
+                            .push(Seen {
+                                replica: name,
+                                attempt: job.attempt,
+                                token: job.lease_token.clone(),
+                            });
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        Ok(())
+                    }
+                },
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )
+            .await;
+    })
+}
+
+#[tokio::test]
+async fn replicas_share_queues_and_a_killed_replica_loses_nothing() {
+    let Some(schema) = TestSchema::create("replicas_share_queues").await else {
+        return;
+    };
+    let url = schema.url();
+    let (a, a_addr) = replica(&url).await;
+    let (mut b, b_addr) = replica(&url).await;
+    let (c, c_addr) = replica(&url).await;
+    let seen: Deliveries = Arc::default();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let on_b = worker(
+        Client::connect(b_addr.clone()).await.expect("b"),
+        "b",
+        Arc::clone(&seen),
+        stopped.clone(),
+    );
+    let on_c = worker(
+        Client::connect(c_addr.clone()).await.expect("c"),
+        "c",
+        Arc::clone(&seen),
+        stopped.clone(),
+    );
+    // Producers on a and c, over their producer streams.
+    let mut producers = Vec::new();
+    for (addr, part) in [(a_addr.clone(), 0), (c_addr.clone(), 1)] {
+        producers.push(tokio::spawn(async move {
+            let client = Client::connect(addr).await.expect("producer");
+            let mut ids = Vec::new();
+            for i in 0..JOBS / 2 {
+                let payload = format!("{part}-{i}");
+                ids.push(
+                    client
+                        .enqueue(QUEUE, payload)
+                        .send()
+                        .await
+                        .expect("enqueue"),
+                );
+            }
+            ids
+        }));
+    }
+    // Once b has jobs in hand, kill it without warning.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let on_b_now = seen
+            .lock()
+            .unwrap()
+            .values()
+            .flatten()
+            .filter(|s| s.replica == "b")
+            .count();
+        if on_b_now >= 40 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "b never got jobs");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    b.start_kill().expect("SIGKILL b");
+    b.wait().await.expect("b gone");
+    let mut enqueued = HashSet::new();
+    for producer in producers {
+        enqueued.extend(producer.await.expect("producer"));
+    }
+    assert_eq!(enqueued.len(), JOBS);
+
+    // The queue drains through c, b's leases coming back through its
+    // stale heartbeat.
+    let mut admin =
+        pb::admin_client::AdminClient::new(crate::durable::connect(a_addr.clone()).await);
+    loop {
+        let queue = admin
+            .get_queue(pb::GetQueueRequest {
+                queue: QUEUE.into(),
+            })
+            .await
+            .expect("get queue")
+            .into_inner();
+        let counts = queue.queue.and_then(|q| q.counts).expect("counts");
+        if counts.ready + counts.scheduled + counts.leased + counts.dead == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queue did not drain: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(15), on_c).await;
+    on_b.abort();
+
+    // Lost: none. Every job enqueued was acked, and seen by a handler.
+    let seen = seen.lock().unwrap().clone();
+    let mut redelivered = 0;
+    let mut stale = None;
+    for id in &enqueued {
+        let job = admin
+            .get_job(pb::GetJobRequest {
+                queue: QUEUE.into(),
+                job_id: id.clone(),
+            })
+            .await
+            .expect("get job")
+            .into_inner()
+            .job
+            .expect("job");
+        assert_eq!(
+            job.state,
+            pb::JobState::Acked as i32,
+            "job {id} is not acked: {job:?}"
+        );
+        let deliveries = seen
+            .get(id)
+            .unwrap_or_else(|| panic!("job {id} was never delivered"));
+        // Attempts are numbered once per delivery, in order.
+        let attempts: Vec<u32> = deliveries.iter().map(|d| d.attempt).collect();
+        assert!(
+            attempts.windows(2).all(|w| w[0] < w[1]),
+            "job {id}: attempts {attempts:?}"
+        );
+        if deliveries.len() > 1 {
+            redelivered += 1;
+            stale.get_or_insert(deliveries[0].token.clone());
+        }
+    }
+    println!("{JOBS} jobs acked over 3 replicas; {redelivered} redelivered after b was killed");
+    // A token of a delivery cut off by the kill changes nothing now.
+    if let Some(token) = stale {
+        let refused =
+            pb::job_queue_client::JobQueueClient::new(crate::durable::connect(c_addr).await)
+                .ack(pb::AckRequest {
+                    queue: QUEUE.into(),
+                    lease_tokens: vec![token],
+                })
+                .await
+                .expect_err("a stale token is refused");
+        assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
+    }
+    drop((a, c));
+}
