@@ -3,6 +3,7 @@
 //! names (default: the local server, `postgres://postgres@127.0.0.1:5432/test`);
 //! when none answers, tests that need one say so and pass without running.
 
+use std::io::Write;
 use std::time::Duration;
 
 use sqlx::Connection;
@@ -10,6 +11,10 @@ use sqlx::postgres::PgConnection;
 
 /// The variable that points the tests at a database.
 pub const DATABASE_VAR: &str = "JOBQ_TEST_DATABASE_URL";
+
+/// Set (to anything) where a database is promised, as in CI: a test that
+/// cannot reach it then fails instead of skipping.
+pub const REQUIRED_VAR: &str = "JOBQ_TEST_DATABASE_REQUIRED";
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -26,28 +31,32 @@ impl TestSchema {
         let base = std::env::var(DATABASE_VAR).unwrap_or_else(|_| DEFAULT_URL.to_string());
         let connected =
             tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&base)).await;
-        let mut conn = match connected {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(error)) => {
-                eprintln!(
-                    "SKIPPED {test}: no PostgreSQL at {base} ({error}); set {DATABASE_VAR} to run it"
-                );
-                return None;
-            }
-            Err(_) => {
-                eprintln!(
-                    "SKIPPED {test}: PostgreSQL at {base} did not answer; set {DATABASE_VAR} to run it"
-                );
-                return None;
-            }
+        let why = match connected {
+            Ok(Ok(conn)) => return Some(Self::create_in(conn, base).await),
+            Ok(Err(error)) => format!("no PostgreSQL at {base} ({error})"),
+            Err(_) => format!("PostgreSQL at {base} did not answer"),
         };
+        assert!(
+            std::env::var_os(REQUIRED_VAR).is_none(),
+            "{test}: {why}, and {REQUIRED_VAR} says one is required"
+        );
+        // Straight to the process's stderr, past the test harness's
+        // capture, so a plain `cargo test` shows what it did not run.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: {why}; set {DATABASE_VAR} to run it"
+        );
+        None
+    }
+
+    async fn create_in(mut conn: PgConnection, base: String) -> Self {
         let name = format!("jobq_test_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE SCHEMA {name}"))
             .execute(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("cannot create test schema {name}: {e}"));
         let _ = conn.close().await;
-        Some(Self { base, name })
+        Self { base, name }
     }
 
     /// A URL whose connections use this schema.
