@@ -216,3 +216,181 @@ async fn replicas_share_queues_and_a_killed_replica_loses_nothing() {
     }
     drop((a, c));
 }
+
+/// A TCP proxy in front of the database that can be cut (every connection
+/// reset, new ones refused) and mended, as a database outage looks to jobq.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (up, _) = tokio::sync::watch::channel(true);
+        let watch = up.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut up = watch.subscribe();
+                if !*up.borrow() {
+                    continue; // dropped: refused
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = up.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+async fn health(channel: &tonic::transport::Channel) -> Option<i32> {
+    tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner().status)
+}
+
+async fn wait_for_health(channel: &tonic::transport::Channel, want: tonic_health::ServingStatus) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while health(channel).await != Some(want as i32) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health never became {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_outage_gives_clear_errors_and_full_service_after_it() {
+    let Some(schema) = TestSchema::create("database_outage").await else {
+        return;
+    };
+    let proxy = Proxy::start(schema.database_addr()).await;
+    let (child, addr) = replica(&schema.url_via(proxy.addr)).await;
+    let channel = crate::durable::connect(addr.clone()).await;
+    let mut jobs = pb::job_queue_client::JobQueueClient::new(channel.clone());
+    let mut admin = pb::admin_client::AdminClient::new(channel.clone());
+    let enqueue = |payload: &str| pb::EnqueueRequest {
+        queue: QUEUE.into(),
+        job: Some(crate::common::job(payload)),
+        ..pb::EnqueueRequest::default()
+    };
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            jobs.enqueue(enqueue(&i.to_string()))
+                .await
+                .expect("enqueue")
+                .into_inner()
+                .job_id,
+        );
+    }
+    let leased = jobs
+        .lease(pb::LeaseRequest {
+            queue: QUEUE.into(),
+            max_jobs: 5,
+            ..pb::LeaseRequest::default()
+        })
+        .await
+        .expect("lease")
+        .into_inner()
+        .leases;
+    let acked: Vec<String> = leased
+        .iter()
+        .map(|l| l.job.as_ref().expect("job").id.clone())
+        .collect();
+    jobs.ack(pb::AckRequest {
+        queue: QUEUE.into(),
+        lease_tokens: leased.iter().map(|l| l.lease_token.clone()).collect(),
+    })
+    .await
+    .expect("ack");
+
+    proxy.set(false);
+    wait_for_health(&channel, tonic_health::ServingStatus::NotServing).await;
+    // Refused with UNAVAILABLE naming the store, well within the deadline.
+    let mut request = tonic::Request::new(enqueue("while down"));
+    request.set_timeout(Duration::from_secs(10));
+    let started = tokio::time::Instant::now();
+    let refused = jobs.enqueue(request).await.expect_err("refused while down");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("postgres"), "{refused:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the call hung");
+
+    proxy.set(true);
+    wait_for_health(&channel, tonic_health::ServingStatus::Serving).await;
+    ids.push(
+        jobs.enqueue(enqueue("after"))
+            .await
+            .expect("enqueue after")
+            .into_inner()
+            .job_id,
+    );
+    for id in &acked {
+        let job = admin
+            .get_job(pb::GetJobRequest {
+                queue: QUEUE.into(),
+                job_id: id.clone(),
+            })
+            .await
+            .expect("get job")
+            .into_inner()
+            .job
+            .expect("job");
+        assert_eq!(
+            job.state,
+            pb::JobState::Acked as i32,
+            "an acked job came back: {job:?}"
+        );
+    }
+    // Everything not acked is still there, and drains.
+    let mut rest = HashSet::new();
+    loop {
+        let leased = jobs
+            .lease(pb::LeaseRequest {
+                queue: QUEUE.into(),
+                max_jobs: 50,
+                ..pb::LeaseRequest::default()
+            })
+            .await
+            .expect("lease")
+            .into_inner()
+            .leases;
+        if leased.is_empty() {
+            break;
+        }
+        jobs.ack(pb::AckRequest {
+            queue: QUEUE.into(),
+            lease_tokens: leased.iter().map(|l| l.lease_token.clone()).collect(),
+        })
+        .await
+        .expect("ack");
+        rest.extend(leased.into_iter().map(|l| l.job.expect("job").id));
+    }
+    let expected: HashSet<String> = ids
+        .iter()
+        .filter(|id| !acked.contains(id))
+        .cloned()
+        .collect();
+    assert_eq!(rest, expected, "jobs were lost or acked jobs came back");
+    drop(child);
+}

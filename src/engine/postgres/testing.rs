@@ -65,6 +65,26 @@ impl TestSchema {
         format!("{}{sep}options=-csearch_path%3D{}", self.base, self.name)
     }
 
+    /// As [`url`](Self::url), reaching the database at `addr` instead (a
+    /// proxy in front of it); the base URL must name its host and port.
+    pub fn url_via(&self, addr: std::net::SocketAddr) -> String {
+        let rest = self
+            .base
+            .split_once('@')
+            .map_or(self.base.as_str(), |(_, r)| r);
+        let host_port = rest.split(['/', '?']).next().unwrap_or(rest);
+        self.url().replacen(host_port, &addr.to_string(), 1)
+    }
+
+    /// The database's address, from the base URL's `host:port`.
+    pub fn database_addr(&self) -> String {
+        let rest = self
+            .base
+            .split_once('@')
+            .map_or(self.base.as_str(), |(_, r)| r);
+        rest.split(['/', '?']).next().unwrap_or(rest).to_string()
+    }
+
     /// The schema's name.
     pub fn name(&self) -> &str {
         &self.name
