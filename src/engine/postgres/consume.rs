@@ -80,6 +80,28 @@ SELECT (SELECT coalesce(array_agg(DISTINCT id), '{}') FROM live) AS live,
     (SELECT coalesce(array_agg(leased_at), '{}') FROM done) AS leased_at,
     now() AS db_now";
 
+/// Acks whichever tokens of `$2`/`$3` (no pair twice) in queue `$1` are
+/// live: for many callers' single acks in one statement.
+const ACK_BATCH: &str = "
+WITH tokens AS (
+    SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS t(id, delivery)
+), live AS (
+    SELECT j.id FROM jobq_jobs j JOIN tokens t ON j.id = t.id AND j.delivery = t.delivery
+    WHERE j.queue = $1 AND j.state = 3 AND j.due_at > now()
+    FOR UPDATE OF j
+), done AS (
+    UPDATE jobq_jobs j SET state = 5, finished_at = now(), holder_replica = NULL, holder = NULL,
+        due_at = now() + (SELECT finished_retention_ms FROM jobq_queues WHERE name = $1) * interval '1 millisecond'
+    FROM live WHERE j.id = live.id
+    RETURNING j.id, j.leased_at
+), gone AS (
+    DELETE FROM jobq_payloads p USING done WHERE p.id = done.id
+), counted AS (
+    UPDATE jobq_queues SET held = held - (SELECT count(*) FROM done)
+    WHERE name = $1 AND EXISTS (SELECT 1 FROM done)
+)
+SELECT id, leased_at, now() AS db_now FROM done";
+
 /// Gives a leased job back: dead when asked (`$4`) or when its failed
 /// attempts reach its limit; otherwise due again after `$5` ms, or after
 /// the queue's backoff when `$5` is null.
@@ -206,20 +228,40 @@ impl PgEngine {
         lease_for: Option<Duration>,
         holder: Option<u64>,
     ) -> Result<Vec<Delivery>, EngineError> {
+        match self.spawn_claim(queue, max, lease_for, holder).await {
+            Ok(claimed) => claimed,
+            // The task was cut short: nothing was handed over.
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Starts [`claim`](Self::claim) on a task of its own; its result
+    /// comes on the receiver, and if that is gone by then, the jobs go
+    /// back where they were in line, their attempt not counted.
+    pub(super) fn spawn_claim(
+        &self,
+        queue: &QueueName,
+        max: usize,
+        lease_for: Option<Duration>,
+        holder: Option<u64>,
+    ) -> tokio::sync::oneshot::Receiver<Result<Vec<Delivery>, EngineError>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let engine = self.clone();
         let queue = queue.clone();
         self.shared.tasks.spawn(async move {
-            let claimed = engine.claim(&queue, max, lease_for, holder).await;
-            if let Err(Ok(claimed)) = tx.send(claimed) {
-                engine.unclaim(&queue, claimed).await;
+            match engine.claim(&queue, max, lease_for, holder).await {
+                Ok(claimed) => {
+                    let Claimed { deliveries, places } = claimed;
+                    if let Err(Ok(deliveries)) = tx.send(Ok(deliveries)) {
+                        engine.unclaim(&queue, Claimed { deliveries, places }).await;
+                    }
+                }
+                Err(error) => {
+                    let _ = tx.send(Err(error));
+                }
             }
         });
-        match rx.await {
-            Ok(claimed) => claimed.map(|c| c.deliveries),
-            // The task was cut short: nothing was handed over.
-            Err(_) => Ok(Vec::new()),
-        }
+        rx
     }
 
     async fn unclaim(&self, queue: &QueueName, claimed: Claimed) {
@@ -293,6 +335,19 @@ impl PgEngine {
         self.shared.figures.add(queue, |t| t.acked += acked as u64);
         self.shared.wakers.freed(queue);
         Ok(acked)
+    }
+
+    /// Acks one token together with whatever other single acks of the
+    /// queue are waiting (see `batch.rs`).
+    pub(super) async fn ack_one(
+        &self,
+        queue: &QueueName,
+        token: &LeaseToken,
+    ) -> Result<usize, EngineError> {
+        match self.shared.acks.submit(self, queue, *token).await? {
+            true => Ok(1),
+            false => Err(lease_not_found(queue, *token)),
+        }
     }
 
     pub(super) async fn nack_token(
@@ -409,7 +464,10 @@ impl Consume for PgEngine {
     }
 
     async fn ack(&self, queue: &QueueName, tokens: &[LeaseToken]) -> Result<usize, EngineError> {
-        self.ack_tokens(queue, tokens).await
+        match tokens {
+            [token] => self.ack_one(queue, token).await,
+            _ => self.ack_tokens(queue, tokens).await,
+        }
     }
 
     async fn nack(
@@ -429,4 +487,42 @@ impl Consume for PgEngine {
     ) -> Result<Instant, EngineError> {
         self.extend_token(queue, token, lease_for).await
     }
+}
+
+/// Runs [`ACK_BATCH`] for many callers' tokens: whether each was acked
+/// (a token given twice is acked for its first caller only).
+pub(super) fn ack_batch(
+    engine: PgEngine,
+    queue: QueueName,
+    tokens: Vec<LeaseToken>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<bool>, EngineError>> + Send>> {
+    Box::pin(async move {
+        let distinct: HashSet<LeaseToken> = tokens.iter().copied().collect();
+        let ids: Vec<Uuid> = distinct.iter().map(|t| rows::uuid(t.job)).collect();
+        let deliveries: Vec<i64> = distinct.iter().map(delivery).collect();
+        let rows = sqlx::query(ACK_BATCH)
+            .bind(queue.as_str())
+            .bind(&ids)
+            .bind(&deliveries)
+            .fetch_all(engine.pool())
+            .await
+            .map_err(error::store)?;
+        let mut acked = HashSet::new();
+        let mut leased_at = Vec::with_capacity(rows.len());
+        let mut clock = None;
+        for row in &rows {
+            let id: Uuid = row.try_get("id").map_err(error::store)?;
+            acked.insert(rows::job_id(id));
+            leased_at.push(row.try_get("leased_at").map_err(error::store)?);
+            clock.get_or_insert(Clock::new(row.try_get("db_now").map_err(error::store)?));
+        }
+        if let Some(clock) = clock {
+            engine.observe_acks(&queue, &leased_at, &clock);
+            let n = acked.len() as u64;
+            engine.shared.figures.add(&queue, |t| t.acked += n);
+            engine.shared.wakers.freed(&queue);
+        }
+        // Each acked job answers its first token only.
+        Ok(tokens.iter().map(|t| acked.remove(&t.job)).collect())
+    })
 }

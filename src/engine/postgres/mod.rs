@@ -20,6 +20,7 @@
 //! extend match both, so a stale token changes nothing. No transaction is
 //! held open across anything but its own statements.
 
+mod batch;
 mod consume;
 mod error;
 mod figures;
@@ -114,6 +115,10 @@ struct Shared {
     /// Wakes the timer task when this replica stores an earlier due time.
     timer: tokio::sync::Notify,
     observers: Mutex<HashMap<QueueName, Arc<dyn crate::engine::QueueObserver>>>,
+    /// Single acks, gathered per queue (see `batch.rs`).
+    acks: batch::Batcher<crate::queue::LeaseToken, bool>,
+    /// Enqueues without idempotency keys, gathered per queue.
+    enqueues: batch::Batcher<produce::Columns, bool>,
     /// Worker attachments open on this replica, per queue.
     workers: Mutex<HashMap<QueueName, usize>>,
     next_holder: AtomicU64,
@@ -162,6 +167,10 @@ impl PgEngine {
                 ids: crate::engine::memory::IdGenerator::default(),
                 timer: tokio::sync::Notify::new(),
                 observers: Mutex::default(),
+                acks: batch::Batcher::new(consume::ack_batch, |engine| &engine.shared.acks),
+                enqueues: batch::Batcher::new(produce::insert_batch, |engine| {
+                    &engine.shared.enqueues
+                }),
                 workers: Mutex::default(),
                 next_holder: AtomicU64::new(1),
                 shutdown: CancellationToken::new(),

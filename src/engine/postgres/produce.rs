@@ -54,8 +54,8 @@ ON CONFLICT (queue, key) DO UPDATE SET job = excluded.job, expires_at = excluded
 RETURNING key";
 
 /// The columns of one enqueue's jobs, as [`INSERT_JOBS`] binds them.
-#[derive(Default)]
-struct Columns {
+#[derive(Debug, Default)]
+pub(super) struct Columns {
     ids: Vec<Uuid>,
     priorities: Vec<i32>,
     delays: Vec<i64>,
@@ -86,6 +86,37 @@ impl Columns {
     fn len(&self) -> usize {
         self.ids.len()
     }
+
+    fn append(&mut self, other: Columns) {
+        self.ids.extend(other.ids);
+        self.priorities.extend(other.priorities);
+        self.delays.extend(other.delays);
+        self.max_attempts.extend(other.max_attempts);
+        self.sizes.extend(other.sizes);
+        self.payload_bytes.extend(other.payload_bytes);
+        self.payloads.extend(other.payloads);
+        self.metadata.extend(other.metadata);
+    }
+}
+
+/// Stores many callers' jobs in one statement (see `batch.rs`): all fit
+/// and every caller is answered true, or none is stored and each caller
+/// (answered false) tries alone, to learn whether it fits by itself.
+pub(super) fn insert_batch(
+    engine: PgEngine,
+    queue: QueueName,
+    parts: Vec<Columns>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<bool>, EngineError>> + Send>> {
+    Box::pin(async move {
+        let n = parts.len();
+        let mut all = Columns::default();
+        for part in parts {
+            all.append(part);
+        }
+        let mut conn = engine.pool().acquire().await.map_err(error::store)?;
+        let stored = insert(&mut conn, &queue, &all).await?;
+        Ok(vec![stored; n])
+    })
 }
 
 /// What one try at storing did.
@@ -106,6 +137,23 @@ impl Produce for PgEngine {
     ) -> Result<Vec<Enqueued>, EngineError> {
         self.refuse_if_shutting_down()?;
         let ids = self.ids().next_n(jobs.len());
+        if jobs.iter().all(|j| j.idempotency_key.is_none()) {
+            let mut columns = Columns::default();
+            for (id, job) in ids.iter().zip(&jobs) {
+                columns.push(rows::uuid(*id), job);
+            }
+            if self.shared.enqueues.submit(self, &queue, columns).await? {
+                let stored: Vec<Enqueued> = ids
+                    .iter()
+                    .map(|id| Enqueued {
+                        id: *id,
+                        duplicate: false,
+                    })
+                    .collect();
+                self.stored(&queue, &jobs, &stored);
+                return Ok(stored);
+            }
+        }
         let until = wait_for_room.map(|d| Instant::now() + d);
         let mut created = false;
         loop {
@@ -122,6 +170,14 @@ impl Produce for PgEngine {
                     created = true;
                 }
                 Tried::NoQueue => return Err(EngineError::QueueNotFound(queue)),
+                // The row was made, or room freed, since the insert
+                // looked: try again.
+                Tried::Full(QueueError::Full {
+                    capacity,
+                    held,
+                    offered,
+                    ..
+                }) if held + offered <= capacity => {}
                 Tried::Full(full) => {
                     let Some(until) = until.filter(|u| *u > Instant::now()) else {
                         return Err(full.into());

@@ -528,3 +528,53 @@ async fn a_schema_newer_than_the_binary_is_refused_with_a_clear_message() {
     assert!(message.contains("newer than this jobq knows"), "{message}");
     let _ = schema.name();
 }
+
+#[tokio::test]
+async fn concurrent_single_calls_are_batched_without_mixing_their_answers() {
+    let defaults = QueueConfig {
+        capacity: 150,
+        ..QueueConfig::default()
+    };
+    let (_schema, engine) = setup!("pg_batches", defaults);
+    let q = queue("q");
+    // 200 callers at once into room for 150: exactly 150 get in, the rest
+    // are told the queue is full, whatever batches they shared.
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let (engine, q) = (engine.clone(), q.clone());
+            tokio::spawn(async move { engine.enqueue(q, vec![job(&i.to_string())], None).await })
+        })
+        .collect();
+    let (mut stored, mut full) = (0, 0);
+    for call in calls {
+        match call.await.expect("join") {
+            Ok(_) => stored += 1,
+            Err(EngineError::Queue(QueueError::Full { .. })) => full += 1,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!((stored, full), (150, 50));
+    // Each token acked twice at once: one ack of each succeeds.
+    let leased = engine
+        .lease(q.clone(), 150, None, WAIT)
+        .await
+        .expect("lease");
+    let acks: Vec<_> = leased
+        .iter()
+        .flat_map(|d| [d.token, d.token])
+        .map(|token| {
+            let (engine, q) = (engine.clone(), q.clone());
+            tokio::spawn(async move { engine.ack(&q, &[token]).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for ack in acks {
+        match ack.await.expect("join") {
+            Ok(1) => ok += 1,
+            Err(EngineError::Queue(QueueError::LeaseNotFound { .. })) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(ok, leased.len());
+    assert_eq!(engine.stats().await.expect("stats").jobs_held, 0);
+}

@@ -39,6 +39,24 @@ const CLOSED: &str = "the worker stream holding the lease closed";
 /// this replica's id and its own number; when it is dropped they go back
 /// to the queue at once, and if this replica dies, the others give them
 /// back once its heartbeat is stale.
+/// A claim's result, still to come.
+type Pending = tokio::sync::oneshot::Receiver<Result<Vec<Delivery>, EngineError>>;
+
+/// Holds a claim being awaited; if the await is cancelled, puts it back
+/// for the next call.
+struct Awaiting<'a> {
+    slot: &'a Mutex<Option<Pending>>,
+    claim: Option<Pending>,
+}
+
+impl Drop for Awaiting<'_> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(claim);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct PgAttachment {
     engine: PgEngine,
@@ -49,6 +67,10 @@ pub(super) struct PgAttachment {
     held: Mutex<HashMap<LeaseToken, Instant>>,
     /// A lease of this attachment ended, giving its credit back.
     released: Notify,
+    /// A claim a cancelled [`next_leases`](WorkerAttachment::next_leases)
+    /// left running: the next call takes its result instead of claiming
+    /// again (a claim undone at every cancellation would churn rows).
+    pending: Mutex<Option<Pending>>,
     paused: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -63,6 +85,7 @@ impl PgAttachment {
             holder,
             held: Mutex::default(),
             released: Notify::new(),
+            pending: Mutex::default(),
             paused,
         }
     }
@@ -114,14 +137,30 @@ impl WorkerAttachment for PgAttachment {
             if self.engine.is_shutting_down() {
                 return Err(EngineError::ShuttingDown);
             }
-            if spare > 0 {
+            let left = self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if left.is_some() || spare > 0 {
                 let asked = spare.min(max);
-                let leased = self
-                    .engine
-                    .claim_detached(&self.queue, asked, lease_for, Some(self.holder))
-                    .await?;
+                let claim = left.unwrap_or_else(|| {
+                    self.engine
+                        .spawn_claim(&self.queue, asked, lease_for, Some(self.holder))
+                });
+                let mut awaiting = Awaiting {
+                    slot: &self.pending,
+                    claim: Some(claim),
+                };
+                let result = match awaiting.claim.as_mut() {
+                    Some(claim) => claim.await,
+                    None => Ok(Ok(Vec::new())),
+                };
+                awaiting.claim = None;
+                // A claim task cut short handed nothing over.
+                let leased = result.unwrap_or_else(|_| Ok(Vec::new()))?;
                 if !leased.is_empty() {
-                    if leased.len() == asked {
+                    if leased.len() >= asked {
                         // Jobs may be left: pass the wake-up on.
                         ready.notify_one();
                     }
@@ -154,10 +193,7 @@ impl WorkerAttachment for PgAttachment {
     }
 
     async fn ack(&self, token: &LeaseToken) -> Result<usize, EngineError> {
-        let acked = self
-            .engine
-            .ack_tokens(&self.queue, std::slice::from_ref(token))
-            .await;
+        let acked = self.engine.ack_one(&self.queue, token).await;
         if acked.is_ok() {
             self.settled(token);
         }
