@@ -29,6 +29,11 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "jobq"
 ALL_ON = yaml.safe_load((pathlib.Path(__file__).parent / "all-on.values.yaml").read_text())
+# Three replicas sharing their queues in PostgreSQL.
+POSTGRES = {
+    "replicaCount": 3,
+    "store": {"postgres": {"enabled": True, "existingSecret": "jobq-db", "key": "url", "poolSize": 8}},
+}
 KUBERNETES_VERSION = "1.30.0"
 RELEASE = "jobq"
 NAMESPACE = "queues"
@@ -84,6 +89,9 @@ class Lint(unittest.TestCase):
 
     def test_all_optional_parts_on(self) -> None:
         self.lint(ALL_ON)
+
+    def test_postgres_store(self) -> None:
+        self.lint(POSTGRES)
 
 
 class KubernetesSchemas(unittest.TestCase):
@@ -207,6 +215,31 @@ class ServerObjects(unittest.TestCase):
         self.assertFalse([o for o in memory if o["kind"] == "PersistentVolumeClaim"])
         container = one(memory, "Deployment", "server")["spec"]["template"]["spec"]["containers"][0]
         self.assertNotIn("JOBQ_DATA_DIR", env_of(container))
+
+    def test_postgres_replicas_roll_spread_and_take_the_url_from_a_secret(self) -> None:
+        objects = render(POSTGRES)
+        KubernetesSchemas().check(objects)
+        deployment = one(objects, "Deployment", "server")
+        self.assertEqual(deployment["spec"]["replicas"], 3)
+        self.assertEqual(
+            deployment["spec"]["strategy"],
+            {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        )
+        pod = deployment["spec"]["template"]["spec"]
+        (spread,) = pod["topologySpreadConstraints"]
+        self.assertEqual(spread["topologyKey"], "kubernetes.io/hostname")
+        self.assertEqual(spread["labelSelector"]["matchLabels"], deployment["spec"]["selector"]["matchLabels"])
+        container = pod["containers"][0]
+        (store,) = [e for e in container["env"] if e["name"] == "JOBQ_STORE"]
+        self.assertEqual(store["valueFrom"]["secretKeyRef"], {"name": "jobq-db", "key": "url"})
+        self.assertEqual(env_of(container)["JOBQ_STORE_POOL_SIZE"], "8")
+        # The database holds the jobs: no journal, no claim.
+        self.assertNotIn("JOBQ_DATA_DIR", env_of(container))
+        self.assertFalse([o for o in objects if o["kind"] == "PersistentVolumeClaim"])
+        self.assertNotIn("volumes", pod)
+        pdb = one(objects, "PodDisruptionBudget")
+        self.assertEqual(pdb["spec"]["maxUnavailable"], 1)
+        self.assertIn("shared by all 3 jobq replicas", notes(POSTGRES))
 
     def test_one_replica_replaced_not_rolled(self) -> None:
         deployment, _, _ = self.server()
@@ -523,6 +556,11 @@ class BadValues(unittest.TestCase):
     def test_refused_with_a_message(self) -> None:
         cases = [
             ({"replicaCount": 2}, "replicaCount"),
+            ({"store": {"postgres": {"enabled": True}}}, "existingSecret"),
+            (
+                {**POSTGRES, "schedules": [{"name": "r", "queue": "q", "cron": "@hourly"}]},
+                "schedules",
+            ),
             ({"persistence": {"size": "lots"}}, "size"),
             ({"config": {"leaseDuration": "soon"}}, "leaseDuration"),
             ({"config": {"backoffJitter": 2}}, "backoffJitter"),

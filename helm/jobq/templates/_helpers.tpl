@@ -83,3 +83,11 @@ app.kubernetes.io/component: worker
 {{- define "jobq.promSelector" -}}
 {{- printf "namespace=%q,service=%q" .Release.Namespace (include "jobq.fullname" .) }}
 {{- end }}
+
+{{/*
+Whether jobq keeps a journal on the claim: persistence on, and no postgres
+store (which keeps the jobs in the database).
+*/}}
+{{- define "jobq.journal" -}}
+{{- if and .Values.persistence.enabled (not .Values.store.postgres.enabled) -}}true{{- end -}}
+{{- end }}
