@@ -119,6 +119,11 @@ enum Command {
         /// How producers send: unary Enqueue or the client's stream.
         #[arg(long, value_enum, default_value_t = Via::Stream)]
         via: Via,
+        /// The workers' server, when it is another replica on the same
+        /// store as --server: every job then crosses from one replica to
+        /// the other. Default: --server.
+        #[arg(long)]
+        worker_server: Option<String>,
     },
     /// The echo baseline alone: unary and bidirectional stream.
     Baseline,
@@ -196,9 +201,22 @@ async fn main() -> anyhow::Result<()> {
         Command::Drain { mode, credits } => {
             drain(&args, &client, *mode, *credits).await?.print(None)
         }
-        Command::Pipeline { rate, credits, via } => pipeline(&args, &client, *rate, *credits, *via)
-            .await?
-            .print(None),
+        Command::Pipeline {
+            rate,
+            credits,
+            via,
+            worker_server,
+        } => {
+            let workers = match worker_server {
+                Some(addr) => Client::connect_within(addr.clone(), Duration::from_secs(10))
+                    .await
+                    .with_context(|| format!("cannot reach the workers' jobq at {addr}"))?,
+                None => client.clone(),
+            };
+            pipeline(&args, &client, &workers, *rate, *credits, *via)
+                .await?
+                .print(None)
+        }
         Command::Depth { deep } => depth(&args, &client, *deep).await?,
         Command::Steady {
             depth,
@@ -228,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
                 .print(Some(echo_stream));
             for rate in [5_000, 10_000, 0] {
                 for via in [Via::Unary, Via::Stream] {
-                    pipeline(&args, &client, rate, 100, via).await?.print(None);
+                    pipeline(&args, &client, &client, rate, 100, via).await?.print(None);
                 }
             }
         }

@@ -1,11 +1,12 @@
 //! Producers and stream workers at once: enqueue → worker receipt
-//! latency at an offered rate.
+//! latency at an offered rate; the workers may be on another replica.
 
 use super::*;
 
 pub(crate) async fn pipeline(
     args: &Args,
     client: &Client,
+    workers_client: &Client,
     rate: u64,
     credits: u32,
     via: Via,
@@ -21,7 +22,7 @@ pub(crate) async fn pipeline(
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
         let queue = queue_name(&phase, w, args.queues);
-        let (tx, mut inbound) = open_stream(client, queue, credits).await?;
+        let (tx, mut inbound) = open_stream(workers_client, queue, credits).await?;
         let (finish, lat_tx) = (Arc::clone(&finish), lat_tx.clone());
         workers.push(tokio::spawn(async move {
             let mut id = 0;

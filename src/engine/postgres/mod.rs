@@ -191,6 +191,7 @@ impl PgEngine {
         tasks.spawn(timers::run(self.clone()));
         tasks.spawn(timers::heartbeat(self.clone()));
         tasks.spawn(timers::forget(self.clone()));
+        tasks.spawn(timers::vacuum(self.clone()));
         tasks.spawn(figures::refresh(self.clone()));
         tasks.close();
         Ok(())

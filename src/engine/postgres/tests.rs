@@ -578,3 +578,38 @@ async fn concurrent_single_calls_are_batched_without_mixing_their_answers() {
     assert_eq!(ok, leased.len());
     assert_eq!(engine.stats().await.expect("stats").jobs_held, 0);
 }
+
+#[tokio::test]
+async fn finished_jobs_past_the_cap_are_forgotten_newest_kept() {
+    let defaults = QueueConfig {
+        finished_max: 3,
+        ..QueueConfig::default()
+    };
+    let (_schema, engine) = setup!("pg_finished_max", defaults);
+    let q = queue("q");
+    let stored = engine
+        .enqueue(q.clone(), (0..10).map(|i| job(&i.to_string())).collect(), None)
+        .await
+        .expect("enqueue");
+    let leased = engine.lease(q.clone(), 10, None, WAIT).await.expect("lease");
+    let tokens: Vec<_> = leased.iter().map(|d| d.token).collect();
+    engine.ack(&q, &tokens).await.expect("ack");
+    // The forgetting task runs every second: wait for it, without a
+    // fixed sleep.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let kept = engine
+            .list_jobs(&q, Some(JobState::Acked), None, 100)
+            .await
+            .expect("list")
+            .jobs;
+        if kept.len() <= 3 {
+            let ids: Vec<_> = kept.iter().map(|s| s.job.id).collect();
+            let newest: Vec<_> = stored[7..].iter().map(|e| e.id).collect();
+            assert_eq!(ids, newest, "the newest finished jobs are the ones kept");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "finished jobs were never capped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

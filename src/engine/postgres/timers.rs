@@ -27,6 +27,22 @@ const STALE: Duration = Duration::from_secs(10);
 /// How often finished jobs and expired keys are looked for.
 const FORGET_EVERY: Duration = Duration::from_secs(1);
 
+/// How often, with the server's autovacuum off, the hot tables' dead rows
+/// are looked at.
+const VACUUM_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// Dead rows of a hot table past which, with autovacuum off, jobq vacuums
+/// it itself (or past 5 % of its live rows, if that is more).
+const VACUUM_DEAD_ROWS: i64 = 20_000;
+
+/// The advisory lock one replica at a time holds to vacuum.
+const VACUUM_LOCK: i64 = 0x6a6f_6271_7661_6375; // "jobqvacu"
+
+/// The hot tables' dead and live rows, in this session's schema.
+const DEAD_ROWS: &str = "
+SELECT relname::text, n_dead_tup, n_live_tup FROM pg_stat_user_tables
+WHERE schemaname = current_schema() AND relname IN ('jobq_jobs', 'jobq_payloads', 'jobq_keys', 'jobq_queues')";
+
 /// Promotes due scheduled jobs to ready, and expires leases past their
 /// deadline (ready again, or dead on their last attempt).
 const ADVANCE: &str = "
@@ -297,8 +313,95 @@ async fn forget_once(engine: &PgEngine) -> Result<(), EngineError> {
         .await
         .map_err(error::store)?
         .rows_affected();
-        if jobs < BATCH as u64 && keys < BATCH as u64 {
+        // Beyond its newest --finished-max (a ULID's order is its enqueue
+        // order), a queue's finished jobs are forgotten early.
+        let extra = sqlx::query(
+            "WITH ranked AS (
+                 SELECT id, row_number() OVER (PARTITION BY queue ORDER BY id DESC) AS n
+                 FROM jobq_jobs WHERE state IN (5, 6)
+             ), extra AS (
+                 SELECT id FROM ranked WHERE n > $2 LIMIT $1
+             )
+             DELETE FROM jobq_jobs j USING extra WHERE j.id = extra.id",
+        )
+        .bind(BATCH)
+        .bind(i64::try_from(engine.defaults().finished_max).unwrap_or(i64::MAX))
+        .execute(engine.pool())
+        .await
+        .map_err(error::store)?
+        .rows_affected();
+        if jobs < BATCH as u64 && keys < BATCH as u64 && extra < BATCH as u64 {
             return Ok(());
         }
     }
+}
+
+/// With the server's autovacuum off (a setting some installations ship
+/// with), a job queue's tables fill with dead rows and every lease wades
+/// through them: then jobq vacuums its hot tables itself, one replica at a
+/// time, whenever their dead rows pass [`VACUUM_DEAD_ROWS`]. With
+/// autovacuum on, it leaves them to it.
+pub(super) async fn vacuum(engine: PgEngine) {
+    let shared = &engine.shared;
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            () = tokio::time::sleep(VACUUM_CHECK_EVERY) => {}
+        }
+        match vacuum_once(&engine, &mut warned).await {
+            Ok(()) => {}
+            Err(error) => tracing::debug!(%error, "checking dead rows failed; retrying"),
+        }
+    }
+}
+
+async fn vacuum_once(engine: &PgEngine, warned: &mut bool) -> Result<(), EngineError> {
+    let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(engine.pool())
+        .await
+        .map_err(error::store)?;
+    if autovacuum == "on" {
+        return Ok(());
+    }
+    if !*warned {
+        *warned = true;
+        tracing::warn!("the database's autovacuum is off: jobq vacuums its own tables when their dead rows pile up; turn autovacuum on to leave it to the database");
+    }
+    let tables: Vec<(String, i64, i64)> = sqlx::query_as(DEAD_ROWS)
+        .fetch_all(engine.pool())
+        .await
+        .map_err(error::store)?;
+    let due: Vec<String> = tables
+        .into_iter()
+        .filter(|(_, dead, live)| *dead > VACUUM_DEAD_ROWS.max(live / 20))
+        .map(|(table, _, _)| table)
+        .collect();
+    if due.is_empty() {
+        return Ok(());
+    }
+    let mut conn = engine.pool().acquire().await.map_err(error::store)?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(VACUUM_LOCK)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(error::store)?;
+    if !locked {
+        return Ok(()); // another replica is at it
+    }
+    let mut vacuumed = Ok(());
+    for table in &due {
+        let started = Instant::now();
+        // The names come from the fixed list in DEAD_ROWS.
+        if let Err(error) = sqlx::query(&format!("VACUUM {table}")).execute(&mut *conn).await {
+            vacuumed = Err(error::store(error));
+            break;
+        }
+        tracing::info!(table, took = ?started.elapsed(), "vacuumed (the database's autovacuum is off)");
+    }
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(VACUUM_LOCK)
+        .execute(&mut *conn)
+        .await;
+    vacuumed
 }
