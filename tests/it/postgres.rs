@@ -29,6 +29,28 @@ struct Seen {
 
 type Deliveries = Arc<Mutex<HashMap<String, Vec<Seen>>>>;
 
+/// Fails unless job `id` of the test queue is acked.
+async fn assert_acked(
+    admin: &mut pb::admin_client::AdminClient<tonic::transport::Channel>,
+    id: &str,
+) {
+    let job = admin
+        .get_job(pb::GetJobRequest {
+            queue: QUEUE.into(),
+            job_id: id.to_string(),
+        })
+        .await
+        .expect("get job")
+        .into_inner()
+        .job
+        .expect("job");
+    assert_eq!(
+        job.state,
+        pb::JobState::Acked as i32,
+        "job {id} is not acked: {job:?}"
+    );
+}
+
 async fn replica(url: &str) -> (Child, String) {
     let env = [("JOBQ_STORE", url), ("JOBQ_LEASE_DURATION", "60s")];
     let (child, addr, mut lines) = binary::start(&env).await;
@@ -172,21 +194,7 @@ async fn replicas_share_queues_and_a_killed_replica_loses_nothing() {
     let mut redelivered = 0;
     let mut stale = None;
     for id in &enqueued {
-        let job = admin
-            .get_job(pb::GetJobRequest {
-                queue: QUEUE.into(),
-                job_id: id.clone(),
-            })
-            .await
-            .expect("get job")
-            .into_inner()
-            .job
-            .expect("job");
-        assert_eq!(
-            job.state,
-            pb::JobState::Acked as i32,
-            "job {id} is not acked: {job:?}"
-        );
+        assert_acked(&mut admin, id).await;
         let deliveries = seen
             .get(id)
             .unwrap_or_else(|| panic!("job {id} was never delivered"));
@@ -346,21 +354,7 @@ async fn a_database_outage_gives_clear_errors_and_full_service_after_it() {
             .job_id,
     );
     for id in &acked {
-        let job = admin
-            .get_job(pb::GetJobRequest {
-                queue: QUEUE.into(),
-                job_id: id.clone(),
-            })
-            .await
-            .expect("get job")
-            .into_inner()
-            .job
-            .expect("job");
-        assert_eq!(
-            job.state,
-            pb::JobState::Acked as i32,
-            "an acked job came back: {job:?}"
-        );
+        assert_acked(&mut admin, id).await;
     }
     // Everything not acked is still there, and drains.
     let mut rest = HashSet::new();

@@ -246,7 +246,9 @@ async fn main() -> anyhow::Result<()> {
                 .print(Some(echo_stream));
             for rate in [5_000, 10_000, 0] {
                 for via in [Via::Unary, Via::Stream] {
-                    pipeline(&args, &client, &client, rate, 100, via).await?.print(None);
+                    pipeline(&args, &client, &client, rate, 100, via)
+                        .await?
+                        .print(None);
                 }
             }
         }

@@ -98,6 +98,16 @@ impl Figures {
     }
 }
 
+/// Adds `more` to `sum`, total by total.
+pub(super) fn add_totals(sum: &mut QueueStats, more: QueueStats) {
+    sum.enqueued += more.enqueued;
+    sum.leased += more.leased;
+    sum.acked += more.acked;
+    sum.nacked += more.nacked;
+    sum.expired += more.expired;
+    sum.dead_lettered += more.dead_lettered;
+}
+
 /// Reads counts for `queues` (all with `None`).
 pub(super) async fn count(
     engine: &PgEngine,
@@ -191,13 +201,7 @@ async fn flush(engine: &PgEngine) -> Result<(), EngineError> {
         // Kept for the next try.
         let mut inner = engine.shared.figures.lock();
         for (queue, t) in pending {
-            let sum = inner.pending.entry(queue).or_default();
-            sum.enqueued += t.enqueued;
-            sum.leased += t.leased;
-            sum.acked += t.acked;
-            sum.nacked += t.nacked;
-            sum.expired += t.expired;
-            sum.dead_lettered += t.dead_lettered;
+            add_totals(inner.pending.entry(queue).or_default(), t);
         }
         return Err(error::store(error));
     }

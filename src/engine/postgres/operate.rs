@@ -88,13 +88,7 @@ impl PgEngine {
                 None => self.shared.figures.counts(&name),
             };
             let mut stats = stats_of(row).map_err(error::store)?;
-            let pending = self.shared.figures.pending(&name);
-            stats.enqueued += pending.enqueued;
-            stats.leased += pending.leased;
-            stats.acked += pending.acked;
-            stats.nacked += pending.nacked;
-            stats.expired += pending.expired;
-            stats.dead_lettered += pending.dead_lettered;
+            figures::add_totals(&mut stats, self.shared.figures.pending(&name));
             let others = rows::count(row.try_get("workers").map_err(error::store)?);
             out.push(QueueInfo {
                 config: rows::queue_config(row, self.defaults()).map_err(error::store)?,

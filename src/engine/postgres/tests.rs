@@ -588,10 +588,17 @@ async fn finished_jobs_past_the_cap_are_forgotten_newest_kept() {
     let (_schema, engine) = setup!("pg_finished_max", defaults);
     let q = queue("q");
     let stored = engine
-        .enqueue(q.clone(), (0..10).map(|i| job(&i.to_string())).collect(), None)
+        .enqueue(
+            q.clone(),
+            (0..10).map(|i| job(&i.to_string())).collect(),
+            None,
+        )
         .await
         .expect("enqueue");
-    let leased = engine.lease(q.clone(), 10, None, WAIT).await.expect("lease");
+    let leased = engine
+        .lease(q.clone(), 10, None, WAIT)
+        .await
+        .expect("lease");
     let tokens: Vec<_> = leased.iter().map(|d| d.token).collect();
     engine.ack(&q, &tokens).await.expect("ack");
     // The forgetting task runs every second: wait for it, without a
@@ -609,7 +616,10 @@ async fn finished_jobs_past_the_cap_are_forgotten_newest_kept() {
             assert_eq!(ids, newest, "the newest finished jobs are the ones kept");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "finished jobs were never capped");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "finished jobs were never capped"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

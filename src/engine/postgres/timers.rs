@@ -366,7 +366,9 @@ async fn vacuum_once(engine: &PgEngine, warned: &mut bool) -> Result<(), EngineE
     }
     if !*warned {
         *warned = true;
-        tracing::warn!("the database's autovacuum is off: jobq vacuums its own tables when their dead rows pile up; turn autovacuum on to leave it to the database");
+        tracing::warn!(
+            "the database's autovacuum is off: jobq vacuums its own tables when their dead rows pile up; turn autovacuum on to leave it to the database"
+        );
     }
     let tables: Vec<(String, i64, i64)> = sqlx::query_as(DEAD_ROWS)
         .fetch_all(engine.pool())
@@ -393,7 +395,10 @@ async fn vacuum_once(engine: &PgEngine, warned: &mut bool) -> Result<(), EngineE
     for table in &due {
         let started = Instant::now();
         // The names come from the fixed list in DEAD_ROWS.
-        if let Err(error) = sqlx::query(&format!("VACUUM {table}")).execute(&mut *conn).await {
+        if let Err(error) = sqlx::query(&format!("VACUUM {table}"))
+            .execute(&mut *conn)
+            .await
+        {
             vacuumed = Err(error::store(error));
             break;
         }
