@@ -289,9 +289,12 @@ async fn serve_with(
                 Ok(store_failed) => {
                     opened = true;
                     failed = store_failed;
-                    set_health(&health, ServingStatus::Serving).await;
-                    serving.store(true, Ordering::Relaxed);
                     available = engine.available();
+                    // The store may have gone away since it opened.
+                    let up = available.as_ref().is_none_or(|rx| *rx.borrow());
+                    let status = if up { ServingStatus::Serving } else { ServingStatus::NotServing };
+                    set_health(&health, status).await;
+                    serving.store(up, Ordering::Relaxed);
                     tracing::info!(addr = %local, "jobq serving");
                 }
                 Err(error) => {
