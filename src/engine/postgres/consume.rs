@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::rows::{self, Clock, millis, state};
 use super::{PgEngine, error};
 use crate::engine::{Consume, Engine, EngineError, WorkerAttachment};
-use crate::queue::{Delivery, JobId, LeaseToken, NackOutcome, NackRequest, QueueError, QueueName};
+use crate::queue::{Delivery, LeaseToken, NackOutcome, NackRequest, QueueError, QueueName};
 
 /// How often a waiting lease looks again whatever it hears: the most a
 /// lost wake-up can delay a job.
@@ -52,36 +52,9 @@ UPDATE jobq_jobs j SET state = 1, attempts = j.attempts - 1, due_at = u.place,
 FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) AS u(id, delivery, place)
 WHERE j.id = u.id AND j.delivery = u.delivery AND j.state = 3";
 
-/// Acks every token of `$2`/`$3` in queue `$1`, or none unless all `$4`
-/// are live.
-const ACK: &str = "
-WITH tokens AS (
-    SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS t(id, delivery)
-), live AS (
-    SELECT j.id, j.leased_at FROM jobq_jobs j JOIN tokens t ON j.id = t.id AND j.delivery = t.delivery
-    WHERE j.queue = $1 AND j.state = 3 AND j.due_at > now()
-    FOR UPDATE OF j
-), ok AS (
-    SELECT count(DISTINCT id) = $4 AS all_live FROM live
-), done AS (
-    UPDATE jobq_jobs j SET state = 5, finished_at = now(), holder_replica = NULL, holder = NULL,
-        due_at = now() + (SELECT finished_retention_ms FROM jobq_queues WHERE name = $1) * interval '1 millisecond'
-    FROM (SELECT DISTINCT id FROM live) AS l, ok
-    WHERE j.id = l.id AND ok.all_live
-    RETURNING j.id, j.leased_at
-), gone AS (
-    DELETE FROM jobq_payloads p USING done WHERE p.id = done.id
-), counted AS (
-    UPDATE jobq_queues SET held = held - (SELECT count(*) FROM done)
-    WHERE name = $1 AND EXISTS (SELECT 1 FROM done)
-)
-SELECT (SELECT coalesce(array_agg(DISTINCT id), '{}') FROM live) AS live,
-    (SELECT count(*) FROM done) AS acked,
-    (SELECT coalesce(array_agg(leased_at), '{}') FROM done) AS leased_at,
-    now() AS db_now";
-
 /// Acks whichever tokens of `$2`/`$3` (no pair twice) in queue `$1` are
-/// live: for many callers' single acks in one statement.
+/// live: many callers' single acks in one statement, or (inside a
+/// transaction undone unless all were live) one call's tokens.
 const ACK_BATCH: &str = "
 WITH tokens AS (
     SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS t(id, delivery)
@@ -93,14 +66,14 @@ WITH tokens AS (
     UPDATE jobq_jobs j SET state = 5, finished_at = now(), holder_replica = NULL, holder = NULL,
         due_at = now() + (SELECT finished_retention_ms FROM jobq_queues WHERE name = $1) * interval '1 millisecond'
     FROM live WHERE j.id = live.id
-    RETURNING j.id, j.leased_at
+    RETURNING j.id, j.delivery, j.leased_at
 ), gone AS (
     DELETE FROM jobq_payloads p USING done WHERE p.id = done.id
 ), counted AS (
     UPDATE jobq_queues SET held = held - (SELECT count(*) FROM done)
     WHERE name = $1 AND EXISTS (SELECT 1 FROM done)
 )
-SELECT id, leased_at, now() AS db_now FROM done";
+SELECT id, delivery, leased_at, now() AS db_now FROM done";
 
 /// Gives a leased job back: dead when asked (`$4`) or when its failed
 /// attempts reach its limit; otherwise due again after `$5` ms, or after
@@ -293,48 +266,34 @@ impl PgEngine {
         }
     }
 
+    /// Acks `tokens`, all or none: [`ACK_BATCH`] in a transaction, undone
+    /// unless every token was live.
     pub(super) async fn ack_tokens(
         &self,
         queue: &QueueName,
         tokens: &[LeaseToken],
     ) -> Result<usize, EngineError> {
-        let distinct: HashSet<(JobId, u64)> = tokens.iter().map(|t| (t.job, t.delivery)).collect();
-        let ids: Vec<Uuid> = tokens.iter().map(|t| rows::uuid(t.job)).collect();
-        let deliveries: Vec<i64> = tokens.iter().map(delivery).collect();
-        let row = sqlx::query(ACK)
-            .bind(queue.as_str())
-            .bind(&ids)
-            .bind(&deliveries)
-            .bind(i64::try_from(distinct.len()).unwrap_or(i64::MAX))
-            .fetch_one(self.pool())
-            .await
-            .map_err(error::store)?;
-        let acked: i64 = row.try_get("acked").map_err(error::store)?;
-        if acked == 0 && !tokens.is_empty() {
-            let live: Vec<Uuid> = row.try_get("live").map_err(error::store)?;
-            let live: HashSet<JobId> = live.into_iter().map(rows::job_id).collect();
-            let stale = tokens
-                .iter()
-                .find(|t| !live.contains(&t.job))
-                .or_else(|| {
-                    // Two deliveries of one job in one call: one is stale.
-                    tokens.iter().find(|t| {
-                        tokens
-                            .iter()
-                            .any(|o| o.job == t.job && o.delivery != t.delivery)
-                    })
-                })
-                .copied()
-                .unwrap_or(tokens[0]);
-            return Err(lease_not_found(queue, stale));
+        let distinct: HashSet<LeaseToken> = tokens.iter().copied().collect();
+        let mut tx = self.pool().begin().await.map_err(error::store)?;
+        let acked = run_ack(&mut tx, queue, &distinct).await?;
+        if let Some(stale) = tokens.iter().find(|t| !acked.tokens.contains(t)) {
+            tx.rollback().await.map_err(error::store)?;
+            return Err(lease_not_found(queue, *stale));
         }
-        let clock = Clock::new(row.try_get("db_now").map_err(error::store)?);
-        let leased_at: Vec<DateTime<Utc>> = row.try_get("leased_at").map_err(error::store)?;
-        let acked = rows::count(acked);
-        self.observe_acks(queue, &leased_at, &clock);
-        self.shared.figures.add(queue, |t| t.acked += acked as u64);
+        tx.commit().await.map_err(error::store)?;
+        self.acked(queue, &acked);
+        Ok(acked.tokens.len())
+    }
+
+    /// After acks committed: job timings, totals, and waiting enqueues.
+    fn acked(&self, queue: &QueueName, acked: &Acked) {
+        let Some(clock) = acked.clock else {
+            return;
+        };
+        self.observe_acks(queue, &acked.leased_at, &clock);
+        let n = acked.tokens.len() as u64;
+        self.shared.figures.add(queue, |t| t.acked += n);
         self.shared.wakers.freed(queue);
-        Ok(acked)
     }
 
     /// Acks one token together with whatever other single acks of the
@@ -425,7 +384,7 @@ impl Consume for PgEngine {
         wait: Duration,
     ) -> Result<Vec<Delivery>, EngineError> {
         self.refuse_if_shutting_down()?;
-        self.ensure_queue(&queue).await?;
+        self.create_queue(&queue).await?;
         let until = Instant::now() + wait;
         let ready = self.shared.wakers.of(&queue);
         loop {
@@ -456,7 +415,7 @@ impl Consume for PgEngine {
         queue: QueueName,
     ) -> Result<Box<dyn WorkerAttachment>, EngineError> {
         self.refuse_if_shutting_down()?;
-        self.ensure_queue(&queue).await?;
+        self.create_queue(&queue).await?;
         Ok(Box::new(super::worker::PgAttachment::new(
             self.clone(),
             queue,
@@ -489,6 +448,51 @@ impl Consume for PgEngine {
     }
 }
 
+/// What [`ACK_BATCH`] acked.
+struct Acked {
+    tokens: HashSet<LeaseToken>,
+    leased_at: Vec<DateTime<Utc>>,
+    /// The database's clock, if anything was acked.
+    clock: Option<Clock>,
+}
+
+/// Runs [`ACK_BATCH`] for `tokens` on `conn`.
+async fn run_ack(
+    conn: &mut sqlx::PgConnection,
+    queue: &QueueName,
+    tokens: &HashSet<LeaseToken>,
+) -> Result<Acked, EngineError> {
+    let ids: Vec<Uuid> = tokens.iter().map(|t| rows::uuid(t.job)).collect();
+    let deliveries: Vec<i64> = tokens.iter().map(delivery).collect();
+    let rows = sqlx::query(ACK_BATCH)
+        .bind(queue.as_str())
+        .bind(&ids)
+        .bind(&deliveries)
+        .fetch_all(conn)
+        .await
+        .map_err(error::store)?;
+    let mut acked = Acked {
+        tokens: HashSet::with_capacity(rows.len()),
+        leased_at: Vec::with_capacity(rows.len()),
+        clock: None,
+    };
+    for row in &rows {
+        let id: Uuid = row.try_get("id").map_err(error::store)?;
+        let delivery: i64 = row.try_get("delivery").map_err(error::store)?;
+        acked.tokens.insert(LeaseToken {
+            job: rows::job_id(id),
+            delivery: u64::try_from(delivery).unwrap_or(0),
+        });
+        acked
+            .leased_at
+            .push(row.try_get("leased_at").map_err(error::store)?);
+        acked
+            .clock
+            .get_or_insert(Clock::new(row.try_get("db_now").map_err(error::store)?));
+    }
+    Ok(acked)
+}
+
 /// Runs [`ACK_BATCH`] for many callers' tokens: whether each was acked
 /// (a token given twice is acked for its first caller only).
 pub(super) fn ack_batch(
@@ -498,31 +502,11 @@ pub(super) fn ack_batch(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<bool>, EngineError>> + Send>> {
     Box::pin(async move {
         let distinct: HashSet<LeaseToken> = tokens.iter().copied().collect();
-        let ids: Vec<Uuid> = distinct.iter().map(|t| rows::uuid(t.job)).collect();
-        let deliveries: Vec<i64> = distinct.iter().map(delivery).collect();
-        let rows = sqlx::query(ACK_BATCH)
-            .bind(queue.as_str())
-            .bind(&ids)
-            .bind(&deliveries)
-            .fetch_all(engine.pool())
-            .await
-            .map_err(error::store)?;
-        let mut acked = HashSet::new();
-        let mut leased_at = Vec::with_capacity(rows.len());
-        let mut clock = None;
-        for row in &rows {
-            let id: Uuid = row.try_get("id").map_err(error::store)?;
-            acked.insert(rows::job_id(id));
-            leased_at.push(row.try_get("leased_at").map_err(error::store)?);
-            clock.get_or_insert(Clock::new(row.try_get("db_now").map_err(error::store)?));
-        }
-        if let Some(clock) = clock {
-            engine.observe_acks(&queue, &leased_at, &clock);
-            let n = acked.len() as u64;
-            engine.shared.figures.add(&queue, |t| t.acked += n);
-            engine.shared.wakers.freed(&queue);
-        }
-        // Each acked job answers its first token only.
-        Ok(tokens.iter().map(|t| acked.remove(&t.job)).collect())
+        let mut conn = engine.pool().acquire().await.map_err(error::store)?;
+        let mut acked = run_ack(&mut conn, &queue, &distinct).await?;
+        drop(conn);
+        engine.acked(&queue, &acked);
+        // Each acked token answers its first caller only.
+        Ok(tokens.iter().map(|t| acked.tokens.remove(t)).collect())
     })
 }

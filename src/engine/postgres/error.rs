@@ -16,7 +16,8 @@ pub(super) fn store(error: sqlx::Error) -> EngineError {
         Error::Database(db) => db.code().is_some_and(|code| {
             // 08: connection exceptions; 57P: operator intervention
             // (admin shutdown, crash shutdown, cannot connect now);
-            // 40001/40P01: serialization failure, deadlock (retry).
+            // 40001/40P01: serialization failure, deadlock (retry);
+            // 53300: too many connections.
             code.starts_with("08")
                 || code.starts_with("57P")
                 || code == "40001"

@@ -1,6 +1,6 @@
 //! Figures a scrape reads without touching the jobs table: per-state
 //! counts refreshed every few seconds, totals summed from per-replica rows
-//! (this replica's own added every second), and each queue's pause flag.
+//! (this replica's own added every 2 s), and each queue's pause flag.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -13,7 +13,7 @@
 //! - a heartbeat row, whose age tells the other replicas that this one is
 //!   gone, so they give its worker streams' leases back;
 //! - figures ([`figures`]): per-state counts refreshed every few seconds,
-//!   and totals added to the database every second, so a scrape never
+//!   and totals added to the database every 2 s, so a scrape never
 //!   scans the jobs table.
 //!
 //! A lease token carries the job's delivery number, and ack, nack and
@@ -239,8 +239,17 @@ impl PgEngine {
     }
 }
 
+/// The refusal of every schedule call on this store.
+fn no_schedules() -> EngineError {
+    EngineError::Unsupported {
+        store: STORE,
+        what: "schedules",
+    }
+}
+
 /// Schedules are not kept in PostgreSQL yet: each call says so, rather than
 /// keeping them in one replica's memory where the others cannot see them.
+/// Listing and metrics see none.
 #[async_trait]
 impl Schedules for PgEngine {
     async fn set_schedule(
@@ -248,17 +257,11 @@ impl Schedules for PgEngine {
         _name: ScheduleName,
         _spec: ScheduleSpec,
     ) -> Result<(ScheduleInfo, Upserted), EngineError> {
-        Err(EngineError::Unsupported {
-            store: STORE,
-            what: "schedules",
-        })
+        Err(no_schedules())
     }
 
     async fn schedule_info(&self, _name: &ScheduleName) -> Result<ScheduleInfo, EngineError> {
-        Err(EngineError::Unsupported {
-            store: STORE,
-            what: "schedules",
-        })
+        Err(no_schedules())
     }
 
     async fn list_schedules(
@@ -270,10 +273,7 @@ impl Schedules for PgEngine {
     }
 
     async fn delete_schedule(&self, _name: &ScheduleName) -> Result<(), EngineError> {
-        Err(EngineError::Unsupported {
-            store: STORE,
-            what: "schedules",
-        })
+        Err(no_schedules())
     }
 
     async fn set_schedule_paused(
@@ -281,17 +281,11 @@ impl Schedules for PgEngine {
         _name: &ScheduleName,
         _paused: bool,
     ) -> Result<ScheduleInfo, EngineError> {
-        Err(EngineError::Unsupported {
-            store: STORE,
-            what: "schedules",
-        })
+        Err(no_schedules())
     }
 
     async fn trigger_schedule(&self, _name: &ScheduleName) -> Result<Enqueued, EngineError> {
-        Err(EngineError::Unsupported {
-            store: STORE,
-            what: "schedules",
-        })
+        Err(no_schedules())
     }
 
     async fn schedule_figures(&self) -> Result<Vec<ScheduleFigures>, EngineError> {

@@ -103,7 +103,8 @@ impl PgEngine {
         Ok(out)
     }
 
-    /// Creates `queue` with the server's defaults unless it exists.
+    /// Creates `queue` with the server's defaults unless it exists (a
+    /// queue is created on first use).
     pub(super) async fn create_queue(&self, queue: &QueueName) -> Result<(), EngineError> {
         if self.queue_exists(queue).await? {
             return Ok(());
@@ -141,11 +142,6 @@ impl PgEngine {
             tracing::info!(queue = %queue, "queue created");
         }
         Ok(())
-    }
-
-    /// Creates `queue` on first use.
-    pub(super) async fn ensure_queue(&self, queue: &QueueName) -> Result<(), EngineError> {
-        self.create_queue(queue).await
     }
 
     pub(super) async fn queue_exists(&self, queue: &QueueName) -> Result<bool, EngineError> {

@@ -84,11 +84,6 @@ impl TestSchema {
             .map_or(self.base.as_str(), |(_, r)| r);
         rest.split(['/', '?']).next().unwrap_or(rest).to_string()
     }
-
-    /// The schema's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
 }
 
 impl Drop for TestSchema {

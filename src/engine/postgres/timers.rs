@@ -185,8 +185,8 @@ pub(super) async fn heartbeat(engine: PgEngine) {
             Err(_) => engine.set_available(false),
         }
     }
-    // Streams end with the shutdown and give their leases back; wait for
-    // them before saying goodbye, so nothing is left to the others.
+    // Gone from the list of replicas. The streams, ending with the
+    // shutdown, give their leases back by holder, not by this row.
     let _ = sqlx::query("DELETE FROM jobq_replicas WHERE id = $1")
         .bind(engine.replica())
         .execute(engine.pool())

@@ -104,7 +104,7 @@ CREATE TABLE jobq_workers (
 );
 
 -- Totals since a queue was created, one row per replica (added to every
--- second), so no two replicas update the same row.
+-- 2 s), so no two replicas update the same row.
 CREATE TABLE jobq_queue_totals (
     queue         text NOT NULL,
     replica       uuid NOT NULL,
