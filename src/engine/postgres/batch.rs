@@ -65,7 +65,7 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     ) -> Result<R, EngineError> {
         let (tx, rx) = oneshot::channel();
         let lead = {
-            let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            let mut lanes = super::lock(&self.lanes);
             let lane = lanes.entry(queue.clone()).or_insert_with(|| Lane {
                 waiting: Vec::new(),
                 flushing: false,
@@ -84,7 +84,7 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
 
     /// Takes the next batch of `queue`, or marks the lane idle if none.
     fn take(&self, queue: &QueueName) -> Option<Vec<Waiter<T, R>>> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lanes = super::lock(&self.lanes);
         let lane = lanes.get_mut(queue)?;
         if lane.waiting.is_empty() {
             lane.flushing = false;

@@ -13,6 +13,7 @@ use sqlx::Row;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::holdings::Moved;
 use super::rows::{self, Clock, millis, state};
 use super::{PgEngine, error};
 use crate::engine::{Consume, Engine, EngineError, WorkerAttachment};
@@ -59,7 +60,8 @@ const ACK_BATCH: &str = "
 WITH tokens AS (
     SELECT * FROM unnest($2::uuid[], $3::bigint[]) AS t(id, delivery)
 ), live AS (
-    SELECT j.id FROM jobq_jobs j JOIN tokens t ON j.id = t.id AND j.delivery = t.delivery
+    SELECT j.id, j.holder_replica, j.holder FROM jobq_jobs j
+    JOIN tokens t ON j.id = t.id AND j.delivery = t.delivery
     WHERE j.queue = $1 AND j.state = 3 AND j.due_at > now()
     FOR UPDATE OF j
 ), done AS (
@@ -73,14 +75,15 @@ WITH tokens AS (
     UPDATE jobq_queues SET held = held - (SELECT count(*) FROM done)
     WHERE name = $1 AND EXISTS (SELECT 1 FROM done)
 )
-SELECT id, delivery, leased_at, now() AS db_now FROM done";
+SELECT done.id, done.delivery, done.leased_at, live.holder_replica, live.holder, now() AS db_now
+FROM done JOIN live ON live.id = done.id";
 
 /// Gives a leased job back: dead when asked (`$4`) or when its failed
 /// attempts reach its limit; otherwise due again after `$5` ms, or after
 /// the queue's backoff when `$5` is null.
 const NACK: &str = "
 WITH cur AS (
-    SELECT j.id, j.attempts, j.drops, j.max_attempts FROM jobq_jobs j
+    SELECT j.id, j.attempts, j.drops, j.max_attempts, j.holder_replica, j.holder FROM jobq_jobs j
     WHERE j.id = $2 AND j.queue = $1 AND j.state = 3 AND j.delivery = $3 AND j.due_at > now()
     FOR UPDATE
 ), q AS (
@@ -106,13 +109,13 @@ WITH cur AS (
     DELETE FROM jobq_failures f WHERE f.job = $2 AND f.seq <= (
         SELECT seq FROM jobq_failures WHERE job = $2 ORDER BY seq DESC OFFSET $7 LIMIT 1)
 )
-SELECT upd.state, upd.due_at, now() AS db_now FROM upd";
+SELECT upd.state, upd.due_at, cur.holder_replica, cur.holder, now() AS db_now FROM upd, cur";
 
 /// Moves a live lease's deadline.
 const EXTEND: &str = "
 UPDATE jobq_jobs SET due_at = now() + $4 * interval '1 millisecond'
 WHERE id = $2 AND queue = $1 AND state = 3 AND delivery = $3 AND due_at > now()
-RETURNING due_at, now() AS db_now";
+RETURNING due_at, holder_replica, holder, now() AS db_now";
 
 /// A token's delivery number as the tables hold it.
 fn delivery(token: &LeaseToken) -> i64 {
@@ -285,11 +288,15 @@ impl PgEngine {
         Ok(acked.tokens.len())
     }
 
-    /// After acks committed: job timings, totals, and waiting enqueues.
+    /// After acks committed: streams' credits, job timings, totals, and
+    /// waiting enqueues.
     fn acked(&self, queue: &QueueName, acked: &Acked) {
         let Some(clock) = acked.clock else {
             return;
         };
+        for &(token, replica, holder) in &acked.holders {
+            self.lease_moved(queue, replica, holder, token, Moved::Ended);
+        }
         self.observe_acks(queue, &acked.leased_at, &clock);
         let n = acked.tokens.len() as u64;
         self.shared.figures.add(queue, |t| t.acked += n);
@@ -333,6 +340,13 @@ impl PgEngine {
             .map_err(error::store)?
             .ok_or_else(|| lease_not_found(queue, *token))?;
         let clock = Clock::new(row.try_get("db_now").map_err(error::store)?);
+        self.lease_moved(
+            queue,
+            row.try_get("holder_replica").map_err(error::store)?,
+            row.try_get("holder").map_err(error::store)?,
+            *token,
+            Moved::Ended,
+        );
         let code: i16 = row.try_get("state").map_err(error::store)?;
         let due: DateTime<Utc> = row.try_get("due_at").map_err(error::store)?;
         self.shared.figures.add(queue, |t| {
@@ -370,7 +384,15 @@ impl PgEngine {
             .map_err(error::store)?
             .ok_or_else(|| lease_not_found(queue, *token))?;
         let clock = Clock::new(row.try_get("db_now").map_err(error::store)?);
-        Ok(clock.instant(row.try_get("due_at").map_err(error::store)?))
+        let due: DateTime<Utc> = row.try_get("due_at").map_err(error::store)?;
+        self.lease_moved(
+            queue,
+            row.try_get("holder_replica").map_err(error::store)?,
+            row.try_get("holder").map_err(error::store)?,
+            *token,
+            Moved::Extended(rows::system_time(due)),
+        );
+        Ok(clock.instant(due))
     }
 }
 
@@ -387,6 +409,7 @@ impl Consume for PgEngine {
         self.create_queue(&queue).await?;
         let until = Instant::now() + wait;
         let ready = self.shared.wakers.of(&queue);
+        let _waiting = LongPoll::new(self, &queue);
         loop {
             let mut woken = std::pin::pin!(ready.notified());
             woken.as_mut().enable();
@@ -451,6 +474,8 @@ impl Consume for PgEngine {
 /// What [`ACK_BATCH`] acked.
 struct Acked {
     tokens: HashSet<LeaseToken>,
+    /// Each acked token's holder: replica and stream, if a stream held it.
+    holders: Vec<(LeaseToken, Option<Uuid>, Option<i64>)>,
     leased_at: Vec<DateTime<Utc>>,
     /// The database's clock, if anything was acked.
     clock: Option<Clock>,
@@ -473,16 +498,23 @@ async fn run_ack(
         .map_err(error::store)?;
     let mut acked = Acked {
         tokens: HashSet::with_capacity(rows.len()),
+        holders: Vec::with_capacity(rows.len()),
         leased_at: Vec::with_capacity(rows.len()),
         clock: None,
     };
     for row in &rows {
         let id: Uuid = row.try_get("id").map_err(error::store)?;
         let delivery: i64 = row.try_get("delivery").map_err(error::store)?;
-        acked.tokens.insert(LeaseToken {
+        let token = LeaseToken {
             job: rows::job_id(id),
             delivery: u64::try_from(delivery).unwrap_or(0),
-        });
+        };
+        acked.tokens.insert(token);
+        acked.holders.push((
+            token,
+            row.try_get("holder_replica").map_err(error::store)?,
+            row.try_get("holder").map_err(error::store)?,
+        ));
         acked
             .leased_at
             .push(row.try_get("leased_at").map_err(error::store)?);
@@ -509,4 +541,31 @@ pub(super) fn ack_batch(
         // Each acked token answers its first caller only.
         Ok(tokens.iter().map(|t| acked.tokens.remove(t)).collect())
     })
+}
+
+/// Counts a unary lease in [`PgEngine::long_polls`] while it lives.
+struct LongPoll<'a> {
+    engine: &'a PgEngine,
+    queue: &'a QueueName,
+}
+
+impl<'a> LongPoll<'a> {
+    fn new(engine: &'a PgEngine, queue: &'a QueueName) -> Self {
+        *super::lock(&engine.shared.long_polls)
+            .entry(queue.clone())
+            .or_default() += 1;
+        Self { engine, queue }
+    }
+}
+
+impl Drop for LongPoll<'_> {
+    fn drop(&mut self) {
+        let mut polls = super::lock(&self.engine.shared.long_polls);
+        if let Some(count) = polls.get_mut(self.queue) {
+            *count -= 1;
+            if *count == 0 {
+                polls.remove(self.queue);
+            }
+        }
+    }
 }

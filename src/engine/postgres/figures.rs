@@ -56,7 +56,7 @@ struct Inner {
 
 impl Figures {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        super::lock(&self.inner)
     }
 
     /// Adds to this replica's totals of `queue`.

@@ -196,12 +196,8 @@ impl PgEngine {
     }
 
     /// The observer of `queue`'s jobs on this replica.
-    fn observer(&self, queue: &QueueName) -> Arc<dyn QueueObserver> {
-        let mut observers = self
-            .shared
-            .observers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+    pub(super) fn observer(&self, queue: &QueueName) -> Arc<dyn QueueObserver> {
+        let mut observers = super::lock(&self.shared.observers);
         Arc::clone(
             observers
                 .entry(queue.clone())
@@ -353,11 +349,7 @@ impl Operate for PgEngine {
         tx.commit().await.map_err(error::store)?;
         self.shared.wakers.forget(queue);
         self.shared.figures.forget(queue);
-        self.shared
-            .observers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(queue);
+        super::lock(&self.shared.observers).remove(queue);
         self.shared.observer.queue_deleted(queue);
         let jobs = rows::count(dropped);
         tracing::info!(queue = %queue, jobs, "queue deleted");

@@ -44,24 +44,19 @@ pub(super) struct Wakers {
 impl Wakers {
     /// The `Notify` workers of `queue` wait on.
     pub(super) fn of(&self, queue: &QueueName) -> Arc<Notify> {
-        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queues = super::lock(&self.queues);
         Arc::clone(queues.entry(queue.clone()).or_default())
     }
 
     /// The `Notify` enqueues waiting for room in `queue` wait on.
     pub(super) fn of_room(&self, queue: &QueueName) -> Arc<Notify> {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rooms = super::lock(&self.rooms);
         Arc::clone(rooms.entry(queue.clone()).or_default())
     }
 
     /// Jobs left `queue` through this replica: waiting enqueues look again.
     pub(super) fn freed(&self, queue: &QueueName) {
-        let notify = self
-            .rooms
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(queue)
-            .cloned();
+        let notify = super::lock(&self.rooms).get(queue).cloned();
         if let Some(notify) = notify {
             notify.notify_waiters();
         }
@@ -69,19 +64,14 @@ impl Wakers {
 
     /// Cancelled once `queue` is deleted through this replica.
     pub(super) fn closed(&self, queue: &QueueName) -> CancellationToken {
-        let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut closed = super::lock(&self.closed);
         closed.entry(queue.clone()).or_default().clone()
     }
 
     /// Wakes one waiting worker of `queue` on this replica (or the next to
     /// wait); it passes the wake-up on if it leaves jobs behind.
     pub(super) fn wake(&self, queue: &QueueName) {
-        let notify = self
-            .queues
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(queue)
-            .cloned();
+        let notify = super::lock(&self.queues).get(queue).cloned();
         if let Some(notify) = notify {
             notify.notify_one();
         }
@@ -92,7 +82,7 @@ impl Wakers {
     pub(super) fn ready(&self, queue: &QueueName) {
         self.wake(queue);
         let first = {
-            let mut outgoing = self.outgoing.lock().unwrap_or_else(|e| e.into_inner());
+            let mut outgoing = super::lock(&self.outgoing);
             outgoing.insert(queue.clone()) && outgoing.len() == 1
         };
         if first {
@@ -102,7 +92,7 @@ impl Wakers {
 
     /// Wakes every waiting worker: after notifications may have been lost.
     pub(super) fn wake_all(&self) {
-        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let queues = super::lock(&self.queues);
         for notify in queues.values() {
             notify.notify_waiters();
             notify.notify_one();
@@ -111,27 +101,16 @@ impl Wakers {
 
     /// Forgets a deleted queue's waiters, once they have been woken.
     pub(super) fn forget(&self, queue: &QueueName) {
-        let removed = self
-            .queues
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(queue);
+        let removed = super::lock(&self.queues).remove(queue);
         if let Some(notify) = removed {
             notify.notify_waiters();
         }
-        let closed = self
-            .closed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(queue);
+        let closed = super::lock(&self.closed).remove(queue);
         if let Some(closed) = closed {
             closed.cancel();
         }
         self.freed(queue);
-        self.rooms
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(queue);
+        super::lock(&self.rooms).remove(queue);
     }
 
     async fn outgoing(&self) {
@@ -139,14 +118,15 @@ impl Wakers {
     }
 
     fn take_outgoing(&self) -> Vec<String> {
-        let mut outgoing = self.outgoing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut outgoing = super::lock(&self.outgoing);
         outgoing.drain().map(|q| q.as_str().to_string()).collect()
     }
 }
 
 /// A listener on its own connection (a pool of one, so it reconnects by
-/// itself), already listening.
-pub(super) async fn listen(options: &PgOptions) -> Result<PgListener, EngineError> {
+/// itself), already listening for wake-ups and on `leases`, this
+/// replica's channel for its streams' leases (see `holdings.rs`).
+pub(super) async fn listen(options: &PgOptions, leases: &str) -> Result<PgListener, EngineError> {
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(options.acquire_timeout)
@@ -156,11 +136,15 @@ pub(super) async fn listen(options: &PgOptions) -> Result<PgListener, EngineErro
     let mut listener = PgListener::connect_with(&pool)
         .await
         .map_err(error::store)?;
-    listener.listen(CHANNEL).await.map_err(error::store)?;
+    listener
+        .listen_all([CHANNEL, leases])
+        .await
+        .map_err(error::store)?;
     Ok(listener)
 }
 
-/// Wakes this replica's workers for every queue another replica notifies.
+/// Wakes this replica's workers for every queue another replica notifies,
+/// and hands on what other replicas say of this one's streams' leases.
 pub(super) async fn receive(engine: PgEngine, mut listener: PgListener) {
     let shutdown = engine.shared.shutdown.clone();
     loop {
@@ -169,6 +153,9 @@ pub(super) async fn receive(engine: PgEngine, mut listener: PgListener) {
             received = listener.try_recv() => received,
         };
         match received {
+            Ok(Some(notification)) if notification.channel() != CHANNEL => {
+                engine.lease_moved_elsewhere(notification.payload());
+            }
             Ok(Some(notification)) => {
                 if let Ok(queue) = QueueName::new(notification.payload()) {
                     engine.shared.wakers.wake(&queue);

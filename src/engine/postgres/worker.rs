@@ -1,14 +1,13 @@
 //! [`PgAttachment`]: a worker stream's hold on one queue, on one replica.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::consume::FALLBACK_POLL;
+use super::holdings::Holding;
 use super::{PgEngine, error, rows};
 use crate::engine::{Engine, EngineError, WorkerAttachment};
 use crate::queue::{Delivery, LeaseToken, NackOutcome, NackRequest, QueueName};
@@ -52,7 +51,7 @@ struct Awaiting<'a> {
 impl Drop for Awaiting<'_> {
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
-            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(claim);
+            *super::lock(self.slot) = Some(claim);
         }
     }
 }
@@ -62,11 +61,8 @@ pub(super) struct PgAttachment {
     engine: PgEngine,
     queue: QueueName,
     holder: u64,
-    /// Live leases and their deadlines, as this replica knows them: a
-    /// lease past its deadline no longer takes a credit.
-    held: Mutex<HashMap<LeaseToken, Instant>>,
-    /// A lease of this attachment ended, giving its credit back.
-    released: Notify,
+    /// Its live leases, which any ack, nack or extend of them updates.
+    holding: Arc<Holding>,
     /// A claim a cancelled [`next_leases`](WorkerAttachment::next_leases)
     /// left running: the next call takes its result instead of claiming
     /// again (a claim undone at every cancellation would churn rows).
@@ -79,33 +75,15 @@ impl PgAttachment {
         let holder = engine.new_holder();
         *engine.workers().entry(queue.clone()).or_default() += 1;
         let paused = engine.shared.figures.paused(&queue);
+        let holding = engine.shared.holdings.register(holder);
         Self {
             engine,
             queue,
             holder,
-            held: Mutex::default(),
-            released: Notify::new(),
+            holding,
             pending: Mutex::default(),
             paused,
         }
-    }
-
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<LeaseToken, Instant>> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Leases held now, forgetting those past their deadline; and the
-    /// earliest deadline left.
-    fn live(&self) -> (usize, Option<Instant>) {
-        let now = Instant::now();
-        let mut held = self.held();
-        held.retain(|_, deadline| *deadline > now);
-        (held.len(), held.values().min().copied())
-    }
-
-    fn settled(&self, token: &LeaseToken) {
-        self.held().remove(token);
-        self.released.notify_one();
     }
 }
 
@@ -124,7 +102,7 @@ impl WorkerAttachment for PgAttachment {
         let ready = self.engine.shared.wakers.of(&self.queue);
         let closed = self.engine.shared.wakers.closed(&self.queue);
         loop {
-            let (held, earliest) = self.live();
+            let (held, earliest) = self.holding.live();
             let spare = credits.saturating_sub(held);
             let mut woken = std::pin::pin!(ready.notified());
             if spare > 0 {
@@ -132,16 +110,12 @@ impl WorkerAttachment for PgAttachment {
                 // one never swallows one another could use.
                 woken.as_mut().enable();
             }
-            let mut released = std::pin::pin!(self.released.notified());
+            let mut released = std::pin::pin!(self.holding.released.notified());
             released.as_mut().enable();
             if self.engine.is_shutting_down() {
                 return Err(EngineError::ShuttingDown);
             }
-            let left = self
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
+            let left = super::lock(&self.pending).take();
             if left.is_some() || spare > 0 {
                 let asked = spare.min(max);
                 let claim = left.unwrap_or_else(|| {
@@ -164,10 +138,8 @@ impl WorkerAttachment for PgAttachment {
                         // Jobs may be left: pass the wake-up on.
                         ready.notify_one();
                     }
-                    let mut held = self.held();
-                    for delivery in &leased {
-                        held.insert(delivery.token, delivery.deadline);
-                    }
+                    self.holding
+                        .hold(leased.iter().map(|d| (d.token, d.deadline)));
                     return Ok(leased);
                 }
             }
@@ -192,12 +164,10 @@ impl WorkerAttachment for PgAttachment {
         Ok(())
     }
 
+    // Ack, nack and extend update the holding through the engine, as the
+    // same calls made by unary RPC do.
     async fn ack(&self, token: &LeaseToken) -> Result<usize, EngineError> {
-        let acked = self.engine.ack_one(&self.queue, token).await;
-        if acked.is_ok() {
-            self.settled(token);
-        }
-        acked
+        self.engine.ack_one(&self.queue, token).await
     }
 
     async fn nack(
@@ -205,11 +175,7 @@ impl WorkerAttachment for PgAttachment {
         token: &LeaseToken,
         request: NackRequest,
     ) -> Result<NackOutcome, EngineError> {
-        let outcome = self.engine.nack_token(&self.queue, token, request).await;
-        if outcome.is_ok() {
-            self.settled(token);
-        }
-        outcome
+        self.engine.nack_token(&self.queue, token, request).await
     }
 
     async fn extend(
@@ -217,14 +183,9 @@ impl WorkerAttachment for PgAttachment {
         token: &LeaseToken,
         lease_for: Duration,
     ) -> Result<Instant, EngineError> {
-        let deadline = self
-            .engine
+        self.engine
             .extend_token(&self.queue, token, lease_for)
-            .await?;
-        if let Some(held) = self.held().get_mut(token) {
-            *held = deadline;
-        }
-        Ok(deadline)
+            .await
     }
 
     fn paused(&self) -> tokio::sync::watch::Receiver<bool> {
@@ -234,6 +195,7 @@ impl WorkerAttachment for PgAttachment {
 
 impl Drop for PgAttachment {
     fn drop(&mut self) {
+        self.engine.shared.holdings.remove(self.holder);
         {
             let mut workers = self.engine.workers();
             if let Some(n) = workers.get_mut(&self.queue) {
