@@ -24,6 +24,7 @@ mod batch;
 mod consume;
 mod error;
 mod figures;
+mod holdings;
 mod operate;
 mod produce;
 mod rows;
@@ -32,6 +33,8 @@ mod timers;
 mod wake;
 mod worker;
 
+#[cfg(test)]
+mod race_tests;
 #[doc(hidden)]
 pub mod testing;
 #[cfg(test)]
@@ -119,13 +122,26 @@ struct Shared {
     acks: batch::Batcher<crate::queue::LeaseToken, bool>,
     /// Enqueues without idempotency keys, gathered per queue.
     enqueues: batch::Batcher<produce::Columns, bool>,
+    /// Enqueues with idempotency keys, gathered per queue and stored in
+    /// the order they came.
+    keyed: batch::Batcher<produce::Keyed, produce::Tried>,
     /// Worker attachments open on this replica, per queue.
     workers: Mutex<HashMap<QueueName, usize>>,
+    /// Worker streams' leases, to give credits back (see `holdings.rs`).
+    holdings: holdings::Holdings,
+    /// Unary leases waiting on this replica, per queue.
+    long_polls: Mutex<HashMap<QueueName, usize>>,
     next_holder: AtomicU64,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     /// Whether the database answered the last heartbeat.
     available: tokio::sync::watch::Sender<bool>,
+}
+
+/// A replica-local map's lock; what it guards stays whole if a holder
+/// panicked (counts only), so a poisoned lock is taken as it is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl PgEngine {
@@ -171,7 +187,10 @@ impl PgEngine {
                 enqueues: batch::Batcher::new(produce::insert_batch, |engine| {
                     &engine.shared.enqueues
                 }),
+                keyed: batch::Batcher::new(produce::insert_keyed, |engine| &engine.shared.keyed),
                 workers: Mutex::default(),
+                holdings: holdings::Holdings::default(),
+                long_polls: Mutex::default(),
                 next_holder: AtomicU64::new(1),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -184,7 +203,7 @@ impl PgEngine {
     }
 
     async fn start_tasks(&self, options: &PgOptions) -> Result<(), EngineError> {
-        let listener = wake::listen(options).await?;
+        let listener = wake::listen(options, &holdings::channel(self.replica())).await?;
         let tasks = &self.shared.tasks;
         tasks.spawn(wake::receive(self.clone(), listener));
         tasks.spawn(wake::send(self.clone()));
@@ -214,10 +233,15 @@ impl PgEngine {
     }
 
     fn workers(&self) -> std::sync::MutexGuard<'_, HashMap<QueueName, usize>> {
-        self.shared
-            .workers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(&self.shared.workers)
+    }
+
+    /// Unary leases waiting on `queue` on this replica.
+    pub fn long_polls(&self, queue: &QueueName) -> usize {
+        lock(&self.shared.long_polls)
+            .get(queue)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Marks the store reachable or not, logging each change.

@@ -97,11 +97,30 @@ impl Columns {
         self.payloads.extend(other.payloads);
         self.metadata.extend(other.metadata);
     }
+
+    /// Copies `other`'s jobs in `rows`.
+    fn extend_from(&mut self, other: &Columns, rows: std::ops::Range<usize>) {
+        self.ids.extend_from_slice(&other.ids[rows.clone()]);
+        self.priorities
+            .extend_from_slice(&other.priorities[rows.clone()]);
+        self.delays.extend_from_slice(&other.delays[rows.clone()]);
+        self.max_attempts
+            .extend_from_slice(&other.max_attempts[rows.clone()]);
+        self.sizes.extend_from_slice(&other.sizes[rows.clone()]);
+        self.payload_bytes
+            .extend_from_slice(&other.payload_bytes[rows.clone()]);
+        self.payloads
+            .extend_from_slice(&other.payloads[rows.clone()]);
+        self.metadata.extend_from_slice(&other.metadata[rows]);
+    }
 }
 
-/// Stores many callers' jobs in one statement (see `batch.rs`): all fit
-/// and every caller is answered true, or none is stored and each caller
-/// (answered false) tries alone, to learn whether it fits by itself.
+/// Stores many callers' jobs in one statement (see `batch.rs`). When they
+/// do not all fit, or the queue is new, it takes the queue row's lock and
+/// stores, in the callers' order, each caller whose jobs still fit, as
+/// one-at-a-time enqueues would: a stream's jobs stay in the order sent,
+/// and a full queue refuses the later ones. A caller answered false tries
+/// alone, to learn why.
 pub(super) fn insert_batch(
     engine: PgEngine,
     queue: QueueName,
@@ -109,18 +128,132 @@ pub(super) fn insert_batch(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<bool>, EngineError>> + Send>> {
     Box::pin(async move {
         let n = parts.len();
+        let lens: Vec<usize> = parts.iter().map(Columns::len).collect();
         let mut all = Columns::default();
         for part in parts {
             all.append(part);
         }
         let mut conn = engine.pool().acquire().await.map_err(error::store)?;
-        let stored = insert(&mut conn, &queue, &all).await?;
-        Ok(vec![stored; n])
+        if insert(&mut conn, &queue, &all).await? {
+            return Ok(vec![true; n]);
+        }
+        drop(conn);
+        if n == 1 {
+            return Ok(vec![false]);
+        }
+        let mut created = false;
+        loop {
+            let mut tx = engine.pool().begin().await.map_err(error::store)?;
+            let room: Option<i64> = sqlx::query_scalar(
+                "SELECT capacity - held FROM jobq_queues WHERE name = $1 FOR UPDATE",
+            )
+            .bind(queue.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(error::store)?;
+            let Some(mut room) = room else {
+                tx.rollback().await.map_err(error::store)?;
+                if created {
+                    return Ok(vec![false; n]);
+                }
+                engine.create_queue(&queue).await?;
+                created = true;
+                continue;
+            };
+            let mut chosen = Columns::default();
+            let mut start = 0;
+            let fits: Vec<bool> = lens
+                .iter()
+                .map(|&len| {
+                    let rows = start..start + len;
+                    start += len;
+                    let fits = i64::try_from(len).is_ok_and(|len| len <= room);
+                    if fits {
+                        room -= i64::try_from(len).unwrap_or(i64::MAX);
+                        chosen.extend_from(&all, rows);
+                    }
+                    fits
+                })
+                .collect();
+            if chosen.len() > 0 && !insert(&mut tx, &queue, &chosen).await? {
+                // Cannot happen under the row lock; answer as unstored.
+                tx.rollback().await.map_err(error::store)?;
+                return Ok(vec![false; n]);
+            }
+            tx.commit().await.map_err(error::store)?;
+            return Ok(fits);
+        }
     })
 }
 
+/// One enqueue call with idempotency keys, as [`insert_keyed`] takes it.
+#[derive(Debug)]
+pub(super) struct Keyed {
+    ids: Vec<crate::queue::JobId>,
+    jobs: Vec<NewJob>,
+}
+
+/// Stores many enqueue calls with idempotency keys in one transaction
+/// (see `batch.rs`), one after another in the order they came, so the
+/// first of two calls with one key is the one stored, as it would be one
+/// call at a time. Each call is all or none: one that does not fit is
+/// undone to its savepoint, and the rest go on. A queue not made yet is
+/// made here, so no caller has to try again out of turn.
+pub(super) fn insert_keyed(
+    engine: PgEngine,
+    queue: QueueName,
+    calls: Vec<Keyed>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Tried>, EngineError>> + Send>> {
+    Box::pin(async move {
+        let mut tx = engine.pool().begin().await.map_err(error::store)?;
+        // A lone call needs no savepoint: the transaction is its own.
+        let alone = calls.len() == 1;
+        let mut answers = Vec::with_capacity(calls.len());
+        for call in &calls {
+            let mut tried = engine.store_call(&mut tx, &queue, call, alone).await?;
+            if matches!(tried, Tried::NoQueue) {
+                // Made by a statement of its own, which the next sees.
+                engine.create_queue(&queue).await?;
+                tried = engine.store_call(&mut tx, &queue, call, alone).await?;
+            }
+            answers.push(tried);
+        }
+        if alone && !matches!(answers[0], Tried::Stored(_)) {
+            tx.rollback().await.map_err(error::store)?;
+        } else {
+            tx.commit().await.map_err(error::store)?;
+        }
+        Ok(answers)
+    })
+}
+
+impl PgEngine {
+    /// One keyed call on `tx`, under a savepoint unless it is `alone`.
+    async fn store_call(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        queue: &QueueName,
+        call: &Keyed,
+        alone: bool,
+    ) -> Result<Tried, EngineError> {
+        if alone {
+            return self.store_keyed(tx, queue, &call.ids, &call.jobs).await;
+        }
+        let mut savepoint = sqlx::Connection::begin(tx).await.map_err(error::store)?;
+        let tried = self
+            .store_keyed(&mut savepoint, queue, &call.ids, &call.jobs)
+            .await?;
+        match tried {
+            Tried::Stored(_) => savepoint.commit().await.map_err(error::store)?,
+            _ => savepoint.rollback().await.map_err(error::store)?,
+        }
+        Ok(tried)
+    }
+}
+
 /// What one try at storing did.
-enum Tried {
+#[derive(Debug)]
+pub(super) enum Tried {
     Stored(Vec<Enqueued>),
     /// No row for the queue: it must be created (again).
     NoQueue,
@@ -225,14 +358,19 @@ impl PgEngine {
                 false => self.why_not_stored(&mut conn, queue, columns.len()).await?,
             });
         }
-        self.enqueue_keyed(queue, ids, jobs).await
+        let call = Keyed {
+            ids: ids.to_vec(),
+            jobs: jobs.to_vec(),
+        };
+        self.shared.keyed.submit(self, queue, call).await
     }
 
-    /// Stores jobs of which some carry idempotency keys, in one
-    /// transaction: claim the keys, look up the jobs of those taken, store
-    /// the rest.
-    async fn enqueue_keyed(
+    /// Stores jobs of which some carry idempotency keys, on `tx` (which
+    /// the caller commits if they were stored, or rolls back): claim the
+    /// keys, look up the jobs of those taken, store the rest.
+    async fn store_keyed(
         &self,
+        tx: &mut sqlx::PgConnection,
         queue: &QueueName,
         ids: &[crate::queue::JobId],
         jobs: &[NewJob],
@@ -250,7 +388,6 @@ impl PgEngine {
                 key_jobs.push(rows::uuid(ids[i]));
             }
         }
-        let mut tx = self.pool().begin().await.map_err(error::store)?;
         let claimed: Vec<String> = sqlx::query_scalar(CLAIM_KEYS)
             .bind(queue.as_str())
             .bind(&keys)
@@ -298,21 +435,10 @@ impl PgEngine {
                 }
             }
         }
-        if columns.len() == 0 {
-            tx.commit().await.map_err(error::store)?;
+        if columns.len() == 0 || insert(&mut *tx, queue, &columns).await? {
             return Ok(Tried::Stored(outcome));
         }
-        match insert(&mut tx, queue, &columns).await? {
-            true => {
-                tx.commit().await.map_err(error::store)?;
-                Ok(Tried::Stored(outcome))
-            }
-            false => {
-                let why = self.why_not_stored(&mut tx, queue, columns.len()).await?;
-                tx.rollback().await.map_err(error::store)?;
-                Ok(why)
-            }
-        }
+        self.why_not_stored(tx, queue, columns.len()).await
     }
 
     /// Why an insert stored nothing: no queue row, or no room in it.
@@ -360,6 +486,9 @@ impl PgEngine {
             self.shared.timer.notify_one();
         }
         self.shared.figures.add(queue, |t| t.enqueued += new as u64);
+        // Metrics name queues in the order this replica first stores to
+        // them (see `--metrics-max-queues`).
+        self.observer(queue);
     }
 }
 
