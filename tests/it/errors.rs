@@ -250,7 +250,8 @@ async fn memory_budget_is_resource_exhausted_naming_the_limit() {
     // Room for one job of 60 bytes with its fixed 320, not two.
     config.memory_budget_bytes = 500;
     config.max_payload_bytes = 100;
-    let server = TestServer::start_with(config).await;
+    // The budget is the in-memory store's: a database store has none.
+    let server = TestServer::start_memory_with(config).await;
     let mut client = server.client();
     let sixty = pb::NewJob {
         payload: vec![1u8; 60].into(),

@@ -186,10 +186,7 @@ async fn no_job_is_lost_duplicated_or_acked_on_a_stale_lease_under_faults() {
     }
 
     let dead = dead_letters(&server).await;
-    let info = server
-        .engine
-        .queue_info(&jobq::queue::QueueName::new(QUEUE).expect("name"))
-        .expect("queue");
+    let info = server.info(QUEUE).await.expect("queue");
     assert_eq!(
         (info.counts.ready, info.counts.scheduled, info.counts.leased),
         (0, 0, 0),

@@ -85,7 +85,7 @@ async fn malformed_messages_get_a_status_naming_the_problem() {
         still_serving(&server).await;
     }
     // None of it stored anything: only the well-behaved jobs are held.
-    assert_eq!(server.engine.jobs_held(), 5);
+    assert_eq!(server.jobs_held().await, 5);
 }
 
 #[tokio::test]
@@ -186,8 +186,8 @@ async fn a_stream_that_never_reads_holds_up_no_one_not_even_shutdown() {
             lease_duration: None,
         })),
     }));
-    crate::common::eventually("the stuck stream is attached", || {
-        server.engine.workers(&crate::common::queue("stuck")) == 1
+    crate::common::eventually_async("the stuck stream is attached", async || {
+        server.workers("stuck").await == 1
     })
     .await;
     for _ in 0..20 {

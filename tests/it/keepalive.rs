@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::common::{TestServer, eventually, job};
+use crate::common::{TestServer, eventually_async, job};
 use jobq::config::Config;
 use jobq::grpc::pb;
-use jobq::queue::QueueName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -91,23 +90,14 @@ async fn a_vanished_workers_lease_comes_back_after_missed_pings() {
         leased.kind,
         Some(pb::stream_leases_response::Kind::Lease(_))
     ));
-    let queue = QueueName::new("pings").expect("name");
-    assert_eq!(
-        server
-            .engine
-            .queue_info(&queue)
-            .expect("queue")
-            .counts
-            .leased,
-        1
-    );
+    assert_eq!(server.counts("pings").await.expect("queue").leased, 1);
 
     frozen.store(true, Ordering::Relaxed);
-    eventually("the vanished worker's lease came back", || {
+    eventually_async("the vanished worker's lease came back", async || {
         server
-            .engine
-            .queue_info(&queue)
-            .is_ok_and(|i| i.counts.ready == 1 && i.counts.leased == 0)
+            .counts("pings")
+            .await
+            .is_some_and(|c| c.ready == 1 && c.leased == 0)
     })
     .await;
     drop((tx, stream));

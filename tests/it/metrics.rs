@@ -1,16 +1,30 @@
 //! `/metrics` after a known sequence of operations.
 
-use crate::common::{TestServer, ack, enqueue, job, lease, open_stream, scrape};
+use crate::common::{PATIENCE, TestServer, ack, enqueue, job, lease, open_stream, scrape};
 use jobq::grpc::pb;
 
 fn value(metrics: &str, series: &str) -> f64 {
+    find(metrics, series).unwrap_or_else(|| panic!("no series {series} in:\n{metrics}"))
+}
+
+fn find(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no series {series} in:\n{metrics}"))
-        .trim()
-        .parse()
-        .expect("a number")
+        .map(|v| v.trim().parse().expect("a number"))
+}
+
+/// Scrapes until `settled` holds of the page (at once on the in-memory
+/// store), for at most [`PATIENCE`].
+async fn scrape_until(server: &TestServer, settled: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let m = scrape(server).await;
+        if settled(&m) || tokio::time::Instant::now() >= deadline {
+            return m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
@@ -42,9 +56,18 @@ async fn counters_and_gauges_match_what_happened() {
         })
         .await
         .expect("nack");
-    let _stream = open_stream(&server, "sms", 1).await.next_lease().await;
+    // Held open to the end: its lease and the stream are in the gauges.
+    let mut stream = open_stream(&server, "sms", 1).await;
+    stream.next_lease().await;
 
-    let m = scrape(&server).await;
+    // A database store refreshes its counts every few seconds.
+    let m = scrape_until(&server, |m| {
+        find(m, r#"jobq_queue_ready_jobs{queue="emails"}"#) == Some(1.0)
+            && find(m, r#"jobq_queue_leased_jobs{queue="sms"}"#) == Some(1.0)
+            && find(m, r#"jobq_queue_dead_jobs{queue="emails"}"#) == Some(1.0)
+            && find(m, r#"jobq_worker_streams{queue="sms"}"#) == Some(1.0)
+    })
+    .await;
     for (series, expected) in [
         (r#"jobq_jobs_enqueued_total{queue="emails"}"#, 3.0),
         (r#"jobq_jobs_enqueued_total{queue="sms"}"#, 1.0),
@@ -124,7 +147,8 @@ async fn the_grafana_dashboard_uses_only_metrics_the_server_exports() {
 
 #[tokio::test]
 async fn shutdown_reports_the_jobs_it_will_drop() {
-    let mut server = TestServer::start_with(jobq::config::Config {
+    // Only the in-memory store drops jobs at shutdown.
+    let mut server = TestServer::start_memory_with(jobq::config::Config {
         shutdown_grace: std::time::Duration::from_secs(10),
         ..jobq::config::Config::defaults()
     })
@@ -220,7 +244,10 @@ async fn past_metrics_max_queues_the_rest_are_summed_so_a_scrape_stays_bounded()
     ack(&mut client, "q7", vec![leased[0].lease_token.clone()])
         .await
         .expect("ack");
-    let m = scrape(&server).await;
+    let m = scrape_until(&server, |m| {
+        m.contains(r#"jobq_queue_ready_jobs{queue="(other)"} 29"#)
+    })
+    .await;
     let labels: std::collections::BTreeSet<&str> = m
         .lines()
         .filter(|l| l.starts_with("jobq_queue_ready_jobs{"))
@@ -248,7 +275,10 @@ async fn past_metrics_max_queues_the_rest_are_summed_so_a_scrape_stays_bounded()
     for n in 8..2_000 {
         enqueue(&mut client, &format!("q{n}"), job("x")).await;
     }
-    let m = scrape(&server).await;
+    let m = scrape_until(&server, |m| {
+        m.contains(r#"jobq_queue_ready_jobs{queue="(other)"} 2021"#)
+    })
+    .await;
     assert!(
         m.len() < 64 << 10,
         "a {}-byte scrape for 2000 queues",

@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::common::{TestServer, eventually};
-use jobq::queue::QueueName;
+use crate::common::{TestServer, eventually_async};
 use tokio::process::Command;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python");
@@ -121,11 +120,10 @@ async fn python_producer_and_worker_process_every_job() {
         "{worked}"
     );
 
-    let queue = QueueName::new("py").expect("valid");
-    eventually("every Python job acked or dead", || {
+    eventually_async("every Python job acked or dead", async || {
         server
-            .engine
-            .counts(&queue)
+            .counts("py")
+            .await
             .is_some_and(|c| c.leased == 0 && c.ready == 0 && c.scheduled == 0 && c.dead == 1)
     })
     .await;

@@ -95,7 +95,7 @@ async fn shutdown_turns_health_off_ends_long_polls_and_exits_cleanly() {
             .await
     });
     crate::common::eventually("the long-poll waits on the server", || {
-        server.engine.long_polls(&crate::common::queue("q")) == 1
+        server.long_polls("q") == 1
     })
     .await;
     server.begin_shutdown();

@@ -10,7 +10,6 @@ use crate::common::{PATIENCE, TestServer, job, lease, scrape};
 use bytes::{BufMut, Bytes, BytesMut};
 use jobq::config::Config;
 use jobq::grpc::pb;
-use jobq::queue::QueueName;
 use jobq_client::Client;
 use prost::Message;
 use tokio::sync::mpsc;
@@ -53,10 +52,6 @@ impl Producer {
             .expect("stream ok")
             .expect("stream open")
     }
-}
-
-fn queue(name: &str) -> QueueName {
-    QueueName::new(name).expect("queue name")
 }
 
 #[tokio::test]
@@ -162,15 +157,7 @@ async fn a_full_queue_is_refused_per_job_and_the_stream_carries_on() {
     );
     let last = last.expect("answers");
     assert!(last.message.contains("is full"), "{}", last.message);
-    assert_eq!(
-        server
-            .engine
-            .queue_info(&queue("small"))
-            .expect("queue")
-            .counts
-            .ready,
-        3
-    );
+    assert_eq!(server.counts("small").await.expect("queue").ready, 3);
 
     // Room again after a lease and ack: the same stream takes the job.
     let mut client = server.client();
@@ -388,16 +375,11 @@ async fn a_producer_that_reads_no_answers_is_held_back() {
         }
     });
     // Read nothing until the server has stopped storing.
-    let stored = || {
-        server
-            .engine
-            .queue_info(&queue("held"))
-            .map_or(0, |i| i.counts.ready)
-    };
-    let mut last = (stored(), tokio::time::Instant::now());
+    let stored = async || server.counts("held").await.map_or(0, |c| c.ready);
+    let mut last = (stored().await, tokio::time::Instant::now());
     loop {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let now = stored();
+        let now = stored().await;
         if now != last.0 {
             last = (now, tokio::time::Instant::now());
         } else if last.1.elapsed() > Duration::from_millis(300) {
@@ -421,7 +403,7 @@ async fn a_producer_that_reads_no_answers_is_held_back() {
         assert_eq!((answer.request_id, answer.code), (id, 0));
     }
     sender.await.expect("sender");
-    assert_eq!(stored(), JOBS as usize);
+    assert_eq!(stored().await, JOBS as usize);
 }
 
 #[tokio::test]
@@ -473,10 +455,7 @@ async fn with_a_store_that_waits_answers_stay_in_order_and_unconfirmed_jobs_stay
         128,
         "no store begins past the in-flight bound"
     );
-    assert_eq!(
-        server.engine.counts(&queue("slow")).map_or(0, |c| c.ready),
-        0
-    );
+    assert_eq!(server.counts("slow").await.map_or(0, |c| c.ready), 0);
 
     gate.open();
     for id in 1..=JOBS {
@@ -485,7 +464,7 @@ async fn with_a_store_that_waits_answers_stay_in_order_and_unconfirmed_jobs_stay
         assert_eq!(answer.code, 0, "{}", answer.message);
     }
     assert_eq!(
-        server.engine.counts(&queue("slow")).expect("queue").ready,
+        server.counts("slow").await.expect("queue").ready,
         JOBS as usize
     );
 }

@@ -1,16 +1,12 @@
 //! The StreamLeases RPC against a real server.
 
 use crate::common::{
-    TestServer, ack, enqueue, eventually, job, lease, open_stream, try_open_stream,
+    TestServer, ack, enqueue, eventually_async, job, lease, open_stream, try_open_stream,
 };
 use jobq::grpc::pb;
 use jobq::grpc::pb::stream_leases_request::Kind;
-use jobq::queue::{JobId, JobState, QueueName};
+use jobq::queue::{JobId, JobState};
 use tonic::Code;
-
-fn queue(name: &str) -> QueueName {
-    QueueName::new(name).expect("valid")
-}
 
 async fn enqueue_n(server: &TestServer, queue: &str, n: usize) -> Vec<String> {
     let mut client = server.client();
@@ -39,7 +35,7 @@ async fn stream_never_holds_more_than_its_credits() {
     // The rest stayed in the queue: the stream took 6, one of them acked.
     let mut client = server.client();
     assert_eq!(lease(&mut client, "q", 100, 0).await.len(), 14);
-    let counts = server.engine.counts(&queue("q")).expect("queue");
+    let counts = server.counts("q").await.expect("queue");
     assert_eq!(counts.leased, 5 + 14);
 }
 
@@ -54,7 +50,7 @@ async fn granting_credits_raises_the_limit() {
         .await;
     stream.next_lease().await;
     stream.next_lease().await;
-    assert_eq!(server.engine.counts(&queue("q")).expect("queue").ready, 0);
+    assert_eq!(server.counts("q").await.expect("queue").ready, 0);
 }
 
 #[tokio::test]
@@ -88,7 +84,7 @@ async fn dropped_stream_gives_its_leases_back_at_once_with_the_attempt_counted()
     assert_eq!(again.len(), 2);
     assert!(again.iter().all(|l| l.attempt == 2));
     let id: JobId = first.job.expect("job").id.parse().expect("id");
-    let status = server.engine.job_status(&queue("q"), &id).expect("held");
+    let status = server.job_status("q", &id).await.expect("held");
     assert!(
         status
             .last_error
@@ -115,14 +111,14 @@ async fn job_that_kills_every_worker_is_dead_lettered_after_its_drops_run_out() 
         assert_eq!(leased.attempt, attempt);
         drop(stream); // the worker "crashes" on it
     }
-    eventually("the poison job is dead-lettered", || {
+    eventually_async("the poison job is dead-lettered", async || {
         server
-            .engine
-            .job_status(&queue("q"), &id)
+            .job_status("q", &id)
+            .await
             .is_some_and(|s| s.state == JobState::Dead)
     })
     .await;
-    let status = server.engine.job_status(&queue("q"), &id).expect("held");
+    let status = server.job_status("q", &id).await.expect("held");
     assert_eq!(status.attempts, drops);
 }
 
@@ -147,7 +143,7 @@ async fn acks_on_the_stream_and_by_unary_rpc_both_return_credits() {
     // Both credits came back: the other two jobs arrive.
     stream.next_lease().await;
     stream.next_lease().await;
-    assert_eq!(server.engine.counts(&queue("q")).expect("queue").ready, 0);
+    assert_eq!(server.counts("q").await.expect("queue").ready, 0);
 }
 
 #[tokio::test]
@@ -362,24 +358,24 @@ async fn a_mass_disconnect_dead_letters_no_healthy_job_and_a_poison_job_still_di
                 }
             });
         }
-        eventually("every job in flight", || {
+        eventually_async("every job in flight", async || {
             server
-                .engine
-                .counts(&queue("rollout"))
+                .counts("rollout")
+                .await
                 .is_some_and(|c| c.leased == JOBS + 1)
         })
         .await;
         // All their pods go at once.
         workers.abort_all();
         while workers.join_next().await.is_some() {}
-        eventually("every lease back", || {
+        eventually_async("every lease back", async || {
             server
-                .engine
-                .counts(&queue("rollout"))
+                .counts("rollout")
+                .await
                 .is_some_and(|c| c.leased == 0)
         })
         .await;
-        let counts = server.engine.counts(&queue("rollout")).expect("queue");
+        let counts = server.counts("rollout").await.expect("queue");
         assert_eq!(counts.dead, 0, "a disconnect dead-lettered a healthy job");
     }
     // Then a worker that takes one job at a time and finishes every one but
@@ -388,18 +384,18 @@ async fn a_mass_disconnect_dead_letters_no_healthy_job_and_a_poison_job_still_di
     let mut stream = open_stream(&server, "rollout", 1).await;
     let mut crashes = 0;
     while server
-        .engine
-        .counts(&queue("rollout"))
+        .counts("rollout")
+        .await
         .is_some_and(|c| c.ready + c.leased > 0)
     {
         let lease = stream.next_lease().await;
         if lease.job.as_ref().expect("job").payload == "poison" {
             crashes += 1;
             drop(stream);
-            eventually("the crashed worker's lease back", || {
+            eventually_async("the crashed worker's lease back", async || {
                 server
-                    .engine
-                    .counts(&queue("rollout"))
+                    .counts("rollout")
+                    .await
                     .is_some_and(|c| c.leased == 0)
             })
             .await;
@@ -414,12 +410,9 @@ async fn a_mass_disconnect_dead_letters_no_healthy_job_and_a_poison_job_still_di
     }
     // Three drops in the rollouts, the rest from its own crashes.
     assert_eq!(crashes, 2 * jobq::queue::DROPS_PER_ATTEMPT - 3);
-    let counts = server.engine.counts(&queue("rollout")).expect("queue");
+    let counts = server.counts("rollout").await.expect("queue");
     assert_eq!((counts.ready, counts.leased, counts.scheduled), (0, 0, 0));
     assert_eq!(counts.dead, 1, "only the poison job is dead-lettered");
-    let status = server
-        .engine
-        .job_status(&queue("rollout"), &poison)
-        .expect("held");
+    let status = server.job_status("rollout", &poison).await.expect("held");
     assert_eq!(status.state, JobState::Dead);
 }

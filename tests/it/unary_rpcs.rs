@@ -293,7 +293,7 @@ async fn long_poll_wakes_when_a_job_arrives() {
     let mut waiter = server.client();
     let poll = tokio::spawn(async move { lease(&mut waiter, "q", 1, 60).await });
     crate::common::eventually("the long-poll waits on the server", || {
-        server.engine.long_polls(&crate::common::queue("q")) == 1
+        server.long_polls("q") == 1
     })
     .await;
     let mut producer = server.client();

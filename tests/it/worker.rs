@@ -4,24 +4,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::common::{PATIENCE, TestServer, eventually};
+use crate::common::{PATIENCE, TestServer, eventually, eventually_async};
 use jobq::config::Config;
-use jobq::queue::{JobId, JobState, QueueName};
+use jobq::queue::{JobId, JobState};
 use jobq_client::{Client, JobError};
 use tokio::sync::{Barrier, mpsc, oneshot};
-
-fn queue(name: &str) -> QueueName {
-    QueueName::new(name).expect("valid")
-}
 
 fn client(server: &TestServer) -> Client {
     Client::from_channel(server.channel.clone())
 }
 
-fn held(server: &TestServer, name: &str) -> usize {
+async fn held(server: &TestServer, name: &str) -> usize {
     server
-        .engine
-        .counts(&queue(name))
+        .counts(name)
+        .await
         .map_or(0, |c| c.ready + c.scheduled + c.leased + c.dead)
 }
 
@@ -71,7 +67,7 @@ async fn runs_exactly_up_to_its_concurrency_at_once() {
             },
         ))
     };
-    eventually("all 21 jobs acked", || held(&server, "q") == 0).await;
+    eventually_async("all 21 jobs acked", async || held(&server, "q").await == 0).await;
     stop.send(()).expect("worker running");
     let stats = worker.await.expect("join");
     assert_eq!(stats.succeeded, 21);
@@ -107,7 +103,10 @@ async fn a_job_longer_than_its_lease_is_extended_not_redelivered() {
                 ),
         )
     };
-    eventually("the slow job is acked", || held(&server, "q") == 0).await;
+    eventually_async("the slow job is acked", async || {
+        held(&server, "q").await == 0
+    })
+    .await;
     stop.send(()).expect("worker running");
     let stats = worker.await.expect("join");
     assert_eq!(deliveries.load(Ordering::SeqCst), 1, "never redelivered");
@@ -131,8 +130,8 @@ async fn a_panicking_handler_nacks_and_the_worker_carries_on() {
             let _ = stopped.await;
         },
     ));
-    eventually("the job succeeds on its second attempt", || {
-        held(&server, "q") == 0
+    eventually_async("the job succeeds on its second attempt", async || {
+        held(&server, "q").await == 0
     })
     .await;
     stop.send(()).expect("worker running");
@@ -165,14 +164,14 @@ async fn errors_retry_with_backoff_or_dead_letter_with_the_reason() {
             let _ = stopped.await;
         },
     ));
-    eventually("flaky acked, bad dead-lettered", || {
+    eventually_async("flaky acked, bad dead-lettered", async || {
         server
-            .engine
-            .counts(&queue("q"))
+            .counts("q")
+            .await
             .is_some_and(|c| c.dead == 1 && c.ready + c.scheduled + c.leased == 0)
     })
     .await;
-    let status = server.engine.job_status(&queue("q"), &bad).expect("held");
+    let status = server.job_status("q", &bad).await.expect("held");
     assert_eq!(status.state, JobState::Dead);
     assert_eq!(status.last_error.as_deref(), Some("no such mailbox"));
     stop.send(()).expect("worker running");
@@ -220,8 +219,11 @@ async fn shutdown_lets_running_jobs_finish_within_the_grace() {
     finish.send(()).expect("handler waiting");
     let stats = worker.await.expect("join");
     assert_eq!(stats.succeeded, 1);
-    eventually("the in-flight job was acked", || held(&server, "q") == 1).await;
-    let status = server.engine.job_status(&queue("q"), &after).expect("held");
+    eventually_async("the in-flight job was acked", async || {
+        held(&server, "q").await == 1
+    })
+    .await;
+    let status = server.job_status("q", &after).await.expect("held");
     assert_eq!(status.state, JobState::Ready);
 }
 
@@ -259,14 +261,14 @@ async fn shutdown_nacks_jobs_still_running_after_the_grace() {
     stop.send(()).expect("worker running");
     let stats = worker.await.expect("join");
     assert_eq!(stats.abandoned, 1);
-    eventually("the job is ready again at once", || {
+    eventually_async("the job is ready again at once", async || {
         server
-            .engine
-            .job_status(&queue("q"), &id)
+            .job_status("q", &id)
+            .await
             .is_some_and(|s| s.state == JobState::Ready)
     })
     .await;
-    let status = server.engine.job_status(&queue("q"), &id).expect("held");
+    let status = server.job_status("q", &id).await.expect("held");
     assert!(
         status
             .last_error
@@ -365,7 +367,7 @@ async fn client_unary_calls_lease_extend_nack_and_batch() {
         .await
         .expect_err("acked already");
     assert_eq!(err.status().map(|s| s.code()), Some(tonic::Code::NotFound));
-    assert_eq!(held(&server, "q"), 1, "only the dead letter is left");
+    assert_eq!(held(&server, "q").await, 1, "only the dead letter is left");
 }
 
 /// Log lines written through `tracing` while it lives, on this thread.
@@ -478,8 +480,8 @@ async fn a_worker_reports_whether_its_stream_is_open() {
         .await
         .expect("connected in time")
         .expect("reported");
-    eventually("the stream is open on the server", || {
-        server.engine.workers(&queue("probed")) == 1
+    eventually_async("the stream is open on the server", async || {
+        server.workers("probed").await == 1
     })
     .await;
     stop.cancel();

@@ -5,12 +5,15 @@
 pub(crate) mod certs;
 pub(crate) mod gated;
 pub(crate) mod raw;
+pub(crate) mod store;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use jobq::config::Config;
-use jobq::engine::MemoryEngine;
+use jobq::engine::postgres::testing::TestSchema;
+use jobq::engine::postgres::{PgEngine, PgOptions};
+use jobq::engine::{MemoryEngine, SharedEngine};
 use jobq::grpc::pb;
 use jobq::grpc::pb::job_queue_client::JobQueueClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,16 +22,27 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-/// A server running in this test process.
+/// A server running in this test process, on the store the run chose
+/// (see [`store`]).
 pub(crate) struct TestServer {
     pub addr: SocketAddr,
     /// Where `/metrics` is served.
     pub metrics_addr: SocketAddr,
-    /// The server's engine, to look inside.
-    pub engine: MemoryEngine,
+    /// The engine serving, to look inside through the engine interface
+    /// (see the helpers below, which work on every store).
+    pub engine: SharedEngine,
     pub channel: Channel,
+    inner: Inner,
     stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<anyhow::Result<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// The concrete engine behind [`TestServer::engine`], for what only one
+/// store can tell.
+enum Inner {
+    Memory(MemoryEngine),
+    // The schema is dropped after the engine's tasks are told to stop.
+    Postgres(PgEngine, #[allow(dead_code)] TestSchema),
 }
 
 impl TestServer {
@@ -50,15 +64,27 @@ impl TestServer {
         Self::start_listening(Config::defaults(), listener).await
     }
 
-    async fn start_listening(config: Config, listener: TcpListener) -> Self {
+    /// A server on the in-memory store whatever the run chose, for tests
+    /// of what only it has (its memory budget, its insides).
+    pub(crate) async fn start_memory_with(config: Config) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         Self::serving(config, listener, |engine| std::sync::Arc::new(engine)).await
     }
 
-    /// A server whose engine is `wrap` around the in-memory engine (which
-    /// the test can still look inside).
+    async fn start_listening(config: Config, listener: TcpListener) -> Self {
+        match store::chosen() {
+            store::Kind::Memory => {
+                Self::serving(config, listener, |engine| std::sync::Arc::new(engine)).await
+            }
+            store::Kind::Postgres => Self::serving_postgres(config, listener).await,
+        }
+    }
+
+    /// A server on the in-memory store whose engine is `wrap` around it
+    /// (which the test can still look inside), whatever the run chose.
     pub(crate) async fn start_wrapped(
         config: Config,
-        wrap: impl FnOnce(MemoryEngine) -> jobq::engine::SharedEngine,
+        wrap: impl FnOnce(MemoryEngine) -> SharedEngine,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         Self::serving(config, listener, wrap).await
@@ -67,14 +93,46 @@ impl TestServer {
     async fn serving(
         config: Config,
         listener: TcpListener,
-        wrap: impl FnOnce(MemoryEngine) -> jobq::engine::SharedEngine,
+        wrap: impl FnOnce(MemoryEngine) -> SharedEngine,
+    ) -> Self {
+        let metrics = std::sync::Arc::new(jobq::metrics::Metrics::with_named_queues(
+            config.metrics_max_queues,
+        ));
+        let memory = jobq::server::memory_engine(&config, &metrics);
+        let engine = wrap(memory.clone());
+        Self::serving_engine(config, listener, metrics, engine, Inner::Memory(memory)).await
+    }
+
+    async fn serving_postgres(config: Config, listener: TcpListener) -> Self {
+        let schema = store::schema().await;
+        let metrics = std::sync::Arc::new(jobq::metrics::Metrics::with_named_queues(
+            config.metrics_max_queues,
+        ));
+        let mut options = PgOptions::new(schema.url());
+        options.max_connections = config.store_pool_size.min(store::POOL_SIZE);
+        let pg = PgEngine::connect_observed(&options, config.engine(), metrics.job_observer())
+            .await
+            .expect("the test database answers");
+        let engine: SharedEngine = std::sync::Arc::new(pg.clone());
+        Self::serving_engine(
+            config,
+            listener,
+            metrics,
+            engine,
+            Inner::Postgres(pg, schema),
+        )
+        .await
+    }
+
+    async fn serving_engine(
+        config: Config,
+        listener: TcpListener,
+        server_metrics: std::sync::Arc<jobq::metrics::Metrics>,
+        engine: SharedEngine,
+        inner: Inner,
     ) -> Self {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let server_metrics = std::sync::Arc::new(jobq::metrics::Metrics::with_named_queues(
-            config.metrics_max_queues,
-        ));
-        let engine = jobq::server::memory_engine(&config, &server_metrics);
         let metrics = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind metrics");
@@ -84,7 +142,7 @@ impl TestServer {
             metrics: Some(metrics),
         };
         let handle = tokio::spawn(jobq::server::serve(
-            wrap(engine.clone()),
+            engine.clone(),
             server_metrics,
             config,
             listeners,
@@ -102,14 +160,63 @@ impl TestServer {
             metrics_addr,
             engine,
             channel,
+            inner,
             stop: Some(stop),
-            handle,
+            handle: Some(handle),
         }
     }
 
     /// A client for the JobQueue service.
     pub(crate) fn client(&self) -> JobQueueClient<Channel> {
         JobQueueClient::new(self.channel.clone())
+    }
+
+    /// `queue`'s counts, if it exists.
+    pub(crate) async fn counts(&self, queue: &str) -> Option<jobq::queue::QueueCounts> {
+        self.info(queue).await.map(|info| info.counts)
+    }
+
+    /// What the server tells about `queue`, if it exists.
+    pub(crate) async fn info(&self, queue: &str) -> Option<jobq::engine::QueueInfo> {
+        match self.engine.queue_info(&self::queue(queue)).await {
+            Ok(info) => Some(info),
+            Err(jobq::engine::EngineError::QueueNotFound(_)) => None,
+            Err(other) => panic!("queue info for {queue}: {other}"),
+        }
+    }
+
+    /// A job's state, if `queue` holds it.
+    pub(crate) async fn job_status(
+        &self,
+        queue: &str,
+        id: &jobq::queue::JobId,
+    ) -> Option<jobq::queue::JobStatus> {
+        match self.engine.find_job(Some(&self::queue(queue)), id).await {
+            Ok((_, status)) => Some(status),
+            Err(
+                jobq::engine::EngineError::JobNotFound(_)
+                | jobq::engine::EngineError::QueueNotFound(_),
+            ) => None,
+            Err(other) => panic!("job {id} in {queue}: {other}"),
+        }
+    }
+
+    /// Jobs held in every state, over all queues.
+    pub(crate) async fn jobs_held(&self) -> usize {
+        self.engine.stats().await.expect("stats").jobs_held
+    }
+
+    /// Worker streams open on `queue`.
+    pub(crate) async fn workers(&self, queue: &str) -> usize {
+        self.info(queue).await.map_or(0, |info| info.workers)
+    }
+
+    /// Unary leases waiting on `queue` on this server.
+    pub(crate) fn long_polls(&self, queue: &str) -> usize {
+        match &self.inner {
+            Inner::Memory(engine) => engine.long_polls(&self::queue(queue)),
+            Inner::Postgres(engine, _) => engine.long_polls(&self::queue(queue)),
+        }
     }
 
     /// Sends the shutdown signal without waiting for the server to stop.
@@ -122,7 +229,17 @@ impl TestServer {
     /// Shuts the server down and returns what `server::run` returned.
     pub(crate) async fn shutdown(mut self) -> anyhow::Result<()> {
         self.begin_shutdown();
-        self.handle.await.expect("server task")
+        let handle = self.handle.take().expect("not yet awaited");
+        handle.await.expect("server task")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Its background tasks stop before its schema goes.
+        if let Inner::Postgres(engine, _) = &self.inner {
+            jobq::engine::Engine::shutdown(engine);
+        }
     }
 }
 
@@ -306,11 +423,7 @@ pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 /// As [`eventually`], for a check that has to await.
-pub(crate) async fn eventually_async<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
+pub(crate) async fn eventually_async(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !check().await {
         assert!(
