@@ -340,6 +340,56 @@ async fn a_worker_attachment_holds_its_credits_and_gives_leases_back_when_droppe
 }
 
 #[tokio::test]
+async fn an_ack_or_nack_through_another_replica_gives_the_stream_its_credit_back_at_once() {
+    let Some(schema) = TestSchema::create("pg_credit_elsewhere").await else {
+        return;
+    };
+    // Leases of a minute: a credit that came back only when the lease ran
+    // out would not come back within the test's patience.
+    let long = QueueConfig {
+        lease_duration: Duration::from_secs(60),
+        ..QueueConfig::default()
+    };
+    let a = connect(&schema, long.clone()).await;
+    let b = connect(&schema, long).await;
+    let q = queue("q");
+    a.enqueue(
+        q.clone(),
+        (0..3).map(|i| job(&i.to_string())).collect(),
+        None,
+    )
+    .await
+    .expect("enqueue");
+    let worker = a.attach_worker(q.clone()).await.expect("attach");
+    let first = worker.next_leases(1, 1, None).await.expect("lease");
+    b.ack(&q, &[first[0].token]).await.expect("ack through b");
+    let second = tokio::time::timeout(WAIT, worker.next_leases(1, 1, None))
+        .await
+        .expect("the credit came back")
+        .expect("lease");
+    let request = NackRequest {
+        retry_delay: Some(Duration::from_secs(600)),
+        dead_letter: false,
+        reason: "later".into(),
+    };
+    b.nack(&q, &second[0].token, request)
+        .await
+        .expect("nack through b");
+    let third = tokio::time::timeout(WAIT, worker.next_leases(1, 1, None))
+        .await
+        .expect("the credit came back")
+        .expect("lease");
+    assert_eq!(third.len(), 1);
+    // Through this replica as well.
+    a.ack(&q, &[third[0].token]).await.expect("ack through a");
+    let none = tokio::time::timeout(Duration::from_millis(200), worker.next_leases(1, 1, None));
+    assert!(
+        none.await.is_err(),
+        "only the nacked job is left, not due yet"
+    );
+}
+
+#[tokio::test]
 async fn a_lease_that_is_dropped_before_it_returns_leases_nothing() {
     let (_schema, engine) = setup!("pg_cancel_safe");
     let q = queue("q");
