@@ -4,12 +4,15 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use super::spec::ScheduleSpec;
-use super::trigger::Millis;
-use crate::queue::{JobId, ScheduleName};
+use super::spec::{FIRE_TIME_KEY, SCHEDULE_KEY, ScheduleSpec, TRIGGERED_KEY, fire_key};
+use super::trigger::{Millis, rfc3339};
+use crate::queue::{JobId, NewJob, ScheduleName};
 
 /// Fires kept per schedule, newest last.
 pub const RECENT_FIRES: usize = 10;
+
+/// Upcoming fire times shown per schedule.
+pub const UPCOMING_SHOWN: usize = 5;
 
 /// Fire times of one schedule that came due, to be enqueued in order.
 #[derive(Clone, Debug)]
@@ -26,6 +29,30 @@ pub struct Firing {
     pub fire_times: Vec<Millis>,
     /// Whether these came from a manual trigger rather than the trigger.
     pub manual: bool,
+}
+
+impl Firing {
+    /// The job `fire_time` makes: the template, with metadata naming the
+    /// schedule and the fire time, and an idempotency key made of both, so
+    /// the same fire time never makes two jobs whatever repeats it. A
+    /// manual trigger makes a job each time it is asked.
+    pub fn job(&self, fire_time: Millis) -> NewJob {
+        let template = &self.spec.template;
+        let mut metadata = template.metadata.clone();
+        metadata.push((SCHEDULE_KEY.to_string(), self.name.to_string()));
+        metadata.push((FIRE_TIME_KEY.to_string(), rfc3339(fire_time)));
+        if self.manual {
+            metadata.push((TRIGGERED_KEY.to_string(), "true".to_string()));
+        }
+        NewJob {
+            payload: template.payload.clone(),
+            metadata,
+            priority: template.priority,
+            delay: None,
+            max_attempts: template.max_attempts,
+            idempotency_key: (!self.manual).then(|| fire_key(&self.name, fire_time)),
+        }
+    }
 }
 
 /// How one fire went.

@@ -2,9 +2,10 @@
 //! fire that came late does.
 //!
 //! Nothing here knows about gRPC, tasks or the journal. Time is wall-clock
-//! milliseconds passed in on every call, so tests move it by hand; the
-//! engine (`engine::memory::schedules`) runs one timer for the earliest due
-//! schedule and enqueues what [`ScheduleBook::take_due`] hands out.
+//! milliseconds passed in on every call, so tests move it by hand; each
+//! engine (`engine::memory::schedules`, `engine::postgres::schedules`)
+//! runs one timer for the earliest due schedule and enqueues what
+//! [`ScheduleBook::take_due`] hands out.
 //!
 //! - [`trigger`]: cron expressions in a time zone, and fixed intervals;
 //! - [`spec`]: what a schedule is, and its misfire and overlap rules;
@@ -20,7 +21,7 @@ pub mod trigger;
 
 pub use book::{Entry, ON_TIME_MILLIS, ScheduleBook, Upserted, jitter_offset};
 pub use clock::{SystemClock, WallClock};
-pub use fire::{Fire, FireResult, Firing, RECENT_FIRES, ScheduleState};
+pub use fire::{Fire, FireResult, Firing, RECENT_FIRES, ScheduleState, UPCOMING_SHOWN};
 pub use spec::{
     FIRE_TIME_KEY, InvalidSpec, JobTemplate, MAX_CATCH_UP, MAX_JITTER, Misfire, Overlap,
     SCHEDULE_KEY, SCHEDULE_OVERHEAD_BYTES, ScheduleSpec, TRIGGERED_KEY, fire_key,

@@ -21,6 +21,7 @@
 mod frame;
 pub mod record;
 mod replay;
+pub mod schedule;
 mod writer;
 
 use std::fs::{File, OpenOptions};

@@ -233,6 +233,22 @@ pub struct Id {
     pub low: u64,
 }
 
+impl Id {
+    /// The record of `id`.
+    pub fn of(id: crate::queue::JobId) -> Self {
+        let bits = id.to_u128();
+        Self {
+            high: (bits >> 64) as u64,
+            low: bits as u64,
+        }
+    }
+
+    /// The job id it records.
+    pub fn job(self) -> crate::queue::JobId {
+        crate::queue::JobId::from_u128((u128::from(self.high) << 64) | u128::from(self.low))
+    }
+}
+
 /// One job of one queue.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct JobRef {

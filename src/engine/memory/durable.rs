@@ -75,11 +75,7 @@ fn from_micros(micros: i64) -> SystemTime {
 }
 
 pub(super) fn id_of(id: JobId) -> Id {
-    let bits = id.to_u128();
-    Id {
-        high: (bits >> 64) as u64,
-        low: bits as u64,
-    }
+    Id::of(id)
 }
 
 fn job_ref(queue: &QueueName, id: JobId) -> Option<JobRef> {
@@ -389,7 +385,7 @@ impl Recovery {
         std::mem::take(&mut self.schedules)
             .into_iter()
             .filter_map(|(name, (seq, record))| {
-                match super::schedule_record::from_record(record) {
+                match crate::engine::journal::schedule::from_record(record) {
                     Ok((name, spec, state)) => Some((seq, name, spec, state)),
                     Err(why) => {
                         tracing::error!(schedule = %name, %why, "a recorded schedule cannot be restored; it is dropped");
@@ -581,7 +577,7 @@ fn restore(job: Recovering, clocks: &Clocks, counts: &mut RecoveredCounts) -> Re
 }
 
 pub(super) fn job_id(id: Id) -> JobId {
-    JobId::from_u128((u128::from(id.high) << 64) | u128::from(id.low))
+    id.job()
 }
 
 fn config_of(s: &QueueSettings, defaults: &QueueConfig) -> QueueConfig {

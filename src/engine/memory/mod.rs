@@ -18,7 +18,6 @@ mod compaction;
 mod durable;
 mod engine;
 mod ids;
-mod schedule_record;
 mod schedules;
 mod slot;
 mod timer;

@@ -23,14 +23,14 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
-use super::schedule_record::{deleted_record, schedule_record};
 use super::{MemoryBudget, MemoryEngine};
 use crate::engine::journal::Journal;
+use crate::engine::journal::schedule::{deleted_record, schedule_record};
 use crate::engine::{EngineError, Produce, ScheduleFigures, ScheduleInfo};
-use crate::queue::{Enqueued, JobState, NewJob, ScheduleName};
+use crate::queue::{Enqueued, JobState, ScheduleName};
 use crate::schedule::{
-    FIRE_TIME_KEY, FireResult, Firing, Millis, Overlap, SCHEDULE_KEY, ScheduleBook, ScheduleSpec,
-    ScheduleState, TRIGGERED_KEY, Upserted, WallClock, fire_key, rfc3339,
+    FireResult, Firing, Millis, Overlap, ScheduleBook, ScheduleSpec, ScheduleState, UPCOMING_SHOWN,
+    Upserted, WallClock,
 };
 
 /// Fires of different schedules enqueued at once.
@@ -40,8 +40,6 @@ const CONCURRENT_FIRES: usize = 256;
 const FIRINGS_PER_HOLD: usize = 1024;
 /// The longest the firing task sleeps while schedules exist.
 const LONGEST_SLEEP: Duration = Duration::from_secs(1);
-/// Upcoming fire times shown per schedule.
-pub(super) const UPCOMING: usize = 5;
 
 /// Every schedule of the engine.
 #[derive(Debug)]
@@ -230,7 +228,7 @@ impl MemoryEngine {
             (
                 entry.spec.clone(),
                 entry.state.clone(),
-                inner.book.upcoming(name, UPCOMING),
+                inner.book.upcoming(name, UPCOMING_SHOWN),
             )
         };
         // Each job is looked up in its queue after the book's lock is
@@ -339,7 +337,7 @@ impl MemoryEngine {
         firing: &Firing,
         fire_time: Millis,
     ) -> Result<Enqueued, EngineError> {
-        let job = fire_job(firing, fire_time);
+        let job = firing.job(fire_time);
         let mut stored = Produce::enqueue(self, firing.spec.queue.clone(), vec![job], None).await?;
         Ok(stored.remove(0))
     }
@@ -430,27 +428,6 @@ impl MemoryEngine {
             };
             self.report(&firing, fire_time, result);
         }
-    }
-}
-
-/// The job one fire time makes.
-fn fire_job(firing: &Firing, fire_time: Millis) -> NewJob {
-    let template = &firing.spec.template;
-    let mut metadata = template.metadata.clone();
-    metadata.push((SCHEDULE_KEY.to_string(), firing.name.to_string()));
-    metadata.push((FIRE_TIME_KEY.to_string(), rfc3339(fire_time)));
-    if firing.manual {
-        metadata.push((TRIGGERED_KEY.to_string(), "true".to_string()));
-    }
-    NewJob {
-        payload: template.payload.clone(),
-        metadata,
-        priority: template.priority,
-        delay: None,
-        max_attempts: template.max_attempts,
-        // A manual trigger makes a job each time it is asked; a fire time
-        // makes one job, whatever repeats it.
-        idempotency_key: (!firing.manual).then(|| fire_key(&firing.name, fire_time)),
     }
 }
 

@@ -1,72 +1,84 @@
 //! Schedules as journal records, and back: each record holds a schedule's
-//! settings and state whole, so replay keeps the last one.
+//! settings and state whole, so replay keeps the last one. The postgres
+//! store keeps the same message, encoded, as a schedule's row.
 
 use std::time::Duration;
 
-use super::durable::{id_of, job_id};
-use crate::engine::journal::record::{self, Change, Record};
+use super::record::{self, Change, Id, Record};
 use crate::queue::{QueueName, ScheduleName};
 use crate::schedule::{
     Fire, FireResult, JobTemplate, Misfire, Overlap, ScheduleSpec, ScheduleState, Trigger,
 };
 
 /// The record of a schedule as it is now.
-pub(super) fn schedule_record(
-    name: &ScheduleName,
-    spec: &ScheduleSpec,
-    state: &ScheduleState,
-) -> Record {
+pub fn schedule_record(name: &ScheduleName, spec: &ScheduleSpec, state: &ScheduleState) -> Record {
+    Record {
+        change: Some(Change::Schedule(message(name, spec, state))),
+    }
+}
+
+/// A schedule as it is now, as bytes: the record's message alone.
+pub fn encode(name: &ScheduleName, spec: &ScheduleSpec, state: &ScheduleState) -> Vec<u8> {
+    prost::Message::encode_to_vec(&message(name, spec, state))
+}
+
+/// A schedule back from [`encode`]'s bytes; `Err` says why it cannot be.
+pub fn decode(bytes: &[u8]) -> Result<(ScheduleName, ScheduleSpec, ScheduleState), String> {
+    let message: record::Schedule =
+        prost::Message::decode(bytes).map_err(|e| format!("not a schedule record: {e}"))?;
+    from_record(message)
+}
+
+fn message(name: &ScheduleName, spec: &ScheduleSpec, state: &ScheduleState) -> record::Schedule {
     let (cron, every_millis) = match &spec.trigger {
         Trigger::Cron(_) => (spec.trigger.expression().unwrap_or_default().to_string(), 0),
         Trigger::Every(every) => (String::new(), every.as_millis() as u64),
     };
-    Record {
-        change: Some(Change::Schedule(record::Schedule {
-            name: name.to_string(),
-            queue: spec.queue.to_string(),
-            payload: spec.template.payload.clone(),
-            metadata: spec
-                .template
-                .metadata
-                .iter()
-                .map(|(key, value)| record::Entry {
-                    key: key.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
-            priority: spec.template.priority,
-            max_attempts: spec.template.max_attempts.unwrap_or(0),
-            cron,
-            every_millis,
-            zone: spec.zone.name().to_string(),
-            misfire: match spec.misfire {
-                Misfire::Skip => 0,
-                Misfire::FireOnce => 1,
-                Misfire::FireAll => 2,
-            },
-            overlap: match spec.overlap {
-                Overlap::Allow => 0,
-                Overlap::SkipIfRunning => 1,
-            },
-            jitter_millis: spec.jitter.as_millis() as u64,
-            start_millis: spec.start,
-            end_millis: spec.end,
-            paused: state.paused,
-            anchor_millis: state.anchor,
-            resume_from_millis: state.resume_from(),
-            fired: state.fired,
-            skipped: state.skipped,
-            failed: state.failed,
-            recent: state.recent.iter().map(fire_record).collect(),
-            last_job: state.last_job.map(id_of),
-            created_millis: state.created,
-            updated_millis: state.updated,
-        })),
+    record::Schedule {
+        name: name.to_string(),
+        queue: spec.queue.to_string(),
+        payload: spec.template.payload.clone(),
+        metadata: spec
+            .template
+            .metadata
+            .iter()
+            .map(|(key, value)| record::Entry {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        priority: spec.template.priority,
+        max_attempts: spec.template.max_attempts.unwrap_or(0),
+        cron,
+        every_millis,
+        zone: spec.zone.name().to_string(),
+        misfire: match spec.misfire {
+            Misfire::Skip => 0,
+            Misfire::FireOnce => 1,
+            Misfire::FireAll => 2,
+        },
+        overlap: match spec.overlap {
+            Overlap::Allow => 0,
+            Overlap::SkipIfRunning => 1,
+        },
+        jitter_millis: spec.jitter.as_millis() as u64,
+        start_millis: spec.start,
+        end_millis: spec.end,
+        paused: state.paused,
+        anchor_millis: state.anchor,
+        resume_from_millis: state.resume_from(),
+        fired: state.fired,
+        skipped: state.skipped,
+        failed: state.failed,
+        recent: state.recent.iter().map(fire_record).collect(),
+        last_job: state.last_job.map(Id::of),
+        created_millis: state.created,
+        updated_millis: state.updated,
     }
 }
 
 /// The record of a schedule's deletion.
-pub(super) fn deleted_record(name: &ScheduleName) -> Record {
+pub fn deleted_record(name: &ScheduleName) -> Record {
     Record {
         change: Some(Change::ScheduleDeleted(record::ScheduleRef {
             name: name.to_string(),
@@ -81,10 +93,10 @@ fn fire_record(fire: &Fire) -> record::ScheduleFire {
         ..Default::default()
     };
     match &fire.result {
-        FireResult::Enqueued(id) => out.job = Some(id_of(*id)),
+        FireResult::Enqueued(id) => out.job = Some(Id::of(*id)),
         FireResult::StillRunning(id) => {
             out.kind = 1;
-            out.job = Some(id_of(*id));
+            out.job = Some(Id::of(*id));
         }
         FireResult::Misfired { count } => {
             out.kind = 2;
@@ -100,7 +112,7 @@ fn fire_record(fire: &Fire) -> record::ScheduleFire {
 
 /// A schedule back from its record; `Err` says why it cannot be (a name,
 /// zone or expression this version refuses).
-pub(super) fn from_record(
+pub fn from_record(
     r: record::Schedule,
 ) -> Result<(ScheduleName, ScheduleSpec, ScheduleState), String> {
     let name = ScheduleName::new(&r.name).map_err(|e| format!("name {:?} {e}", r.name))?;
@@ -146,7 +158,7 @@ pub(super) fn from_record(
         skipped: r.skipped,
         failed: r.failed,
         recent: r.recent.into_iter().map(fire_of).collect(),
-        last_job: r.last_job.map(job_id),
+        last_job: r.last_job.map(Id::job),
         created: r.created_millis,
         updated: r.updated_millis,
     };
@@ -154,7 +166,7 @@ pub(super) fn from_record(
 }
 
 fn fire_of(r: record::ScheduleFire) -> Fire {
-    let job = r.job.map(job_id);
+    let job = r.job.map(Id::job);
     let result = match (r.kind, job) {
         (0, Some(id)) => FireResult::Enqueued(id),
         (1, Some(id)) => FireResult::StillRunning(id),
