@@ -25,5 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[PathBuf::from("proto"), protoc_bin_vendored::include_path()?],
         )?;
     println!("cargo:rerun-if-changed=proto/jobq/v1");
+    // The postgres store embeds its migrations (sqlx::migrate!).
+    println!("cargo:rerun-if-changed=src/engine/postgres/migrations");
     Ok(())
 }

@@ -92,16 +92,6 @@ pub enum EngineError {
         /// What failed, as the store said it.
         reason: String,
     },
-    /// The store does not offer this capability.
-    #[error(
-        "{what} are not available on the {store} store; use the memory store (with --data-dir for durability) for them"
-    )]
-    Unsupported {
-        /// Which store.
-        store: &'static str,
-        /// What it lacks, in the plural: `schedules`.
-        what: &'static str,
-    },
     /// The store broke in a way a retry does not mend (corrupt data, a
     /// failed write); an operator must look.
     #[error("the {store} store failed: {reason}")]

@@ -33,7 +33,6 @@ pub(super) fn from_engine(error: EngineError) -> Status {
         EngineError::ShuttingDown | EngineError::StoreUnavailable { .. } => {
             Status::unavailable(message)
         }
-        EngineError::Unsupported { .. } => Status::unimplemented(message),
         EngineError::StoreFailed { .. } => Status::internal(message),
     }
 }

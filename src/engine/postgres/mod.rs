@@ -14,7 +14,11 @@
 //!   gone, so they give its worker streams' leases back;
 //! - figures ([`figures`]): per-state counts refreshed every few seconds,
 //!   and totals added to the database every 2 s, so a scrape never
-//!   scans the jobs table.
+//!   scans the jobs table;
+//! - which of its worker streams holds which lease ([`holdings`]), so a
+//!   lease ended by any call, through any replica, frees the credit;
+//! - a firing task for schedules ([`schedules`]), which live in the
+//!   database like the jobs.
 //!
 //! A lease token carries the job's delivery number, and ack, nack and
 //! extend match both, so a stale token changes nothing. No transaction is
@@ -28,6 +32,7 @@ mod holdings;
 mod operate;
 mod produce;
 mod rows;
+mod schedules;
 mod schema;
 mod timers;
 mod wake;
@@ -35,6 +40,8 @@ mod worker;
 
 #[cfg(test)]
 mod race_tests;
+#[cfg(test)]
+mod schedule_tests;
 #[doc(hidden)]
 pub mod testing;
 #[cfg(test)]
@@ -52,12 +59,8 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::engine::{
-    Engine, EngineConfig, EngineError, JobObserver, NoObserver, ScheduleFigures, ScheduleInfo,
-    Schedules,
-};
-use crate::queue::{Enqueued, QueueConfig, QueueName, ScheduleName};
-use crate::schedule::{ScheduleSpec, Upserted};
+use crate::engine::{Engine, EngineConfig, EngineError, JobObserver, NoObserver};
+use crate::queue::{QueueConfig, QueueName};
 
 pub use error::STORE;
 use figures::Figures;
@@ -129,6 +132,9 @@ struct Shared {
     workers: Mutex<HashMap<QueueName, usize>>,
     /// Worker streams' leases, to give credits back (see `holdings.rs`).
     holdings: holdings::Holdings,
+    /// Woken when a schedule changes through this replica, so its firing
+    /// task looks at the due times again.
+    schedules_changed: tokio::sync::Notify,
     /// Unary leases waiting on this replica, per queue.
     long_polls: Mutex<HashMap<QueueName, usize>>,
     next_holder: AtomicU64,
@@ -190,6 +196,7 @@ impl PgEngine {
                 keyed: batch::Batcher::new(produce::insert_keyed, |engine| &engine.shared.keyed),
                 workers: Mutex::default(),
                 holdings: holdings::Holdings::default(),
+                schedules_changed: tokio::sync::Notify::new(),
                 long_polls: Mutex::default(),
                 next_holder: AtomicU64::new(1),
                 shutdown: CancellationToken::new(),
@@ -212,6 +219,7 @@ impl PgEngine {
         tasks.spawn(timers::forget(self.clone()));
         tasks.spawn(timers::vacuum(self.clone()));
         tasks.spawn(figures::refresh(self.clone()));
+        tasks.spawn(schedules::run(self.clone()));
         tasks.close();
         Ok(())
     }
@@ -260,60 +268,6 @@ impl PgEngine {
                 "the postgres store cannot be reached; calls fail with UNAVAILABLE until it is back"
             );
         }
-    }
-}
-
-/// The refusal of every schedule call on this store.
-fn no_schedules() -> EngineError {
-    EngineError::Unsupported {
-        store: STORE,
-        what: "schedules",
-    }
-}
-
-/// Schedules are not kept in PostgreSQL yet: each call says so, rather than
-/// keeping them in one replica's memory where the others cannot see them.
-/// Listing and metrics see none.
-#[async_trait]
-impl Schedules for PgEngine {
-    async fn set_schedule(
-        &self,
-        _name: ScheduleName,
-        _spec: ScheduleSpec,
-    ) -> Result<(ScheduleInfo, Upserted), EngineError> {
-        Err(no_schedules())
-    }
-
-    async fn schedule_info(&self, _name: &ScheduleName) -> Result<ScheduleInfo, EngineError> {
-        Err(no_schedules())
-    }
-
-    async fn list_schedules(
-        &self,
-        _after: Option<&ScheduleName>,
-        _limit: usize,
-    ) -> Result<Vec<ScheduleInfo>, EngineError> {
-        Ok(Vec::new())
-    }
-
-    async fn delete_schedule(&self, _name: &ScheduleName) -> Result<(), EngineError> {
-        Err(no_schedules())
-    }
-
-    async fn set_schedule_paused(
-        &self,
-        _name: &ScheduleName,
-        _paused: bool,
-    ) -> Result<ScheduleInfo, EngineError> {
-        Err(no_schedules())
-    }
-
-    async fn trigger_schedule(&self, _name: &ScheduleName) -> Result<Enqueued, EngineError> {
-        Err(no_schedules())
-    }
-
-    async fn schedule_figures(&self) -> Result<Vec<ScheduleFigures>, EngineError> {
-        Ok(Vec::new())
     }
 }
 

@@ -227,9 +227,15 @@ pub(super) fn insert_keyed(
     })
 }
 
+impl Keyed {
+    pub(super) fn new(ids: Vec<crate::queue::JobId>, jobs: Vec<NewJob>) -> Self {
+        Self { ids, jobs }
+    }
+}
+
 impl PgEngine {
     /// One keyed call on `tx`, under a savepoint unless it is `alone`.
-    async fn store_call(
+    pub(super) async fn store_call(
         &self,
         tx: &mut sqlx::PgConnection,
         queue: &QueueName,
@@ -328,7 +334,7 @@ impl Produce for PgEngine {
 }
 
 impl PgEngine {
-    fn ids(&self) -> &IdGenerator {
+    pub(super) fn ids(&self) -> &IdGenerator {
         &self.shared.ids
     }
 
@@ -466,7 +472,7 @@ impl PgEngine {
 
     /// After a commit: wake workers (here and elsewhere) and the timers,
     /// and count the jobs.
-    fn stored(&self, queue: &QueueName, jobs: &[NewJob], stored: &[Enqueued]) {
+    pub(super) fn stored(&self, queue: &QueueName, jobs: &[NewJob], stored: &[Enqueued]) {
         let new = stored.iter().filter(|e| !e.duplicate).count();
         if new == 0 {
             return;
