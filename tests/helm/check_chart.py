@@ -240,6 +240,11 @@ class ServerObjects(unittest.TestCase):
         pdb = one(objects, "PodDisruptionBudget")
         self.assertEqual(pdb["spec"]["maxUnavailable"], 1)
         self.assertIn("shared by all 3 jobq replicas", notes(POSTGRES))
+        # Schedules live in the database as well: every replica reads the
+        # same file, and setting one that is already there changes nothing.
+        scheduled = render({**POSTGRES, "schedules": [{"name": "r", "queue": "q", "cron": "@hourly"}]})
+        pod = one(scheduled, "Deployment", "server")["spec"]["template"]["spec"]
+        self.assertTrue([v for v in pod["volumes"] if v["name"] == "schedules"])
 
     def test_one_replica_replaced_not_rolled(self) -> None:
         deployment, _, _ = self.server()
@@ -557,10 +562,6 @@ class BadValues(unittest.TestCase):
         cases = [
             ({"replicaCount": 2}, "replicaCount"),
             ({"store": {"postgres": {"enabled": True}}}, "existingSecret"),
-            (
-                {**POSTGRES, "schedules": [{"name": "r", "queue": "q", "cron": "@hourly"}]},
-                "schedules",
-            ),
             ({"persistence": {"size": "lots"}}, "size"),
             ({"config": {"leaseDuration": "soon"}}, "leaseDuration"),
             ({"config": {"backoffJitter": 2}}, "backoffJitter"),
