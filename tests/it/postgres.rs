@@ -1,8 +1,10 @@
 //! Several jobq replicas, as real processes, on one PostgreSQL schema:
 //! jobs enqueued through one are worked through another, and a replica
 //! killed with SIGKILL in the middle loses nothing; and a database outage
-//! under load, made by cutting a proxy in front of it. Skipped, saying so,
-//! without a database (see `jobq::engine::postgres::testing`).
+//! under load, made by cutting a proxy in front of it, and by crashing a
+//! throwaway cluster of the test's own and starting it again. Skipped,
+//! saying so, without a database (see `jobq::engine::postgres::testing`)
+//! or, for the crash, without the server binaries.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -295,7 +297,34 @@ async fn a_database_outage_gives_clear_errors_and_full_service_after_it() {
         return;
     };
     let proxy = Proxy::start(schema.database_addr()).await;
-    let (child, addr) = replica(&schema.url_via(proxy.addr)).await;
+    outage_under_load(
+        &schema.url_via(proxy.addr),
+        async || proxy.set(false),
+        async || proxy.set(true),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_database_crashed_and_restarted_under_load_loses_nothing_it_acknowledged() {
+    let Some(cluster) = crate::common::cluster::Cluster::start("database_restart").await else {
+        return;
+    };
+    outage_under_load(
+        &cluster.url(),
+        async || cluster.crash().await,
+        async || cluster.start_again().await,
+    )
+    .await;
+}
+
+/// A replica on `url` under load while `cut` takes the database away and
+/// `mend` brings it back: health follows, calls meanwhile fail with
+/// UNAVAILABLE naming the store and within their deadline, and after it
+/// every job acked before stays acked and every job whose enqueue was
+/// answered drains.
+async fn outage_under_load(url: &str, cut: impl AsyncFnOnce(), mend: impl AsyncFnOnce()) {
+    let (child, addr) = replica(url).await;
     let channel = crate::durable::connect(addr.clone()).await;
     let mut jobs = pb::job_queue_client::JobQueueClient::new(channel.clone());
     let mut admin = pb::admin_client::AdminClient::new(channel.clone());
@@ -365,7 +394,7 @@ async fn a_database_outage_gives_clear_errors_and_full_service_after_it() {
         })
     };
 
-    proxy.set(false);
+    cut().await;
     wait_for_health(&channel, tonic_health::ServingStatus::NotServing).await;
     // Refused with UNAVAILABLE naming the store, well within the deadline.
     let mut request = tonic::Request::new(enqueue("while down"));
@@ -376,7 +405,7 @@ async fn a_database_outage_gives_clear_errors_and_full_service_after_it() {
     assert!(refused.message().contains("postgres"), "{refused:?}");
     assert!(started.elapsed() < Duration::from_secs(10), "the call hung");
 
-    proxy.set(true);
+    mend().await;
     wait_for_health(&channel, tonic_health::ServingStatus::Serving).await;
     ids.push(
         jobs.enqueue(enqueue("after"))

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod certs;
+pub(crate) mod cluster;
 pub(crate) mod gated;
 pub(crate) mod raw;
 pub(crate) mod store;
