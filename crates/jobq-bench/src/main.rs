@@ -124,6 +124,10 @@ enum Command {
         /// the other. Default: --server.
         #[arg(long)]
         worker_server: Option<String>,
+        /// Enqueue every job with this delay (ms), and measure from its
+        /// due time to its receipt instead.
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
     },
     /// The echo baseline alone: unary and bidirectional stream.
     Baseline,
@@ -206,6 +210,7 @@ async fn main() -> anyhow::Result<()> {
             credits,
             via,
             worker_server,
+            delay_ms,
         } => {
             let workers = match worker_server {
                 Some(addr) => Client::connect_within(addr.clone(), Duration::from_secs(10))
@@ -213,7 +218,8 @@ async fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("cannot reach the workers' jobq at {addr}"))?,
                 None => client.clone(),
             };
-            pipeline(&args, &client, &workers, *rate, *credits, *via)
+            let delay = Duration::from_millis(*delay_ms);
+            pipeline(&args, &client, &workers, *rate, *credits, *via, delay)
                 .await?
                 .print(None)
         }
@@ -246,7 +252,7 @@ async fn main() -> anyhow::Result<()> {
                 .print(Some(echo_stream));
             for rate in [5_000, 10_000, 0] {
                 for via in [Via::Unary, Via::Stream] {
-                    pipeline(&args, &client, &client, rate, 100, via)
+                    pipeline(&args, &client, &client, rate, 100, via, Duration::ZERO)
                         .await?
                         .print(None);
                 }

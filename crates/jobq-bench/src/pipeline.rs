@@ -1,5 +1,8 @@
 //! Producers and stream workers at once: enqueue → worker receipt
-//! latency at an offered rate; the workers may be on another replica.
+//! latency at an offered rate; the workers may be on another replica. With
+//! a delay, each job is enqueued to be due that long after it is sent, and
+//! the latency is from its due time to its receipt: how late delayed jobs
+//! become leasable.
 
 use super::*;
 
@@ -10,6 +13,7 @@ pub(crate) async fn pipeline(
     rate: u64,
     credits: u32,
     via: Via,
+    delay: Duration,
 ) -> anyhow::Result<Report> {
     let phase = format!("pipeline-{rate}-{via:?}");
     let producers = args.concurrency;
@@ -80,8 +84,13 @@ pub(crate) async fn pipeline(
                     t.tick().await;
                 }
                 let mut body = vec![b'x'; size];
-                body[..8].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_le_bytes());
-                let builder = client.enqueue(queue_name(&phase, p + i, queues), body);
+                // When the job is due: now, or after its delay.
+                let due = epoch.elapsed() + delay;
+                body[..8].copy_from_slice(&(due.as_nanos() as u64).to_le_bytes());
+                let mut builder = client.enqueue(queue_name(&phase, p + i, queues), body);
+                if !delay.is_zero() {
+                    builder = builder.delay(delay);
+                }
                 let send = async move {
                     match via {
                         Via::Unary => builder.send_unary().await,
@@ -116,9 +125,11 @@ pub(crate) async fn pipeline(
         Via::Unary => "unary",
         Via::Stream => "stream",
     };
-    let name = match rate {
-        0 => format!("pipeline at max, {via} enqueue→receipt"),
-        r => format!("pipeline at {r}/s, {via} enqueue→receipt"),
+    let name = match (rate, delay.as_millis()) {
+        (0, 0) => format!("pipeline at max, {via} enqueue→receipt"),
+        (r, 0) => format!("pipeline at {r}/s, {via} enqueue→receipt"),
+        (0, d) => format!("pipeline at max, {via}, {d} ms delay: due→receipt"),
+        (r, d) => format!("pipeline at {r}/s, {via}, {d} ms delay: due→receipt"),
     };
     Ok(Report {
         name,
