@@ -42,6 +42,21 @@ pub use memory::{MemoryAttachment, MemoryBudget, MemoryEngine, RecoveredCounts, 
 pub use observer::{JobObserver, NoObserver, QueueObserver};
 pub use starting::Starting;
 
+/// What a schedule's fire is recorded as when its queue refused the job
+/// (full, too many queues), said in the log: the same for every store.
+pub(crate) fn fire_failed(
+    firing: &crate::schedule::Firing,
+    error: &EngineError,
+) -> crate::schedule::FireResult {
+    tracing::warn!(
+        schedule = %firing.name,
+        queue = %firing.spec.queue,
+        %error,
+        "schedule fire not enqueued"
+    );
+    crate::schedule::FireResult::Failed(error.to_string())
+}
+
 use crate::queue::{
     Delivery, Enqueued, JobId, JobState, JobStatus, LeaseToken, NackOutcome, NackRequest, NewJob,
     QueueConfig, QueueName, ScheduleName,

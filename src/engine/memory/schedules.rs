@@ -408,15 +408,7 @@ impl MemoryEngine {
                 Some(FireResult::Enqueued(stored.id))
             }
             Err(EngineError::ShuttingDown) => None,
-            Err(error) => {
-                tracing::warn!(
-                    schedule = %firing.name,
-                    queue = %firing.spec.queue,
-                    %error,
-                    "schedule fire not enqueued"
-                );
-                Some(FireResult::Failed(error.to_string()))
-            }
+            Err(error) => Some(crate::engine::fire_failed(firing, &error)),
         }
     }
 

@@ -13,8 +13,9 @@ use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use super::PgEngine;
 use super::testing::TestSchema;
-use super::{PgEngine, PgOptions};
+use super::tests::connect_with;
 use crate::engine::{Consume, EngineConfig, Produce};
 use crate::queue::{JobId, LeaseToken, NackRequest, NewJob, QueueConfig, QueueName};
 
@@ -212,12 +213,10 @@ async fn two_replicas_racing_for_jobs_never_both_hold_a_live_lease_on_one() {
         },
         ..EngineConfig::default()
     };
-    let connect = || async {
-        PgEngine::connect(&PgOptions::new(schema.url()), config.clone())
-            .await
-            .expect("connect")
-    };
-    let (a, b) = (connect().await, connect().await);
+    let (a, b) = (
+        connect_with(&schema, config.clone()).await,
+        connect_with(&schema, config).await,
+    );
     let queue = QueueName::new("raced").expect("name");
     let jobs: Vec<NewJob> = (0..JOBS)
         .map(|i| NewJob {

@@ -10,8 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono_tz::Tz;
 
+use super::PgEngine;
 use super::testing::TestSchema;
-use super::{PgEngine, PgOptions};
+use super::tests::connect_with;
 use crate::engine::{EngineConfig, EngineError, Operate, Schedules};
 use crate::queue::{QueueName, ScheduleName};
 use crate::schedule::{
@@ -100,12 +101,10 @@ async fn two_replicas_fire_each_fire_time_once_and_see_each_others_changes() {
         clock: clock.clone(),
         ..EngineConfig::default()
     };
-    let connect = || async {
-        PgEngine::connect(&PgOptions::new(schema.url()), config.clone())
-            .await
-            .expect("connect")
-    };
-    let (a, b) = (connect().await, connect().await);
+    let (a, b) = (
+        connect_with(&schema, config.clone()).await,
+        connect_with(&schema, config).await,
+    );
     let tick = ScheduleName::new("tick").expect("name");
 
     let (_, created) = a
@@ -189,9 +188,7 @@ async fn past_max_schedules_a_new_one_is_refused_naming_the_limit() {
         max_schedules: 1,
         ..EngineConfig::default()
     };
-    let engine = PgEngine::connect(&PgOptions::new(schema.url()), config)
-        .await
-        .expect("connect");
+    let engine = connect_with(&schema, config).await;
     let name = |s: &str| ScheduleName::new(s).expect("name");
     engine
         .set_schedule(name("one"), every_second())
@@ -222,9 +219,7 @@ async fn skip_if_running_waits_for_the_previous_fires_job() {
         clock: clock.clone(),
         ..EngineConfig::default()
     };
-    let engine = PgEngine::connect(&PgOptions::new(schema.url()), config)
-        .await
-        .expect("connect");
+    let engine = connect_with(&schema, config).await;
     let name = ScheduleName::new("sync").expect("name");
     let spec = ScheduleSpec {
         overlap: Overlap::SkipIfRunning,

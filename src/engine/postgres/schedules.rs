@@ -88,6 +88,18 @@ impl PgEngine {
             .transpose()
     }
 
+    /// As [`schedule_for_update`](Self::schedule_for_update), for a
+    /// schedule that must be there.
+    async fn locked_schedule(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        name: &ScheduleName,
+    ) -> Result<ScheduleBook, EngineError> {
+        self.schedule_for_update(tx, name)
+            .await?
+            .ok_or_else(|| EngineError::ScheduleNotFound(name.clone()))
+    }
+
     /// Writes `name`'s row back from `book`.
     async fn write_schedule(
         &self,
@@ -238,15 +250,7 @@ impl PgEngine {
                 Ok(FireResult::Enqueued(enqueued.id))
             }
             Err(error @ EngineError::StoreUnavailable { .. }) => Err(error),
-            Err(error) => {
-                tracing::warn!(
-                    schedule = %firing.name,
-                    queue = %firing.spec.queue,
-                    %error,
-                    "schedule fire not enqueued"
-                );
-                Ok(FireResult::Failed(error.to_string()))
-            }
+            Err(error) => Ok(crate::engine::fire_failed(firing, &error)),
         }
     }
 
@@ -448,10 +452,7 @@ impl Schedules for PgEngine {
     ) -> Result<ScheduleInfo, EngineError> {
         let now = self.wall_now();
         let mut tx = self.pool().begin().await.map_err(error::store)?;
-        let mut book = self
-            .schedule_for_update(&mut tx, name)
-            .await?
-            .ok_or_else(|| EngineError::ScheduleNotFound(name.clone()))?;
+        let mut book = self.locked_schedule(&mut tx, name).await?;
         if book.set_paused(name, paused, now) == Some(true) {
             self.write_schedule(&mut tx, name, &book).await?;
         }
@@ -463,10 +464,7 @@ impl Schedules for PgEngine {
     async fn trigger_schedule(&self, name: &ScheduleName) -> Result<Enqueued, EngineError> {
         let now = self.wall_now();
         let mut tx = self.pool().begin().await.map_err(error::store)?;
-        let mut book = self
-            .schedule_for_update(&mut tx, name)
-            .await?
-            .ok_or_else(|| EngineError::ScheduleNotFound(name.clone()))?;
+        let mut book = self.locked_schedule(&mut tx, name).await?;
         let firing = book
             .trigger(name, now)
             .ok_or_else(|| EngineError::ScheduleNotFound(name.clone()))?;

@@ -33,7 +33,12 @@ fn config(defaults: QueueConfig) -> EngineConfig {
 }
 
 async fn connect(schema: &TestSchema, defaults: QueueConfig) -> PgEngine {
-    PgEngine::connect(&PgOptions::new(schema.url()), config(defaults))
+    connect_with(schema, config(defaults)).await
+}
+
+/// A replica on `schema` with `config`.
+pub(super) async fn connect_with(schema: &TestSchema, config: EngineConfig) -> PgEngine {
+    PgEngine::connect(&PgOptions::new(schema.url()), config)
         .await
         .expect("connect")
 }
