@@ -35,6 +35,10 @@ use crate::schedule::{
 /// right after.
 const FIRES_PER_TRANSACTION: i64 = 16;
 
+/// The advisory lock that makes schedule creations count one at a time
+/// (an arbitrary key of jobq's own).
+const SCHEDULE_COUNT_LOCK: i64 = 0x6a6f_6271_5343_4844; // "jobqSCHD"
+
 /// The longest the firing task sleeps.
 const LONGEST_SLEEP: Duration = Duration::from_secs(1);
 
@@ -272,8 +276,8 @@ impl PgEngine {
     pub(super) async fn fire_due(&self) -> Result<usize, EngineError> {
         let now = self.wall_now();
         let mut tx = self.pool().begin().await.map_err(error::store)?;
-        let due: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT record FROM jobq_schedules WHERE due_at <= $1
+        let due: Vec<(String, Vec<u8>)> = sqlx::query_as(
+            "SELECT name, record FROM jobq_schedules WHERE due_at <= $1
              ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .bind(now)
@@ -282,8 +286,17 @@ impl PgEngine {
         .await
         .map_err(error::store)?;
         let mut stored = Vec::new();
-        for record in &due {
-            let (name, mut book) = book_of(record)?;
+        for (row, record) in &due {
+            let (name, mut book) = match book_of(record) {
+                Ok(read) => read,
+                Err(error) => {
+                    // One unreadable row (written by a newer jobq?) must
+                    // not hold up the others: it waits for a replica that
+                    // can read it.
+                    tracing::error!(schedule = %row, %error, "cannot fire a schedule this jobq cannot read");
+                    continue;
+                }
+            };
             for firing in book.take_due(now, 1) {
                 for &fire_time in &firing.fire_times {
                     let result = self
@@ -352,6 +365,13 @@ impl Schedules for PgEngine {
         let existing = self.schedule_for_update(&mut tx, &name).await?;
         let created = existing.is_none();
         if created {
+            // New schedules are counted one at a time, so two replicas
+            // creating at once cannot both take the last place.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(SCHEDULE_COUNT_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(error::store)?;
             let held: i64 = sqlx::query_scalar("SELECT count(*) FROM jobq_schedules")
                 .fetch_one(&mut *tx)
                 .await
