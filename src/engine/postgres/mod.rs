@@ -93,7 +93,11 @@ impl PgOptions {
     /// The connection options the URL names.
     pub(crate) fn connect_options(&self) -> Result<PgConnectOptions, EngineError> {
         PgConnectOptions::from_str(&self.url)
-            .map(|o| o.application_name("jobq"))
+            // `jobq` in pg_stat_activity, unless the URL names another.
+            .map(|o| match o.get_application_name() {
+                Some(_) => o,
+                None => o.application_name("jobq"),
+            })
             .map_err(|e| EngineError::StoreFailed {
                 store: STORE,
                 reason: format!("the store URL is not a valid postgres:// URL: {e}"),

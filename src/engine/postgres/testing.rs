@@ -59,10 +59,14 @@ impl TestSchema {
         Self { base, name }
     }
 
-    /// A URL whose connections use this schema.
+    /// A URL whose connections use this schema, and carry its name as
+    /// their application name (so the drop can end any left behind).
     pub fn url(&self) -> String {
         let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options=-csearch_path%3D{}", self.base, self.name)
+        format!(
+            "{}{sep}options=-csearch_path%3D{}&application_name={}",
+            self.base, self.name, self.name
+        )
     }
 
     /// As [`url`](Self::url), reaching the database at `addr` instead (a
@@ -98,6 +102,19 @@ impl Drop for TestSchema {
                     .build()?;
                 runtime.block_on(async move {
                     let mut conn = PgConnection::connect(&base).await?;
+                    // An engine still running on the test's runtime (which
+                    // this drop blocks) may hold locks on the schema: end
+                    // its sessions first, or the drop would wait forever.
+                    sqlx::query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                    )
+                    .bind(&name)
+                    .execute(&mut conn)
+                    .await?;
+                    sqlx::query("SET lock_timeout = '30s'")
+                        .execute(&mut conn)
+                        .await?;
                     sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
                         .execute(&mut conn)
                         .await?;
