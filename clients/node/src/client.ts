@@ -9,6 +9,7 @@ import {
   type ClientDuplexStream,
   type ServiceError,
 } from "@grpc/grpc-js";
+import { Admin } from "./admin.js";
 import { JobqError } from "./errors.js";
 import {
   JobQueueClient,
@@ -127,6 +128,8 @@ class ProducerStream {
 export class Client {
   readonly stub: JobQueueClient;
   readonly metadata: Metadata;
+  /** Operator calls: queues, jobs and schedules. */
+  readonly admin: Admin;
   private producer: ProducerStream | undefined;
 
   constructor(address: string, options: ClientOptions = {}) {
@@ -140,6 +143,7 @@ export class Client {
     if (options.token !== undefined) {
       this.metadata.set("authorization", `Bearer ${options.token}`);
     }
+    this.admin = new Admin(address, channel, this.metadata);
   }
 
   /** Ends the producer stream and closes the channel. */
@@ -147,6 +151,7 @@ export class Client {
     this.producer?.close();
     this.producer = undefined;
     this.stub.close();
+    this.admin.close();
   }
 
   private stream(): ProducerStream {

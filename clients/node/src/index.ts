@@ -11,6 +11,7 @@
  *     });
  */
 
+export { Admin } from "./admin.js";
 export { Client, type ClientOptions, type Enqueued, type EnqueueOptions, type NewJob, type Tls } from "./client.js";
 export { JobqError, Permanent, Retry } from "./errors.js";
 export { Worker, type Handler, type Job, type RunOptions, type WorkerOptions, type WorkerStats } from "./worker.js";

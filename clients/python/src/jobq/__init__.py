@@ -12,12 +12,14 @@ a handler on each job with credits, acks, retries and lease extension.
         await client.worker("emails", concurrency=8).run(send)
 """
 
+from ._admin import Admin
 from ._client import Client, Enqueued, NewJob, Tls
 from ._errors import JobqError, Permanent, Retry
 from ._sync import SyncClient
 from ._worker import Handler, Job, Worker, WorkerStats
 
 __all__ = [
+    "Admin",
     "Client",
     "Enqueued",
     "Handler",

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from . import _trace
+from ._admin import Admin
 from ._errors import JobqError
 from ._wire import code_name, duration, refused
 from ._worker import Worker
@@ -148,6 +149,7 @@ class Client:
         self.metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
+        self.admin = Admin(self._channel, self.metadata)
         self._producer: _ProducerStream | None = None
 
     async def __aenter__(self) -> Client:
