@@ -140,7 +140,8 @@ class Worker:
                             refused(error),
                             backoff,
                         )
-                        with contextlib.suppress(TimeoutError):
+                        # asyncio's own TimeoutError: not the builtin before 3.11.
+                        with contextlib.suppress(asyncio.TimeoutError):
                             await asyncio.wait_for(stop.wait(), backoff)
                         backoff = min(backoff * 2, self.reconnect_max)
             finally:
@@ -180,7 +181,9 @@ class Worker:
                     await asyncio.wait(late)
             session.open = False
             session.outgoing.put_nowait(None)  # half-close: the server ends the stream
-            with contextlib.suppress(grpc.aio.AioRpcError):
+            # The server ends the stream once it is half-closed; past the
+            # grace it is cut.
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.TimeoutError):
                 await asyncio.wait_for(reader, self.grace)
         finally:
             session.open = False
