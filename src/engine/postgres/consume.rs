@@ -146,18 +146,21 @@ impl PgEngine {
         lease_for: Option<Duration>,
         holder: Option<u64>,
     ) -> Result<Claimed, EngineError> {
+        let mut conn = self.pool().acquire().await.map_err(error::store)?;
+        let sent = Instant::now();
         let rows = sqlx::query(CLAIM)
             .bind(queue.as_str())
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
             .bind(lease_for.map(millis))
             .bind(holder.map(|_| self.replica()))
             .bind(holder.map(|h| i64::try_from(h).unwrap_or(i64::MAX)))
-            .fetch_all(self.pool())
+            .fetch_all(&mut *conn)
             .await
             .map_err(error::store)?;
+        drop(conn);
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
-            let clock = Clock::new(row.try_get("db_now").map_err(error::store)?);
+            let clock = Clock::sent_at(sent, row.try_get("db_now").map_err(error::store)?);
             let job = rows::job(row).map_err(error::store)?;
             let place: DateTime<Utc> = row.try_get("place").map_err(error::store)?;
             let delivery: i64 = row.try_get("delivery").map_err(error::store)?;
@@ -374,16 +377,19 @@ impl PgEngine {
         token: &LeaseToken,
         lease_for: Duration,
     ) -> Result<Instant, EngineError> {
+        let mut conn = self.pool().acquire().await.map_err(error::store)?;
+        let sent = Instant::now();
         let row = sqlx::query(EXTEND)
             .bind(queue.as_str())
             .bind(rows::uuid(token.job))
             .bind(delivery(token))
             .bind(millis(lease_for))
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *conn)
             .await
             .map_err(error::store)?
             .ok_or_else(|| lease_not_found(queue, *token))?;
-        let clock = Clock::new(row.try_get("db_now").map_err(error::store)?);
+        drop(conn);
+        let clock = Clock::sent_at(sent, row.try_get("db_now").map_err(error::store)?);
         let due: DateTime<Utc> = row.try_get("due_at").map_err(error::store)?;
         self.lease_moved(
             queue,

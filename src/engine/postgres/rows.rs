@@ -47,9 +47,18 @@ pub(super) struct Clock {
 impl Clock {
     /// The database said `now()` was `db_now` just now.
     pub(super) fn new(db_now: DateTime<Utc>) -> Self {
+        Self::sent_at(Instant::now(), db_now)
+    }
+
+    /// The database said `now()` was `db_now` of a statement sent at
+    /// `sent`: its `now()` came after `sent`, so times mapped from it are
+    /// never later than they are, by the statement's round trip at most.
+    /// Lease deadlines are mapped so: a worker must never be told its
+    /// lease lasts longer than the database will keep it.
+    pub(super) fn sent_at(sent: Instant, db_now: DateTime<Utc>) -> Self {
         Self {
             db_now,
-            local: Instant::now(),
+            local: sent,
         }
     }
 
