@@ -62,9 +62,7 @@ impl Cluster {
             let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
             return None;
         };
-        let dir = std::env::temp_dir()
-            .join(format!("jobq-test-pg-{}", std::process::id()))
-            .join(test);
+        let dir = std::env::temp_dir().join(format!("jobq-test-pg-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("cluster dir");
         let mut cluster = Self { bin, dir, port: 0 };
