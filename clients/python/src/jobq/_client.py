@@ -69,6 +69,17 @@ def new_job(job: NewJob) -> jobq_pb2.NewJob:
     return message
 
 
+def _stream_error(code: grpc.StatusCode, details: str) -> JobqError:
+    """Why the producer stream ended, as its callers are told."""
+    # A write into a call the connection already lost ends it with grpc's
+    # own INTERNAL: that is the stream breaking, to retry.
+    if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL):
+        return JobqError(
+            "UNAVAILABLE", f"the producer stream broke ({details}); retry with idempotency keys"
+        )
+    return JobqError(code.name, details)
+
+
 class _ProducerStream:
     """One StreamEnqueue stream shared by every caller: each request gets
     an id, and the answer with that id completes its caller's future."""
@@ -78,6 +89,7 @@ class _ProducerStream:
         self._pending: dict[int, asyncio.Future[jobq_pb2.StreamEnqueueResponse]] = {}
         self._next_id = 1
         self._writing = asyncio.Lock()
+        self._opened = False
         self.broken = False
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
@@ -91,22 +103,39 @@ class _ProducerStream:
         request = jobq_pb2.StreamEnqueueRequest(request_id=request_id, queue=queue, job=job)
         try:
             async with self._writing:
+                if not self._opened:
+                    # The server answers the call's headers at once, or
+                    # refuses it (a missing token): learn which before
+                    # writing, since a write racing the refusal loses its
+                    # reason inside grpc.
+                    await self._call.initial_metadata()
+                    if self._call.done():
+                        self._pending.pop(request_id, None)
+                        self.broken = True
+                        raise await self._ended()
+                    self._opened = True
                 await self._call.write(request)
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as error:
+            # The call ended before this write: say why it ended (a
+            # refused token, the server going away), not that it did.
             self._pending.pop(request_id, None)
             self.broken = True
-            raise JobqError("UNAVAILABLE", f"the producer stream broke: {error}") from error
+            raise await self._ended() from error
         return await answer
 
+    async def _ended(self) -> JobqError:
+        """Why the call ended, once it has."""
+        return _stream_error(await self._call.code(), await self._call.details() or "")
+
     async def _read(self) -> None:
-        error = JobqError("UNAVAILABLE", "the producer stream ended; retry with idempotency keys")
+        error = _stream_error(grpc.StatusCode.OK, "it ended")
         try:
             async for answer in self._call:
                 waiting = self._pending.pop(answer.request_id, None)
                 if waiting is not None and not waiting.done():
                     waiting.set_result(answer)
         except grpc.aio.AioRpcError as cut:
-            error = refused(cut)
+            error = _stream_error(cut.code(), cut.details() or "")
         finally:
             self.broken = True
             # Jobs whose answers never came may or may not be stored.
