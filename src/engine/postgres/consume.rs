@@ -557,9 +557,14 @@ struct LongPoll<'a> {
 
 impl<'a> LongPoll<'a> {
     fn new(engine: &'a PgEngine, queue: &'a QueueName) -> Self {
-        *super::lock(&engine.shared.long_polls)
-            .entry(queue.clone())
-            .or_default() += 1;
+        let mut polls = super::lock(&engine.shared.long_polls);
+        match polls.get_mut(queue) {
+            Some(count) => *count += 1,
+            None => {
+                polls.insert(queue.clone(), 1);
+            }
+        }
+        drop(polls);
         Self { engine, queue }
     }
 }

@@ -198,11 +198,13 @@ impl PgEngine {
     /// The observer of `queue`'s jobs on this replica.
     pub(super) fn observer(&self, queue: &QueueName) -> Arc<dyn QueueObserver> {
         let mut observers = super::lock(&self.shared.observers);
-        Arc::clone(
-            observers
-                .entry(queue.clone())
-                .or_insert_with(|| self.shared.observer.queue_created(queue)),
-        )
+        // Looked up first: the name is copied only for a queue new here.
+        if let Some(observer) = observers.get(queue) {
+            return Arc::clone(observer);
+        }
+        let observer = self.shared.observer.queue_created(queue);
+        observers.insert(queue.clone(), Arc::clone(&observer));
+        observer
     }
 
     /// Reports how long first deliveries waited.
