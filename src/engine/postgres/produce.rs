@@ -210,13 +210,7 @@ pub(super) fn insert_keyed(
         let alone = calls.len() == 1;
         let mut answers = Vec::with_capacity(calls.len());
         for call in &calls {
-            let mut tried = engine.store_call(&mut tx, &queue, call, alone).await?;
-            if matches!(tried, Tried::NoQueue) {
-                // Made by a statement of its own, which the next sees.
-                engine.create_queue(&queue).await?;
-                tried = engine.store_call(&mut tx, &queue, call, alone).await?;
-            }
-            answers.push(tried);
+            answers.push(engine.store_call(&mut tx, &queue, call, alone).await?);
         }
         if alone && !matches!(answers[0], Tried::Stored(_)) {
             tx.rollback().await.map_err(error::store)?;
@@ -234,8 +228,26 @@ impl Keyed {
 }
 
 impl PgEngine {
-    /// One keyed call on `tx`, under a savepoint unless it is `alone`.
+    /// One keyed call on `tx`, under a savepoint unless it is `alone`,
+    /// making the queue first if it does not exist yet.
     pub(super) async fn store_call(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        queue: &QueueName,
+        call: &Keyed,
+        alone: bool,
+    ) -> Result<Tried, EngineError> {
+        let tried = self.store_once(tx, queue, call, alone).await?;
+        if !matches!(tried, Tried::NoQueue) {
+            return Ok(tried);
+        }
+        // Made by a statement of its own, which the next one sees. A try
+        // that found no queue stored nothing, so it needs no undoing.
+        self.create_queue(queue).await?;
+        self.store_once(tx, queue, call, alone).await
+    }
+
+    async fn store_once(
         &self,
         tx: &mut sqlx::PgConnection,
         queue: &QueueName,

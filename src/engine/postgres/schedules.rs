@@ -207,12 +207,7 @@ impl PgEngine {
         job: &NewJob,
     ) -> Result<Enqueued, EngineError> {
         let call = Keyed::new(self.ids().next_n(1), vec![job.clone()]);
-        let mut tried = self.store_call(tx, queue, &call, false).await?;
-        if matches!(tried, Tried::NoQueue) {
-            self.create_queue(queue).await?;
-            tried = self.store_call(tx, queue, &call, false).await?;
-        }
-        match tried {
+        match self.store_call(tx, queue, &call, false).await? {
             Tried::Stored(mut stored) if !stored.is_empty() => Ok(stored.remove(0)),
             Tried::Full(full) => Err(full.into()),
             _ => Err(EngineError::QueueNotFound(queue.clone())),
