@@ -161,3 +161,27 @@ impl ScheduleSpec {
         self.bytes() + expression + SCHEDULE_OVERHEAD_BYTES
     }
 }
+
+#[cfg(test)]
+impl ScheduleSpec {
+    /// A schedule for tests: `trigger` in UTC into the queue `reports`,
+    /// with a plain `report` job and the default rules.
+    pub(crate) fn for_tests(trigger: Trigger) -> Self {
+        Self {
+            queue: QueueName::new("reports").expect("name"),
+            template: JobTemplate {
+                payload: Bytes::from_static(b"report"),
+                metadata: Vec::new(),
+                priority: 0,
+                max_attempts: None,
+            },
+            trigger,
+            zone: Tz::UTC,
+            misfire: Misfire::Skip,
+            overlap: Overlap::Allow,
+            jitter: Duration::ZERO,
+            start: None,
+            end: None,
+        }
+    }
+}

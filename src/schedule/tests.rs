@@ -2,13 +2,12 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::{TimeZone, Utc};
 use chrono_tz::Tz;
 use proptest::prelude::*;
 
 use super::*;
-use crate::queue::{JobId, QueueName, ScheduleName};
+use crate::queue::{JobId, ScheduleName};
 
 fn at(zone: Tz, y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Millis {
     zone.with_ymd_and_hms(y, mo, d, h, mi, s)
@@ -41,22 +40,7 @@ fn next_times(expression: &str, zone: Tz, from: Millis, count: usize) -> Vec<Str
 }
 
 fn spec(trigger: Trigger) -> ScheduleSpec {
-    ScheduleSpec {
-        queue: QueueName::new("reports").expect("name"),
-        template: JobTemplate {
-            payload: Bytes::from_static(b"report"),
-            metadata: Vec::new(),
-            priority: 0,
-            max_attempts: None,
-        },
-        trigger,
-        zone: Tz::UTC,
-        misfire: Misfire::Skip,
-        overlap: Overlap::Allow,
-        jitter: Duration::ZERO,
-        start: None,
-        end: None,
-    }
+    ScheduleSpec::for_tests(trigger)
 }
 
 fn name(text: &str) -> ScheduleName {

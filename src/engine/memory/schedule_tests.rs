@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono_tz::Tz;
 
 use super::*;
 use crate::engine::journal::{JournalOptions, RecoveryMode, replay};
@@ -60,20 +59,14 @@ fn name(s: &str) -> ScheduleName {
 
 fn every_second(overlap: Overlap) -> ScheduleSpec {
     ScheduleSpec {
-        queue: queue(),
         template: JobTemplate {
             payload: Bytes::from_static(b"hourly report"),
             metadata: vec![("kind".into(), "report".into())],
             priority: 0,
             max_attempts: None,
         },
-        trigger: Trigger::every(Duration::from_secs(1)).expect("interval"),
-        zone: Tz::UTC,
-        misfire: Misfire::Skip,
         overlap,
-        jitter: Duration::ZERO,
-        start: None,
-        end: None,
+        ..ScheduleSpec::for_tests(Trigger::every(Duration::from_secs(1)).expect("interval"))
     }
 }
 

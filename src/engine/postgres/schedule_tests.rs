@@ -7,17 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use chrono_tz::Tz;
-
 use super::PgEngine;
 use super::testing::TestSchema;
 use super::tests::connect_with;
 use crate::engine::{EngineConfig, EngineError, Operate, Schedules};
 use crate::queue::{QueueName, ScheduleName};
 use crate::schedule::{
-    FIRE_TIME_KEY, JobTemplate, Misfire, Overlap, ScheduleSpec, TRIGGERED_KEY, Trigger, Upserted,
-    WallClock,
+    FIRE_TIME_KEY, Overlap, ScheduleSpec, TRIGGERED_KEY, Trigger, Upserted, WallClock,
 };
 
 /// Wall-clock time that moves only when the test says.
@@ -37,22 +33,7 @@ impl WallClock for HandClock {
 }
 
 fn every_second() -> ScheduleSpec {
-    ScheduleSpec {
-        queue: QueueName::new("reports").expect("name"),
-        template: JobTemplate {
-            payload: Bytes::from_static(b"report"),
-            metadata: Vec::new(),
-            priority: 0,
-            max_attempts: None,
-        },
-        trigger: Trigger::every(Duration::from_secs(1)).expect("interval"),
-        zone: Tz::UTC,
-        misfire: Misfire::Skip,
-        overlap: Overlap::Allow,
-        jitter: Duration::ZERO,
-        start: None,
-        end: None,
-    }
+    ScheduleSpec::for_tests(Trigger::every(Duration::from_secs(1)).expect("interval"))
 }
 
 /// The fire-time metadata of every job in the queue, in id order.

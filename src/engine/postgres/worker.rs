@@ -34,10 +34,6 @@ SELECT count(*) AS released, count(*) FILTER (WHERE state = 4) AS dead FROM upd"
 /// Why a stream's leases went back.
 const CLOSED: &str = "the worker stream holding the lease closed";
 
-/// A worker attached to one queue through this replica. Its leases carry
-/// this replica's id and its own number; when it is dropped they go back
-/// to the queue at once, and if this replica dies, the others give them
-/// back once its heartbeat is stale.
 /// A claim's result, still to come.
 type Pending = tokio::sync::oneshot::Receiver<Result<Vec<Delivery>, EngineError>>;
 
@@ -56,6 +52,10 @@ impl Drop for Awaiting<'_> {
     }
 }
 
+/// A worker attached to one queue through this replica. Its leases carry
+/// this replica's id and its own number; when it is dropped they go back
+/// to the queue at once, and if this replica dies, the others give them
+/// back once its heartbeat is stale.
 #[derive(Debug)]
 pub(super) struct PgAttachment {
     engine: PgEngine,
