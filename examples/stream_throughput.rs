@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
     let listeners = jobq::server::Listeners {
         grpc: listener,
         metrics: None,
+        web: None,
     };
     let server = tokio::spawn(jobq::server::run(Config::defaults(), listeners, async {
         let _ = stopped.await;

@@ -29,6 +29,7 @@ fn main() -> anyhow::Result<()> {
         let listeners = jobq::server::Listeners {
             grpc: listener,
             metrics: None,
+            web: None,
         };
         tokio::spawn(jobq::server::run(
             Config::defaults(),

@@ -1,8 +1,9 @@
 //! Bearer-token authentication with roles.
 //!
 //! Each token has one role: `producer` may enqueue, `worker` may lease,
-//! ack, nack, extend and stream leases, `admin` may do everything,
-//! including the Admin service. Health and reflection stay open, for
+//! ack, nack, extend and stream leases, `viewer` may read what the Admin
+//! and Schedules services tell (and the web dashboard, without its
+//! buttons), `admin` may do everything, including the Admin service. Health and reflection stay open, for
 //! probes and tools. A request without a valid token gets UNAUTHENTICATED;
 //! a valid token of the wrong role gets PERMISSION_DENIED. Tokens are
 //! compared in constant time and never logged.
@@ -29,6 +30,8 @@ pub enum Role {
     Producer,
     /// Lease jobs and settle their leases.
     Worker,
+    /// Read queues, jobs and schedules, and change nothing.
+    Viewer,
     /// Everything, including the Admin service.
     Admin,
 }
@@ -38,15 +41,18 @@ impl Role {
         match name {
             "producer" => Some(Self::Producer),
             "worker" => Some(Self::Worker),
+            "viewer" => Some(Self::Viewer),
             "admin" => Some(Self::Admin),
             _ => None,
         }
     }
 
-    fn name(self) -> &'static str {
+    /// How tokens files and messages name it.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Producer => "producer",
             Self::Worker => "worker",
+            Self::Viewer => "viewer",
             Self::Admin => "admin",
         }
     }
@@ -65,7 +71,21 @@ fn required_role(path: &str) -> Option<Role> {
             // A method added later is closed until given a role here.
             _ => Some(Role::Admin),
         },
+        "jobq.v1.Admin" | "jobq.v1.Schedules" => match method {
+            "ListQueues" | "GetQueue" | "ListJobs" | "GetJob" | "ListSchedules" | "GetSchedule" => {
+                Some(Role::Viewer)
+            }
+            _ => Some(Role::Admin),
+        },
         _ => Some(Role::Admin),
+    }
+}
+
+impl Role {
+    /// Whether this role may do what `needed` may: admin may do
+    /// everything, viewer only reads, the others only their own calls.
+    pub fn may(self, needed: Role) -> bool {
+        self == needed || self == Role::Admin
     }
 }
 
@@ -135,7 +155,7 @@ impl Tokens {
 
     /// The role of `presented`, comparing it with every token in constant
     /// time.
-    fn role_of(&self, presented: &[u8]) -> Option<Role> {
+    pub fn role_of(&self, presented: &[u8]) -> Option<Role> {
         let mut found = None;
         for (token, role) in &self.entries {
             if bool::from(token.as_slice().ct_eq(presented)) {
@@ -162,11 +182,12 @@ impl Tokens {
         let role = self
             .role_of(token)
             .ok_or_else(|| Status::unauthenticated("the bearer token is not valid"))?;
-        if role == needed || role == Role::Admin {
+        if role.may(needed) {
             Ok(())
         } else {
             let may = match needed {
                 Role::Admin => "an admin token".to_string(),
+                Role::Viewer => "a viewer or an admin token".to_string(),
                 other => format!("a {} or an admin token", other.name()),
             };
             Err(Status::permission_denied(format!(
@@ -198,7 +219,7 @@ fn parse_entries<'a>(
             .split_once(separator)
             .ok_or_else(|| problem("expected a role and a token"))?;
         let role = Role::parse(role.trim())
-            .ok_or_else(|| problem("the role must be producer, worker or admin"))?;
+            .ok_or_else(|| problem("the role must be producer, worker, viewer or admin"))?;
         let token = token.trim();
         if token.len() < 16 {
             return Err(problem("the token is shorter than 16 characters"));
@@ -299,7 +320,7 @@ mod tests {
         let t = tokens();
         let enqueue = "/jobq.v1.JobQueue/Enqueue";
         let lease = "/jobq.v1.JobQueue/StreamLeases";
-        let admin = "/jobq.v1.Admin/ListQueues";
+        let admin = "/jobq.v1.Admin/PurgeQueue";
         let p = headers("pppppppppppppppp");
         let w = headers("wwwwwwwwwwwwwwww");
         let a = headers("aaaaaaaaaaaaaaaa");
@@ -319,7 +340,7 @@ mod tests {
         assert_eq!(denied.code(), tonic::Code::PermissionDenied);
         assert_eq!(
             denied.message(),
-            "a worker token may not call /jobq.v1.Admin/ListQueues; it needs an admin token"
+            "a worker token may not call /jobq.v1.Admin/PurgeQueue; it needs an admin token"
         );
         assert_eq!(
             t.check(enqueue, &w).expect_err("worker enqueue").code(),
@@ -333,6 +354,41 @@ mod tests {
             assert_eq!(denied.code(), tonic::Code::PermissionDenied);
             assert!(denied.message().ends_with("it needs an admin token"));
         }
+    }
+
+    #[test]
+    fn a_viewer_reads_and_changes_nothing() {
+        let t = Tokens::load(
+            None,
+            Some("viewer:vvvvvvvvvvvvvvvv,worker:wwwwwwwwwwwwwwww"),
+        )
+        .expect("valid")
+        .expect("some");
+        let v = headers("vvvvvvvvvvvvvvvv");
+        for read in [
+            "/jobq.v1.Admin/ListQueues",
+            "/jobq.v1.Admin/GetJob",
+            "/jobq.v1.Schedules/GetSchedule",
+        ] {
+            assert!(t.check(read, &v).is_ok(), "{read}");
+        }
+        for change in [
+            "/jobq.v1.Admin/PurgeQueue",
+            "/jobq.v1.Admin/RedriveJobs",
+            "/jobq.v1.Schedules/TriggerSchedule",
+            "/jobq.v1.JobQueue/Enqueue",
+            "/jobq.v1.JobQueue/Lease",
+        ] {
+            let denied = t.check(change, &v).expect_err(change);
+            assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{change}");
+        }
+        let denied = t
+            .check("/jobq.v1.Admin/GetJob", &headers("wwwwwwwwwwwwwwww"))
+            .expect_err("worker reading jobs");
+        assert_eq!(
+            denied.message(),
+            "a worker token may not call /jobq.v1.Admin/GetJob; it needs a viewer or an admin token"
+        );
     }
 
     #[test]

@@ -28,6 +28,23 @@ pub struct Config {
     #[arg(long, env = "JOBQ_METRICS_LISTEN", default_value = "127.0.0.1:9090", value_parser = listen_address)]
     pub metrics_listen: String,
 
+    /// Address of the web dashboard: IP:PORT or HOST:PORT, or `off` to
+    /// serve none. Without auth tokens it must be a loopback address unless
+    /// --web-allow-unauthenticated is given.
+    #[arg(long, env = "JOBQ_WEB_LISTEN", default_value = "127.0.0.1:8080", value_parser = web_listen_address)]
+    pub web_listen: String,
+
+    /// Serve the dashboard on a non-loopback address without auth tokens:
+    /// anyone who reaches it can read payloads and delete jobs.
+    #[arg(long, env = "JOBQ_WEB_ALLOW_UNAUTHENTICATED", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub web_allow_unauthenticated: bool,
+
+    /// Link for a job's trace id on the dashboard, with `{trace_id}` where
+    /// the id goes (e.g. http://jaeger:16686/trace/{trace_id}). Unset, the
+    /// trace id is shown without a link.
+    #[arg(long, env = "JOBQ_WEB_TRACE_URL")]
+    pub web_trace_url: Option<String>,
+
     /// Log format: `pretty` for people, `json` for log collectors.
     #[arg(long, env = "JOBQ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -381,7 +398,20 @@ fn listen_address(value: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
+/// `off`, or an address as [`listen_address`] takes it.
+fn web_listen_address(value: &str) -> Result<String, String> {
+    if value == "off" {
+        return Ok(value.to_string());
+    }
+    listen_address(value).map_err(|problem| format!("{problem}, or `off` for no dashboard"))
+}
+
 impl Config {
+    /// The dashboard's address, `None` when it is `off`.
+    pub fn web_address(&self) -> Option<&str> {
+        (self.web_listen != "off").then_some(self.web_listen.as_str())
+    }
+
     /// The defaults, as `jobq` with no flags would run, ignoring the
     /// environment. For tests and embedding. Read from the flags' own
     /// declarations above, the one place they are written.
@@ -467,6 +497,17 @@ impl Config {
             return fail(
                 "data-dir",
                 "a postgres store keeps jobs in the database; leave --data-dir out, or use --store memory to keep a journal".to_string(),
+            );
+        }
+        if let Some(url) = &self.web_trace_url
+            && (!url.contains("{trace_id}")
+                || !(url.starts_with("http://") || url.starts_with("https://")))
+        {
+            return fail(
+                "web-trace-url",
+                format!(
+                    "{url:?} must be an http:// or https:// address holding {{trace_id}} where the trace id goes"
+                ),
             );
         }
         if self.store_pool_size == 0 {

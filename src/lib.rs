@@ -17,6 +17,8 @@
 //!   services.
 //!   Validates requests, converts protobuf to core types and back, and maps
 //!   errors to gRPC statuses.
+//! - [`web`]: the web dashboard, on its own port: pages over the engine
+//!   interface, sessions, CSRF tokens, embedded assets.
 //! - [`server`]: binds it all together with health and reflection services
 //!   and serves until shut down.
 //! - [`config`]: command-line flags and `JOBQ_*` variables.
@@ -33,3 +35,4 @@ pub mod schedule;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod web;

@@ -67,9 +67,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = TcpListener::bind(config.metrics_listen.as_str())
         .await
         .with_context(|| format!("cannot listen on {} for metrics", config.metrics_listen))?;
+    let web = match config.web_address() {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for the web dashboard"))?,
+        ),
+        None => None,
+    };
     let listeners = Listeners {
         grpc,
         metrics: Some(metrics),
+        web,
     };
     // Listening from before the server serves, on streams that remember
     // a signal until it is read: so neither the first signal nor a second

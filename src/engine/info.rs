@@ -8,6 +8,7 @@ use crate::queue::{
     JobId, JobState, JobStatus, QueueConfig, QueueCounts, QueueName, QueueStats, ScheduleName,
 };
 use crate::schedule::{Millis, ScheduleSpec, ScheduleState, SystemClock, WallClock};
+use jobq_proto::limits::{MAX_ATTEMPTS_LIMIT, MAX_DELAY, MIN_LEASE};
 
 /// Server-wide settings of an engine.
 #[derive(Clone, Debug)]
@@ -70,6 +71,63 @@ pub struct QueueUpdate {
     pub backoff_cap: Option<Duration>,
     /// Pause or resume leasing.
     pub paused: Option<bool>,
+}
+
+/// Most jobs a queue may be set to hold.
+pub const MAX_CAPACITY: usize = 100_000_000;
+
+/// A setting of a [`QueueUpdate`] out of its range.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct InvalidSetting {
+    /// The setting, as the protocol names it (`capacity`).
+    pub field: &'static str,
+    /// What is wrong and what would be right.
+    pub problem: String,
+}
+
+impl QueueUpdate {
+    /// Checks each value on its own: a capacity from 1 to
+    /// [`MAX_CAPACITY`], a lease from `MIN_LEASE` to `max_lease`, attempts
+    /// from 1 to `MAX_ATTEMPTS_LIMIT`, backoffs up to `MAX_DELAY`.
+    /// (Whether the base stays below the cap once merged with the queue's
+    /// settings is the engine's to check.)
+    pub fn check(&self, max_lease: Duration) -> Result<(), InvalidSetting> {
+        let invalid = |field, problem: String| Err(InvalidSetting { field, problem });
+        if let Some(c) = self.capacity
+            && (c == 0 || c > MAX_CAPACITY)
+        {
+            return invalid(
+                "capacity",
+                format!("is {c}; it must be from 1 to {MAX_CAPACITY}"),
+            );
+        }
+        if let Some(d) = self.lease_duration
+            && (d < MIN_LEASE || d > max_lease)
+        {
+            return invalid(
+                "lease_duration",
+                format!("is {d:?}; it must be from {MIN_LEASE:?} to {max_lease:?}"),
+            );
+        }
+        if let Some(n) = self.max_attempts
+            && (n == 0 || n > MAX_ATTEMPTS_LIMIT)
+        {
+            return invalid(
+                "max_attempts",
+                format!("is {n}; it must be from 1 to {MAX_ATTEMPTS_LIMIT}"),
+            );
+        }
+        for (field, d) in [
+            ("backoff_base", self.backoff_base),
+            ("backoff_cap", self.backoff_cap),
+        ] {
+            if d.is_some_and(|d| d > MAX_DELAY) {
+                return invalid(field, "is more than 365 days".to_string());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Which jobs a purge removes.

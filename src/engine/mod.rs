@@ -35,8 +35,8 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 pub use error::EngineError;
 pub use info::{
-    EngineConfig, EngineStats, JobPage, PurgeTarget, QueueInfo, QueueUpdate, ScheduleFigures,
-    ScheduleInfo,
+    EngineConfig, EngineStats, InvalidSetting, JobPage, MAX_CAPACITY, PurgeTarget, QueueInfo,
+    QueueUpdate, ScheduleFigures, ScheduleInfo,
 };
 pub use memory::{MemoryAttachment, MemoryBudget, MemoryEngine, RecoveredCounts, Recovery};
 pub use observer::{JobObserver, NoObserver, QueueObserver};

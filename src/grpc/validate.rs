@@ -20,8 +20,6 @@ pub(crate) use jobq_proto::limits::{
 const MAX_PAGE: u32 = 1000;
 /// Items on a page when the request names no size.
 const DEFAULT_PAGE: u32 = 100;
-/// Largest queue capacity an operator may set.
-const MAX_CAPACITY: u32 = 100_000_000;
 /// Most job ids one redrive names.
 const MAX_REDRIVE_IDS: usize = 1000;
 
@@ -477,42 +475,20 @@ impl Limits {
         &self,
         request: &pb::UpdateQueueRequest,
     ) -> Result<QueueUpdate, InvalidField> {
-        let capacity = match request.capacity {
-            Some(c) if c == 0 || c > MAX_CAPACITY => {
-                return Err(invalid(
-                    "capacity",
-                    format!("is {c}; it must be from 1 to {MAX_CAPACITY}"),
-                ));
-            }
-            c => c.map(|c| c as usize),
-        };
-        let max_attempts = match request.max_attempts {
-            Some(n) if n == 0 || n > MAX_ATTEMPTS_LIMIT => {
-                return Err(invalid(
-                    "max_attempts",
-                    format!("is {n}; it must be from 1 to {MAX_ATTEMPTS_LIMIT}"),
-                ));
-            }
-            n => n,
-        };
-        let backoff = |field: &str, d: Option<prost_types::Duration>| {
-            let Some(d) = d else {
-                return Ok(None);
-            };
-            let d = duration(field, d)?;
-            if d > MAX_DELAY {
-                return Err(invalid(field, "is more than 365 days"));
-            }
-            Ok(Some(d))
-        };
-        Ok(QueueUpdate {
-            capacity,
-            lease_duration: self.lease_duration("lease_duration", request.lease_duration)?,
-            max_attempts,
-            backoff_base: backoff("backoff_base", request.backoff_base)?,
-            backoff_cap: backoff("backoff_cap", request.backoff_cap)?,
+        let parse =
+            |field, d: Option<prost_types::Duration>| d.map(|d| duration(field, d)).transpose();
+        let update = QueueUpdate {
+            capacity: request.capacity.map(|c| c as usize),
+            lease_duration: parse("lease_duration", request.lease_duration)?,
+            max_attempts: request.max_attempts,
+            backoff_base: parse("backoff_base", request.backoff_base)?,
+            backoff_cap: parse("backoff_cap", request.backoff_cap)?,
             paused: request.paused,
-        })
+        };
+        update
+            .check(self.max_lease_duration)
+            .map_err(|e| invalid(e.field, e.problem))?;
+        Ok(update)
     }
 }
 

@@ -40,8 +40,8 @@ pub use name::{InvalidName, QueueName, ScheduleName};
 pub use retry::RetryPolicy;
 pub use state::{
     Acked, DROPS_PER_ATTEMPT, Enqueued, Failure, JobChange, JobSnapshot, JobState, JobStatus,
-    MAX_HISTORY, MAX_SCAN, Purged, Queue, QueueCounts, QueueStats, RestoredJob, RestoredPlace,
-    SnapshotPlace, TEXT_NOT_KEPT,
+    LeaseShown, MAX_HISTORY, MAX_SCAN, Purged, Queue, QueueCounts, QueueStats, RestoredJob,
+    RestoredPlace, SnapshotPlace, TEXT_NOT_KEPT,
 };
 
 #[cfg(test)]

@@ -44,6 +44,8 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// For Prometheus scrapes of `/metrics`; `None` serves no metrics.
     pub metrics: Option<TcpListener>,
+    /// For the web dashboard; `None` serves none.
+    pub web: Option<TcpListener>,
 }
 
 /// The name health checks use for the JobQueue service.
@@ -199,6 +201,10 @@ async fn serve_with(
     let (tokens, tls) = security(&config)?;
     warn_if_exposed(local, tokens.as_ref(), tls.as_deref());
     let auth = tokens.is_some();
+    let web = match listeners.web {
+        Some(listener) => Some(web_dashboard(listener, &config, tokens.as_ref())?),
+        None => None,
+    };
 
     // Every task the server spawns, so shutdown can wait for them all.
     let tasks = TaskTracker::new();
@@ -269,6 +275,18 @@ async fn serve_with(
     }
     // Stops the metrics endpoint however this function returns.
     let metrics_stop = metrics_stop.drop_guard();
+    // The dashboard stops with the gRPC port, or however this function
+    // returns.
+    let web_stop = stop.child_token();
+    if let Some((listener, settings)) = web {
+        tasks.spawn(crate::web::serve(
+            listener,
+            Arc::clone(&engine),
+            settings,
+            web_stop.clone(),
+        ));
+    }
+    let _web_stop = web_stop.drop_guard();
 
     let mut shutdown = pin!(shutdown);
     let mut open = pin!(open);
@@ -505,6 +523,41 @@ impl Stopping {
 /// Jobs the engine holds, or 0 when it cannot say.
 async fn jobs_held(engine: &dyn Engine) -> usize {
     engine.stats().await.map_or(0, |stats| stats.jobs_held)
+}
+
+/// The dashboard's settings, once its address is checked: without tokens
+/// it serves only loopback, unless told otherwise (and then warns).
+fn web_dashboard(
+    listener: TcpListener,
+    config: &Config,
+    tokens: Option<&Tokens>,
+) -> anyhow::Result<(TcpListener, crate::web::WebSettings)> {
+    let addr = listener.local_addr()?;
+    let exposed = !addr.ip().is_loopback();
+    if tokens.is_none() && exposed {
+        if !config.web_allow_unauthenticated {
+            anyhow::bail!(
+                "--web-listen {addr} is reachable from other machines and no auth tokens are configured: anyone reaching it could read payloads and delete jobs. Set --auth-tokens-file or JOBQ_AUTH_TOKENS (the dashboard then asks for a viewer or admin token), listen on 127.0.0.1, or pass --web-allow-unauthenticated"
+            );
+        }
+        tracing::warn!(
+            addr = %addr,
+            "THE WEB DASHBOARD HAS NO LOGIN on a non-loopback address: anyone who reaches this port can read payloads and delete jobs. Set --auth-tokens-file or JOBQ_AUTH_TOKENS."
+        );
+    } else if tokens.is_some() && exposed {
+        tracing::info!(
+            addr = %addr,
+            "the web dashboard serves plain HTTP: put a TLS proxy or Ingress in front, or tokens typed into its login cross the network in clear text"
+        );
+    }
+    tracing::info!(url = %format!("http://{addr}/"), "web dashboard");
+    let settings = crate::web::WebSettings {
+        tokens: tokens.cloned(),
+        loopback_only: tokens.is_none() && !config.web_allow_unauthenticated,
+        trace_url: config.web_trace_url.clone(),
+        max_lease: config.max_lease_duration,
+    };
+    Ok((listener, settings))
 }
 
 /// Warns, loudly, when the gRPC port is reachable from other machines

@@ -34,6 +34,8 @@ async fn start_on(
             listen,
             "--metrics-listen",
             "127.0.0.1:0",
+            "--web-listen",
+            "127.0.0.1:0",
             "--log-format",
             "json",
         ])
@@ -262,7 +264,7 @@ async fn out_of_descriptors_the_server_backs_off_says_so_and_recovers() {
     command
         .arg("-c")
         .arg(format!(
-            "ulimit -n 64 && exec {} --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --log-format json",
+            "ulimit -n 64 && exec {} --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --web-listen 127.0.0.1:0 --log-format json",
             env!("CARGO_BIN_EXE_jobq")
         ))
         .stdout(Stdio::piped())

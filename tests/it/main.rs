@@ -31,4 +31,5 @@ mod starting;
 mod stream_enqueue;
 mod stream_leases;
 mod unary_rpcs;
+mod web;
 mod worker;

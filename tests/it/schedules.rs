@@ -566,7 +566,14 @@ async fn schedules_declared_in_a_file_are_set_at_start_up_and_a_bad_one_stops_th
     )
     .expect("write");
     let stderr = jobq_fails(
-        &["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--web-listen",
+            "127.0.0.1:0",
+        ],
         &[("JOBQ_SCHEDULES_FILE", path)],
     )
     .await;

@@ -58,6 +58,7 @@ async fn opening() -> Opening {
         jobq::server::Listeners {
             grpc: listener,
             metrics: Some(metrics_listener),
+            web: None,
         },
         async {
             let _ = stopped.await;

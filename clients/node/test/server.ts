@@ -51,7 +51,7 @@ export class Server {
   async restart(): Promise<void> {
     const child = spawn(
       binary(),
-      ["--listen", this.address, "--metrics-listen", "127.0.0.1:0", "--log-format", "json"],
+      ["--listen", this.address, "--metrics-listen", "127.0.0.1:0", "--web-listen", "127.0.0.1:0", "--log-format", "json"],
       { env: { ...process.env, RUST_LOG: "warn,jobq=info", ...this.env }, stdio: ["ignore", "pipe", "pipe"] },
     );
     this.process = child;

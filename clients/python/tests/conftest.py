@@ -54,6 +54,8 @@ class Server:
             self.address,
             "--metrics-listen",
             "127.0.0.1:0",
+            "--web-listen",
+            "127.0.0.1:0",
             "--log-format",
             "json",
         ]

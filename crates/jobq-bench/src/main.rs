@@ -273,6 +273,7 @@ pub(crate) async fn embedded_jobq() -> anyhow::Result<String> {
     let listeners = jobq::server::Listeners {
         grpc: listener,
         metrics: None,
+        web: None,
     };
     tokio::spawn(jobq::server::run(config, listeners, std::future::pending()));
     Ok(format!("http://{addr}"))

@@ -10,7 +10,9 @@ use sqlx::postgres::PgRow;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::queue::{Failure, Job, JobId, JobState, JobStatus, QueueConfig, RetryPolicy};
+use crate::queue::{
+    Failure, Job, JobId, JobState, JobStatus, LeaseShown, QueueConfig, RetryPolicy,
+};
 
 /// A job id as the tables hold it (the ULID's 128 bits).
 pub(super) fn uuid(id: JobId) -> Uuid {
@@ -169,22 +171,37 @@ pub(super) fn job(row: &PgRow) -> Result<Job, sqlx::Error> {
 }
 
 /// The columns [`status`] reads beside [`JOB_COLUMNS`].
-pub(super) const STATUS_COLUMNS: &str =
-    "j.queue, j.state, j.attempts, j.last_error, j.finished_at, now() AS db_now";
+pub(super) const STATUS_COLUMNS: &str = "j.queue, j.state, j.attempts, j.last_error, j.finished_at, j.due_at, j.leased_at, j.holder_replica, j.holder, now() AS db_now";
 
 /// A job's status from a row holding [`JOB_COLUMNS`] and
 /// [`STATUS_COLUMNS`], with its failure history.
 pub(super) fn status(row: &PgRow, history: Vec<Failure>) -> Result<JobStatus, sqlx::Error> {
     let clock = Clock::new(row.try_get("db_now")?);
     let finished: Option<DateTime<Utc>> = row.try_get("finished_at")?;
+    let state = job_state(row.try_get("state")?);
+    let lease = if state == JobState::Leased {
+        let since: Option<DateTime<Utc>> = row.try_get("leased_at")?;
+        let replica: Option<Uuid> = row.try_get("holder_replica")?;
+        let holder: Option<i64> = row.try_get("holder")?;
+        Some(LeaseShown {
+            since: clock.instant(since.unwrap_or(clock.db_now)),
+            deadline: clock.instant(row.try_get("due_at")?),
+            holder: replica
+                .zip(holder)
+                .map(|(replica, stream)| format!("worker stream {stream} of replica {replica}")),
+        })
+    } else {
+        None
+    };
     Ok(JobStatus {
         job: Arc::new(job(row)?),
         payload_bytes: u64::try_from(row.try_get::<i64, _>("payload_bytes")?).unwrap_or(0),
-        state: job_state(row.try_get("state")?),
+        state,
         attempts: u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(0),
         last_error: row.try_get("last_error")?,
         history,
         finished_at: finished.map(|at| clock.instant(at)),
+        lease,
     })
 }
 

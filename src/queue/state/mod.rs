@@ -10,7 +10,7 @@ pub use admin::{MAX_SCAN, Purged};
 pub use changes::{JobChange, JobSnapshot, RestoredJob, RestoredPlace, SnapshotPlace};
 pub use counts::{Acked, QueueCounts, QueueStats};
 pub use status::TEXT_NOT_KEPT;
-pub use status::{Enqueued, JobState, JobStatus};
+pub use status::{Enqueued, JobState, JobStatus, LeaseShown};
 use status::{record_failure, shown_history, state_of, status_of};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -663,6 +663,7 @@ impl Queue {
                 last_error,
                 history,
                 finished_at: Some(f.at),
+                lease: None,
             }
         })
     }

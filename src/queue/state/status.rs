@@ -42,6 +42,20 @@ pub struct JobStatus {
     pub history: Vec<Failure>,
     /// When it left the queue, for acked and cancelled jobs.
     pub finished_at: Option<Instant>,
+    /// Who holds it and until when, for a leased job.
+    pub lease: Option<LeaseShown>,
+}
+
+/// A leased job's lease, as inspection reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseShown {
+    /// When the delivery was made.
+    pub since: Instant,
+    /// When the lease runs out unless extended.
+    pub deadline: Instant,
+    /// The worker stream holding it, named for people (`None`: a unary
+    /// `Lease` call took it).
+    pub holder: Option<String>,
 }
 
 /// What became of one job of an enqueue.
@@ -74,6 +88,11 @@ pub(super) fn status_of(entry: &Entry) -> JobStatus {
         last_error,
         history,
         finished_at: None,
+        lease: entry.place.lease().map(|lease| LeaseShown {
+            since: lease.since,
+            deadline: lease.expiry.0,
+            holder: lease.holder.map(|h| format!("worker stream {}", h.0)),
+        }),
     }
 }
 

@@ -29,6 +29,8 @@ pub(crate) struct TestServer {
     pub addr: SocketAddr,
     /// Where `/metrics` is served.
     pub metrics_addr: SocketAddr,
+    /// Where the web dashboard is served.
+    pub web_addr: SocketAddr,
     /// The engine serving, to look inside through the engine interface
     /// (see the helpers below, which work on every store).
     pub engine: SharedEngine,
@@ -138,9 +140,12 @@ impl TestServer {
             .await
             .expect("bind metrics");
         let metrics_addr = metrics.local_addr().expect("metrics addr");
+        let web = TcpListener::bind("127.0.0.1:0").await.expect("bind web");
+        let web_addr = web.local_addr().expect("web addr");
         let listeners = jobq::server::Listeners {
             grpc: listener,
             metrics: Some(metrics),
+            web: Some(web),
         };
         let handle = tokio::spawn(jobq::server::serve(
             engine.clone(),
@@ -159,6 +164,7 @@ impl TestServer {
         Self {
             addr,
             metrics_addr,
+            web_addr,
             engine,
             channel,
             inner,

@@ -1,0 +1,191 @@
+//! Logging in with a token, once, and out again.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use http::{HeaderMap, StatusCode, header};
+use maud::{DOCTYPE, html};
+
+use super::params::Params;
+use super::session::{self, LOGIN_COOKIE};
+use super::{Shared, WebError, assets};
+use crate::auth::Role;
+
+/// How long the login form's token is good for.
+const LOGIN_FORM_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `GET /login[?next=<path>]`: the form, with a fresh CSRF token in a
+/// cookie and in the form.
+pub(super) async fn page(
+    State(dashboard): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = Params::query(query.as_deref());
+    let next = safe_next(params.get("next"));
+    if dashboard.settings.tokens.is_none() {
+        return Redirect::to(next).into_response();
+    }
+    form(StatusCode::OK, next, None, &headers)
+}
+
+/// The login form, with `problem` above it when the last try failed.
+fn form(status: StatusCode, next: &str, problem: Option<&str>, headers: &HeaderMap) -> Response {
+    let token = session::random_token();
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { "Log in · jobq" }
+                link rel="icon" href=(assets::href("icon.svg")) type="image/svg+xml";
+                link rel="stylesheet" href=(assets::href("dashboard.css"));
+            }
+            body {
+                main.narrow {
+                    section.card {
+                        h1 { img src=(assets::href("icon.svg")) alt="" width="28" height="28"; "jobq" }
+                        @if let Some(problem) = problem {
+                            div.flash.error role="alert" { (problem) }
+                        }
+                        form method="post" action="/login" {
+                            input type="hidden" name="csrf" value=(token);
+                            input type="hidden" name="next" value=(next);
+                            label.field {
+                                "Token (viewer or admin)"
+                                input type="password" name="token" autocomplete="current-password" required autofocus;
+                            }
+                            p { button.primary type="submit" { "Log in" } }
+                        }
+                        p.note { "The token is one of the server's auth tokens with the viewer or admin role. The session lasts while it is used, up to 12 hours idle." }
+                    }
+                }
+            }
+        }
+    };
+    let cookie = session::set_cookie(
+        LOGIN_COOKIE,
+        &token,
+        LOGIN_FORM_AGE,
+        super::over_tls(headers),
+    );
+    (
+        status,
+        [(header::SET_COOKIE, cookie)],
+        Html(page.into_string()),
+    )
+        .into_response()
+}
+
+/// `POST /login`: checks the token; a viewer or admin one opens a session.
+pub(super) async fn submit(
+    State(dashboard): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let params = Params::parse(&body);
+    let next = safe_next(params.get("next"));
+    let Some(tokens) = &dashboard.settings.tokens else {
+        return Ok(Redirect::to(next).into_response());
+    };
+    let expected = session::cookie(&headers, LOGIN_COOKIE).unwrap_or("");
+    if expected.is_empty() || !session::same_token(expected, params.get("csrf")) {
+        return Ok(form(
+            StatusCode::FORBIDDEN,
+            next,
+            Some("The login form had expired or came from elsewhere. Try again."),
+            &headers,
+        ));
+    }
+    let presented = params.get("token").unwrap_or("").trim();
+    let role = match tokens.role_of(presented.as_bytes()) {
+        Some(role @ (Role::Admin | Role::Viewer)) => role,
+        Some(other) => {
+            return Ok(form(
+                StatusCode::FORBIDDEN,
+                next,
+                Some(&format!(
+                    "A {} token cannot open the dashboard; use a viewer or an admin token.",
+                    other.name()
+                )),
+                &headers,
+            ));
+        }
+        None => {
+            return Ok(form(
+                StatusCode::UNAUTHORIZED,
+                next,
+                Some("That token is not one of the server's tokens."),
+                &headers,
+            ));
+        }
+    };
+    let session = dashboard.sessions.open(role, std::time::Instant::now());
+    tracing::info!(role = role.name(), "dashboard login");
+    let cookie = dashboard.session_cookie(&session.id, session::IDLE_TIMEOUT, &headers);
+    let spent = session::set_cookie(
+        LOGIN_COOKIE,
+        "",
+        std::time::Duration::ZERO,
+        super::over_tls(&headers),
+    );
+    let mut response = Redirect::to(next).into_response();
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response.headers_mut().append(header::SET_COOKIE, spent);
+    Ok(response)
+}
+
+/// `POST /logout`: ends the session.
+pub(super) async fn logout(
+    State(dashboard): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let params = Params::parse(&body);
+    let Some(found) = dashboard.sessions.find(&headers, std::time::Instant::now()) else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    if !session::same_token(&found.csrf, params.get("csrf")) {
+        return Err(WebError::Forbidden(
+            "the form's CSRF token is missing or not this session's: reload the page and try again"
+                .into(),
+        ));
+    }
+    dashboard.sessions.close(&found.id);
+    let gone = dashboard.session_cookie("", std::time::Duration::ZERO, &headers);
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(header::SET_COOKIE, gone);
+    Ok(response)
+}
+
+/// Where to go after logging in: a path on this site, else the overview
+/// (so a crafted link cannot send anyone elsewhere).
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path
+        }
+        _ => "/",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_login() {
+        assert_eq!(safe_next(Some("/queue?name=a")), "/queue?name=a");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "queue",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+}
