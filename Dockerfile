@@ -23,7 +23,9 @@ ENV JOBQ_LISTEN=0.0.0.0:50051 \
     JOBQ_METRICS_LISTEN=0.0.0.0:9090 \
     JOBQ_LOG_FORMAT=json \
     MALLOC_ARENA_MAX=1
-EXPOSE 50051 9090
+# The dashboard (8080) stays on the container's loopback until tokens are
+# set: then JOBQ_WEB_LISTEN=0.0.0.0:8080 serves it behind its login.
+EXPOSE 50051 9090 8080
 USER 65532:65532
 # jobq drains on SIGTERM: health turns NOT_SERVING, then up to
 # JOBQ_SHUTDOWN_GRACE for calls in flight.

@@ -110,12 +110,12 @@ fn queue_table(dashboard: &Dashboard, queues: &[QueueInfo]) -> Markup {
                     tr {
                         th { "Queue" }
                         th.num { "Ready" }
-                        th.num { "Scheduled" }
-                        th.num { "Leased" }
+                        th.num.hide-narrow { "Scheduled" }
+                        th.num.hide-narrow { "Leased" }
                         th.num { "Dead" }
-                        th.num { "Enqueued" }
-                        th.num { "Acked" }
-                        th.hide-narrow { "Last 5 min " span.legend { span.enq { "—" } " in " span.ack { "—" } " done" } }
+                        th.num.hide-narrow { "Enqueued/s" }
+                        th.num.hide-narrow { "Acked/s" }
+                        th.hide-narrow { span.legend { span.enq { "━" } " enqueued " span.ack { "━" } " acked" } }
                         th.num.hide-narrow { "Oldest ready" }
                         th.num { "Workers" }
                         th { "" }
@@ -128,16 +128,16 @@ fn queue_table(dashboard: &Dashboard, queues: &[QueueInfo]) -> Markup {
                         tr {
                             td.name { a href=(href("/queue", &[("name", queue.name.as_str())])) { (queue.name) } }
                             (count_cell(queue.counts.ready, ""))
-                            (count_cell(queue.counts.scheduled, ""))
-                            (count_cell(queue.counts.leased, ""))
+                            (count_cell(queue.counts.scheduled, "hide-narrow"))
+                            (count_cell(queue.counts.leased, "hide-narrow"))
                             @if queue.counts.dead > 0 {
                                 td.num.dead-count { a href=(href("/dead", &[("queue", queue.name.as_str())])) { (format::count(queue.counts.dead as u64)) } }
                             } @else {
                                 (count_cell(0, "dead-count"))
                             }
-                            td.num { (format::rate(enq)) }
-                            td.num { (format::rate(ack)) }
-                            td.hide-narrow { (chart::rates(&series)) }
+                            td.num.hide-narrow { (format::rate(enq)) }
+                            td.num.hide-narrow { (format::rate(ack)) }
+                            td.hide-narrow { (chart::rates(&series, "")) }
                             td.num.hide-narrow {
                                 @match queue.oldest_ready {
                                     Some(at) => (format::when(at, now)),

@@ -183,10 +183,10 @@ fn figures(dashboard: &Dashboard, info: &QueueInfo) -> Markup {
             }
             section.card {
                 div.title-row {
-                    h2 { "Rates, last 5 minutes" }
-                    span.legend { span.enq { "—" } " enqueued " (format::rate(enq)) " · " span.ack { "—" } " acked " (format::rate(ack)) }
+                    h2 { "Recent rates" }
+                    span.legend { span.enq { "━" } " enqueued " (format::rate(enq)) " · " span.ack { "━" } " acked " (format::rate(ack)) }
                 }
-                (chart::rates(&series))
+                (chart::rates(&series, "wide"))
                 p.note {
                     "Since created: " (format::count(info.stats.enqueued)) " enqueued, "
                     (format::count(info.stats.acked)) " acked, " (format::count(info.stats.nacked)) " nacked, "
@@ -242,11 +242,10 @@ fn jobs_section(
                     (tab("All", None))
                     @for (label, _) in STATES { (tab(label, Some(label))) }
                 }
-                form method="get" action="/queue" {
+                form.search method="get" action="/queue" {
                     input type="hidden" name="name" value=(name);
                     @if let Some(s) = state_name { input type="hidden" name="state" value=(s); }
                     input type="search" name="q" value=[search] placeholder="Job id, metadata value or key=value" aria-label="Search jobs";
-                    " "
                     button type="submit" { "Search" }
                 }
             }

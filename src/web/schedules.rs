@@ -110,9 +110,9 @@ pub(super) async fn page(
                     dl.facts {
                         dt { "Queue" } dd { a href=(href("/queue", &[("name", info.spec.queue.as_str())])) { (info.spec.queue) } }
                         dt { "When" } dd.mono { (trigger(&info)) }
-                        dt { "Fired" } dd { (format::count(info.state.fired)) " jobs" }
-                        dt { "Skipped" } dd { (format::count(info.state.skipped)) " fire times" }
-                        dt { "Failed" } dd { (format::count(info.state.failed)) " fires" }
+                        dt { "Jobs enqueued" } dd { (format::count(info.state.fired)) }
+                        dt { "Fire times skipped" } dd { (format::count(info.state.skipped)) }
+                        dt { "Fires failed" } dd { (format::count(info.state.failed)) }
                         dt { "Created" } dd { (format::when(format::millis(info.state.created), now)) }
                     }
                 }

@@ -122,6 +122,7 @@ class KubernetesSchemas(unittest.TestCase):
                 "ConfigMap",
                 "Deployment",
                 "Deployment",
+                "Ingress",
                 "NetworkPolicy",
                 "PersistentVolumeClaim",
                 "Pod",
@@ -534,6 +535,45 @@ class OptionalObjects(unittest.TestCase):
         self.assertIn("Keep replicaCount at 1", text)
 
 
+class Dashboard(unittest.TestCase):
+    def server(self, values: dict | None = None) -> tuple[dict, dict, dict]:
+        objects = render(values)
+        (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == RELEASE]
+        (service,) = [o for o in objects if o["kind"] == "Service"]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        return container, service, {o["kind"]: o for o in objects}
+
+    def test_without_auth_it_stays_on_the_pods_loopback(self) -> None:
+        container, service, objects = self.server()
+        self.assertEqual(env_of(container)["JOBQ_WEB_LISTEN"], "127.0.0.1:8080")
+        self.assertNotIn("web", [p["name"] for p in container["ports"]])
+        self.assertNotIn("web", [p["name"] for p in service["spec"]["ports"]])
+        self.assertNotIn("Ingress", objects)
+        self.assertIn("port-forward deploy/jobq 8080:8080", notes())
+
+    def test_with_auth_it_is_on_the_service_and_the_ingress(self) -> None:
+        container, service, objects = self.server(ALL_ON)
+        env = env_of(container)
+        self.assertEqual(env["JOBQ_WEB_LISTEN"], "0.0.0.0:8080")
+        self.assertEqual(env["JOBQ_WEB_TRACE_URL"], "https://jaeger.example.com/trace/{trace_id}")
+        self.assertIn({"name": "web", "containerPort": 8080, "protocol": "TCP"}, container["ports"])
+        (web,) = [p for p in service["spec"]["ports"] if p["name"] == "web"]
+        self.assertEqual((web["port"], web["targetPort"]), (8080, "web"))
+        ingress = objects["Ingress"]["spec"]
+        self.assertEqual(ingress["ingressClassName"], "nginx")
+        self.assertEqual(ingress["tls"], [{"hosts": ["jobq.example.com"], "secretName": "jobq-web-tls"}])
+        backend = ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]
+        self.assertEqual(backend, {"name": RELEASE, "port": {"name": "web"}})
+        policy = objects["NetworkPolicy"]["spec"]["ingress"]
+        self.assertIn([{"port": "web", "protocol": "TCP"}], [rule["ports"] for rule in policy])
+        self.assertIn("https://jobq.example.com/", notes(ALL_ON))
+
+    def test_switched_off(self) -> None:
+        container, service, _ = self.server({"web": {"enabled": False}})
+        self.assertEqual(env_of(container)["JOBQ_WEB_LISTEN"], "off")
+        self.assertNotIn("port-forward deploy", notes({"web": {"enabled": False}}))
+
+
 class ChartReadme(unittest.TestCase):
     def test_every_value_is_described(self) -> None:
         readme = (CHART / "README.md").read_text()
@@ -577,6 +617,8 @@ class BadValues(unittest.TestCase):
             ({"schedules": [{"name": "r", "queue": "q", "cron": "@hourly", "every": "1m"}]}, "oneOf"),
             ({"schedules": [{"name": "r", "queue": "q", "every": "soon"}]}, "every"),
             ({"schedules": [{"name": "r", "queue": "q", "cron": "@daily", "misfire": "later"}]}, "misfire"),
+            ({"web": {"ingress": {"enabled": True}}}, "web.ingress.enabled needs auth.enabled"),
+            ({"web": {"traceUrl": "jaeger/{id}"}}, "traceUrl"),
         ]
         for values, expected in cases:
             with self.subTest(values=values):
@@ -605,7 +647,7 @@ class Container(unittest.TestCase):
         self.assertEqual(env["MALLOC_ARENA_MAX"], "1")
         (exposed,) = by_cmd["EXPOSE"]
         defaults = helm_python.Chart.load(CHART).values["ports"]
-        self.assertEqual(set(exposed), {str(defaults["grpc"]), str(defaults["metrics"])})
+        self.assertEqual(set(exposed), {str(defaults["grpc"]), str(defaults["metrics"]), str(defaults["web"])})
         self.assertEqual(by_cmd["STOPSIGNAL"], [("SIGTERM",)])
         (entrypoint,) = by_cmd["ENTRYPOINT"]
         self.assertEqual(entrypoint, ("/usr/local/bin/jobq",))

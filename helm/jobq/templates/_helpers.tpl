@@ -91,3 +91,11 @@ store (which keeps the jobs in the database).
 {{- define "jobq.journal" -}}
 {{- if and .Values.persistence.enabled (not .Values.store.postgres.enabled) -}}true{{- end -}}
 {{- end }}
+
+{{/*
+Whether the dashboard is served beyond the pod: it is on and has a login
+(auth on). Without auth it stays on the pod's loopback.
+*/}}
+{{- define "jobq.webExposed" -}}
+{{- if and .Values.web.enabled .Values.auth.enabled -}}true{{- end -}}
+{{- end }}
