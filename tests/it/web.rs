@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 
 use crate::common::certs::temp_dir;
-use crate::common::{TestServer, enqueue, job, lease};
+use crate::common::{TestServer, enqueue, job, lease, open_stream};
 use jobq::config::Config;
 use jobq::grpc::pb;
 use jobq::queue::{JobId, JobState};
@@ -159,7 +159,8 @@ async fn the_overview_lists_queues_with_their_counts_and_strict_headers() {
         page.body.contains(">1,234<"),
         "counts have thousands separators"
     );
-    assert!(page.body.contains("memory store"));
+    let store = format!("{} store", server.engine.store_kind());
+    assert!(page.body.contains(&store), "the footer names the store");
     let csp = page.headers["content-security-policy"]
         .to_str()
         .expect("ascii");
@@ -437,6 +438,19 @@ async fn a_leased_job_names_its_holder_and_deadline_and_cannot_be_cancelled() {
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     let id: JobId = ready.parse().expect("id");
     assert_eq!(state_of(&server, "q", &id).await, Some(JobState::Cancelled));
+}
+
+#[tokio::test]
+async fn a_job_leased_by_a_stream_names_the_stream() {
+    let server = TestServer::start().await;
+    let id = enqueue(&mut server.client(), "q", job("work")).await;
+    let mut stream = open_stream(&server, "q", 1).await;
+    assert_eq!(stream.next_lease().await.job.expect("job").id, id);
+    let page = Browser::new(&server)
+        .get(&format!("/job?queue=q&id={id}"))
+        .await;
+    assert!(page.body.contains(" by worker stream "), "{}", page.body);
+    assert!(page.body.contains("Lease ends"), "{}", page.body);
 }
 
 #[tokio::test]
@@ -852,4 +866,22 @@ async fn without_tokens_only_requests_to_a_loopback_host_are_answered() {
     assert_eq!(answer.status(), StatusCode::MISDIRECTED_REQUEST);
     let body = answer.text().await.expect("body");
     assert!(body.contains("only requests to localhost"), "{body}");
+}
+
+#[tokio::test]
+async fn without_tokens_the_server_will_not_serve_the_dashboard_beyond_loopback() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_jobq"))
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(["--web-listen", "0.0.0.0:0"])
+        .env_remove("JOBQ_AUTH_TOKENS")
+        .env_remove("JOBQ_WEB_ALLOW_UNAUTHENTICATED")
+        .output()
+        .await
+        .expect("jobq runs");
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr).to_string()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("--web-listen 0.0.0.0:"), "{said}");
+    assert!(said.contains("no auth tokens are configured"), "{said}");
+    assert!(said.contains("--web-allow-unauthenticated"), "{said}");
 }
