@@ -10,9 +10,47 @@ use super::params::Params;
 use super::session::{self, LOGIN_COOKIE};
 use super::{Shared, WebError, assets};
 use crate::auth::Role;
+use std::time::Instant;
 
 /// How long the login form's token is good for.
 const LOGIN_FORM_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Failed logins the whole server takes per [`FAILURE_WINDOW`]; beyond,
+/// every login waits for the window to pass, so tokens cannot be guessed
+/// at speed.
+const MAX_FAILURES: u32 = 20;
+/// The window failed logins are counted in.
+const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Failed logins in the current window, server-wide.
+#[derive(Debug)]
+pub(super) struct Failures {
+    // A std mutex: held for one check or count, never across an await.
+    window: std::sync::Mutex<(Instant, u32)>,
+}
+
+impl Failures {
+    pub(super) fn new(now: Instant) -> Self {
+        Self {
+            window: std::sync::Mutex::new((now, 0)),
+        }
+    }
+
+    /// How long until logins may be tried again, if too many failed.
+    fn wait(&self, now: Instant) -> Option<std::time::Duration> {
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let ends = window.0 + FAILURE_WINDOW;
+        if now >= ends {
+            *window = (now, 0);
+            return None;
+        }
+        (window.1 >= MAX_FAILURES).then(|| ends - now)
+    }
+
+    fn failed(&self) {
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        window.1 = window.1.saturating_add(1);
+    }
+}
 
 /// `GET /login[?next=<path>]`: the form, with a fresh CSRF token in a
 /// cookie and in the form.
@@ -99,10 +137,23 @@ pub(super) async fn submit(
             &headers,
         ));
     }
+    if let Some(wait) = dashboard.login_failures.wait(Instant::now()) {
+        let problem = format!(
+            "Too many failed logins in the last minute; try again in {}.",
+            super::format::span(wait)
+        );
+        return Ok(form(
+            StatusCode::TOO_MANY_REQUESTS,
+            next,
+            Some(&problem),
+            &headers,
+        ));
+    }
     let presented = params.get("token").unwrap_or("").trim();
     let role = match tokens.role_of(presented.as_bytes()) {
         Some(role @ (Role::Admin | Role::Viewer)) => role,
         Some(other) => {
+            dashboard.login_failures.failed();
             return Ok(form(
                 StatusCode::FORBIDDEN,
                 next,
@@ -114,6 +165,8 @@ pub(super) async fn submit(
             ));
         }
         None => {
+            dashboard.login_failures.failed();
+            tracing::warn!("dashboard login with a token that is not the server's");
             return Ok(form(
                 StatusCode::UNAUTHORIZED,
                 next,
@@ -122,7 +175,7 @@ pub(super) async fn submit(
             ));
         }
     };
-    let session = dashboard.sessions.open(role, std::time::Instant::now());
+    let session = dashboard.sessions.open(role, Instant::now());
     tracing::info!(role = role.name(), "dashboard login");
     let cookie = dashboard.session_cookie(&session.id, session::IDLE_TIMEOUT, &headers);
     let spent = session::set_cookie(
@@ -144,7 +197,7 @@ pub(super) async fn logout(
     body: Bytes,
 ) -> Result<Response, WebError> {
     let params = Params::parse(&body);
-    let Some(found) = dashboard.sessions.find(&headers, std::time::Instant::now()) else {
+    let Some(found) = dashboard.sessions.find(&headers, Instant::now()) else {
         return Ok(Redirect::to("/login").into_response());
     };
     if !session::same_token(&found.csrf, params.get("csrf")) {
@@ -174,6 +227,24 @@ fn safe_next(next: Option<&str>) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_logins_past_the_limit_wait_for_the_window() {
+        let start = Instant::now();
+        let failures = Failures::new(start);
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(failures.wait(start), None);
+            failures.failed();
+        }
+        let later = start + std::time::Duration::from_secs(20);
+        assert_eq!(
+            failures.wait(later),
+            Some(FAILURE_WINDOW - std::time::Duration::from_secs(20))
+        );
+        assert_eq!(failures.wait(start + FAILURE_WINDOW), None, "a new window");
+        failures.failed();
+        assert_eq!(failures.wait(start + FAILURE_WINDOW), None);
+    }
 
     #[test]
     fn only_local_paths_are_followed_after_login() {

@@ -71,6 +71,7 @@ pub struct WebSettings {
 struct Dashboard {
     engine: SharedEngine,
     sessions: Sessions,
+    login_failures: login::Failures,
     rates: rates::Rates,
     settings: WebSettings,
     started: SystemTime,
@@ -168,6 +169,7 @@ pub async fn serve(
     let dashboard = Arc::new(Dashboard {
         engine,
         sessions: Sessions::default(),
+        login_failures: login::Failures::new(std::time::Instant::now()),
         rates: rates::Rates::default(),
         settings,
         started: SystemTime::now(),

@@ -93,6 +93,15 @@ fn server_figures(dashboard: &Dashboard, stats: &EngineStats, queues: &[QueueInf
     }
 }
 
+/// Why a queue has no rates.
+fn not_charted() -> String {
+    format!(
+        "rates appear within {} of a queue's creation, for the first {} queues by name",
+        format::span(super::rates::INTERVAL * 2),
+        format::count(super::rates::MAX_CHARTED as u64)
+    )
+}
+
 fn queue_table(dashboard: &Dashboard, queues: &[QueueInfo]) -> Markup {
     let now = SystemTime::now();
     if queues.is_empty() {
@@ -124,7 +133,6 @@ fn queue_table(dashboard: &Dashboard, queues: &[QueueInfo]) -> Markup {
                 tbody {
                     @for queue in queues {
                         @let series = dashboard.rates.series(&queue.name);
-                        @let (enq, ack) = series.current();
                         tr {
                             td.name { a href=(href("/queue", &[("name", queue.name.as_str())])) { (queue.name) } }
                             (count_cell(queue.counts.ready, ""))
@@ -135,9 +143,19 @@ fn queue_table(dashboard: &Dashboard, queues: &[QueueInfo]) -> Markup {
                             } @else {
                                 (count_cell(0, "dead-count"))
                             }
-                            td.num.hide-narrow { (format::rate(enq)) }
-                            td.num.hide-narrow { (format::rate(ack)) }
-                            td.hide-narrow { (chart::rates(&series, "")) }
+                            @match &series {
+                                Some(series) => {
+                                    @let (enq, ack) = series.current();
+                                    td.num.hide-narrow { (format::rate(enq)) }
+                                    td.num.hide-narrow { (format::rate(ack)) }
+                                    td.hide-narrow { (chart::rates(series, "")) }
+                                }
+                                None => {
+                                    td.num.hide-narrow.zero { "—" }
+                                    td.num.hide-narrow.zero { "—" }
+                                    td.hide-narrow.muted title=(not_charted()) { "not sampled yet" }
+                                }
+                            }
                             td.num.hide-narrow {
                                 @match queue.oldest_ready {
                                     Some(at) => (format::when(at, now)),

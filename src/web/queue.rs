@@ -160,7 +160,7 @@ async fn search_jobs(
 }
 
 fn figures(dashboard: &Dashboard, info: &QueueInfo) -> Markup {
-    let series = dashboard.rates.series(&info.name);
+    let series = dashboard.rates.series(&info.name).unwrap_or_default();
     let (enq, ack) = series.current();
     let now = SystemTime::now();
     html! {

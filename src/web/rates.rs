@@ -15,6 +15,9 @@ pub(super) const INTERVAL: Duration = Duration::from_secs(2);
 const KEPT: usize = 150;
 /// Samples the current rate is taken over (the last ten seconds).
 const CURRENT_OVER: usize = 5;
+/// Queues charted at most (the first in name order), so the rings stay a
+/// few MiB however many queues there are: 1,000 × 150 × 24 bytes.
+pub(super) const MAX_CHARTED: usize = 1000;
 
 /// One queue's totals at one moment.
 #[derive(Clone, Copy, Debug)]
@@ -61,12 +64,12 @@ impl Rates {
         self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records every queue's totals as of `at`; forgets queues no longer
-    /// there.
+    /// Records the totals of every queue (up to [`MAX_CHARTED`]) as of
+    /// `at`; forgets queues no longer there.
     pub(super) fn record(&self, at: Instant, figures: &[QueueInfo]) {
         let mut queues = self.queues();
-        let mut seen = HashMap::with_capacity(figures.len());
-        for info in figures {
+        let mut seen = HashMap::with_capacity(figures.len().min(MAX_CHARTED));
+        for info in figures.iter().take(MAX_CHARTED) {
             let mut samples = queues.remove(&info.name).unwrap_or_default();
             if samples.len() == KEPT {
                 samples.pop_front();
@@ -82,12 +85,11 @@ impl Rates {
     }
 
     /// `queue`'s rates per interval, oldest first (empty until two samples
-    /// are in).
-    pub(super) fn series(&self, queue: &QueueName) -> Series {
+    /// are in); `None` for a queue not sampled (new since the last sample,
+    /// or past [`MAX_CHARTED`]).
+    pub(super) fn series(&self, queue: &QueueName) -> Option<Series> {
         let queues = self.queues();
-        let Some(samples) = queues.get(queue) else {
-            return Series::default();
-        };
+        let samples = queues.get(queue)?;
         let mut series = Series::default();
         for (a, b) in samples.iter().zip(samples.iter().skip(1)) {
             let secs = b.at.duration_since(a.at).as_secs_f64();
@@ -101,7 +103,7 @@ impl Rates {
                 .acked
                 .push(b.acked.saturating_sub(a.acked) as f64 / secs);
         }
-        series
+        Some(series)
     }
 }
 
@@ -131,11 +133,12 @@ mod tests {
         let rates = Rates::default();
         let start = Instant::now();
         let q = QueueName::new("emails").expect("name");
+        assert_eq!(rates.series(&q), None);
         rates.record(start, &[info("emails", 0, 0)]);
-        assert_eq!(rates.series(&q), Series::default());
+        assert_eq!(rates.series(&q), Some(Series::default()));
         rates.record(start + INTERVAL, &[info("emails", 100, 40)]);
         rates.record(start + 2 * INTERVAL, &[info("emails", 100, 100)]);
-        let series = rates.series(&q);
+        let series = rates.series(&q).expect("sampled");
         assert_eq!(series.enqueued, vec![50.0, 0.0]);
         assert_eq!(series.acked, vec![20.0, 30.0]);
         assert_eq!(series.current(), (25.0, 25.0));
@@ -152,8 +155,22 @@ mod tests {
             );
         }
         let q = QueueName::new("q").expect("name");
-        assert_eq!(rates.series(&q).enqueued.len(), KEPT - 1);
+        assert_eq!(rates.series(&q).map(|s| s.enqueued.len()), Some(KEPT - 1));
         rates.record(start + INTERVAL * 500, &[info("r", 0, 0)]);
-        assert_eq!(rates.series(&q), Series::default());
+        assert_eq!(rates.series(&q), None);
+    }
+
+    #[test]
+    fn only_the_first_queues_are_charted() {
+        let rates = Rates::default();
+        let names: Vec<String> = (0..=MAX_CHARTED).map(|i| format!("q{i:05}")).collect();
+        let figures: Vec<QueueInfo> = names.iter().map(|n| info(n, 1, 1)).collect();
+        let start = Instant::now();
+        rates.record(start, &figures);
+        rates.record(start + INTERVAL, &figures);
+        let first = QueueName::new(names[0].as_str()).expect("name");
+        let last = QueueName::new(names[MAX_CHARTED].as_str()).expect("name");
+        assert_eq!(rates.series(&first).map(|s| s.enqueued.len()), Some(1));
+        assert_eq!(rates.series(&last), None);
     }
 }

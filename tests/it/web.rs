@@ -885,3 +885,20 @@ async fn without_tokens_the_server_will_not_serve_the_dashboard_beyond_loopback(
     assert!(said.contains("no auth tokens are configured"), "{said}");
     assert!(said.contains("--web-allow-unauthenticated"), "{said}");
 }
+
+#[tokio::test]
+async fn guessing_tokens_is_held_to_twenty_tries_a_minute() {
+    let server = server_with_tokens().await;
+    let mut browser = Browser::new(&server);
+    for _ in 0..20 {
+        let refused = log_in(&mut browser, "not-a-token-at-all-0000").await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    }
+    let held = log_in(&mut browser, ADMIN).await;
+    assert_eq!(held.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        held.body.contains("Too many failed logins"),
+        "{}",
+        held.body
+    );
+}

@@ -11,9 +11,13 @@
       return;
     }
     busy = true;
-    fetch(window.location.href, { headers: { "X-Jobq-Live": "1" }, credentials: "same-origin" })
+    fetch(window.location.href, { credentials: "same-origin" })
       .then(function (response) {
         if (!response.ok) { throw new Error("status " + response.status); }
+        if (response.redirected && new URL(response.url).pathname === "/login") {
+          // The session ended: the login page, then back here.
+          window.location.reload();
+        }
         return response.text();
       })
       .then(function (text) {
