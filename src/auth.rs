@@ -24,7 +24,7 @@ use tower_service::Service;
 pub const TOKENS_ENV: &str = "JOBQ_AUTH_TOKENS";
 
 /// What a token may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
     /// Enqueue jobs.
     Producer,
@@ -37,7 +37,8 @@ pub enum Role {
 }
 
 impl Role {
-    fn parse(name: &str) -> Option<Self> {
+    /// The role a tokens file names so.
+    pub fn parse(name: &str) -> Option<Self> {
         match name {
             "producer" => Some(Self::Producer),
             "worker" => Some(Self::Worker),
@@ -151,6 +152,23 @@ impl Tokens {
             entries.extend(parse_entries(TOKENS_ENV, value.split(','), |c| c == ':')?);
         }
         Ok((!entries.is_empty() || file.is_some()).then_some(Self { entries }))
+    }
+
+    /// Every token with its role, in a fixed order: the same bytes for
+    /// every server given the same tokens, so they can key what those
+    /// servers must all accept (the dashboard's session cookies), and a
+    /// change of tokens ends what the old ones keyed.
+    pub fn key_material(&self) -> Vec<u8> {
+        let mut entries: Vec<_> = self.entries.iter().collect();
+        entries.sort();
+        let mut material = Vec::new();
+        for (token, role) in entries {
+            material.extend_from_slice(role.name().as_bytes());
+            material.push(b' ');
+            material.extend_from_slice(token);
+            material.push(b'\n');
+        }
+        material
     }
 
     /// The role of `presented`, comparing it with every token in constant

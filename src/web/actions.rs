@@ -8,11 +8,11 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use http::HeaderMap;
+use http::{HeaderMap, header};
 
 use super::params::{Params, href, job_id};
 use super::queue::purge_target;
-use super::session::Flash;
+use super::session::{self, FLASH_COOKIE, Flash};
 use super::{Dashboard, Shared, Visitor, WebError, format};
 use crate::engine::{EngineError, PurgeTarget, QueueUpdate};
 use crate::queue::{JobId, QueueError};
@@ -22,10 +22,14 @@ const MAX_IDS: usize = 1000;
 
 /// Back to `to`, saying `text` there.
 fn done(dashboard: &Dashboard, visitor: &Visitor, to: &str, text: String) -> Response {
-    dashboard
+    let flash = dashboard
         .sessions
-        .flash(&visitor.session.id, Flash { error: false, text });
-    Redirect::to(to).into_response()
+        .flash_value(&visitor.session, &Flash { error: false, text });
+    // Gone after a minute, if the page it was for is never opened.
+    let cookie = session::set_cookie(FLASH_COOKIE, &flash, Duration::from_secs(60), visitor.tls);
+    let mut response = Redirect::to(to).into_response();
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
 }
 
 /// `POST /act/pause`: `queue`.

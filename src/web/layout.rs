@@ -29,7 +29,7 @@ pub(super) struct Page<'a> {
 }
 
 impl Page<'_> {
-    /// The whole page, with the session cookie when it is new.
+    /// The whole page, with the cookies the visitor is to get.
     pub(super) fn render(self, dashboard: &Dashboard) -> Response {
         let markup = html! {
             (DOCTYPE)
@@ -64,10 +64,10 @@ impl Page<'_> {
             }
         };
         let mut response = Html(markup.into_string()).into_response();
-        if let Some(cookie) = &self.visitor.new_cookie {
+        for cookie in &self.visitor.cookies {
             response
                 .headers_mut()
-                .insert(header::SET_COOKIE, cookie.clone());
+                .append(header::SET_COOKIE, cookie.clone());
         }
         response
     }

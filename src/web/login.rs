@@ -7,10 +7,10 @@ use http::{HeaderMap, StatusCode, header};
 use maud::{DOCTYPE, html};
 
 use super::params::Params;
-use super::session::{self, LOGIN_COOKIE};
+use super::session::{self, LOGIN_COOKIE, SESSION_COOKIE};
 use super::{Shared, WebError, assets};
 use crate::auth::Role;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// How long the login form's token is good for.
 const LOGIN_FORM_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -175,9 +175,10 @@ pub(super) async fn submit(
             ));
         }
     };
-    let session = dashboard.sessions.open(role, Instant::now());
+    let (_, value) = dashboard.sessions.open(role, SystemTime::now());
     tracing::info!(role = role.name(), "dashboard login");
-    let cookie = dashboard.session_cookie(&session.id, session::IDLE_TIMEOUT, &headers);
+    let tls = super::over_tls(&headers);
+    let cookie = session::set_cookie(SESSION_COOKIE, &value, session::LIFETIME, tls);
     let spent = session::set_cookie(
         LOGIN_COOKIE,
         "",
@@ -197,7 +198,7 @@ pub(super) async fn logout(
     body: Bytes,
 ) -> Result<Response, WebError> {
     let params = Params::parse(&body);
-    let Some(found) = dashboard.sessions.find(&headers, Instant::now()) else {
+    let Some(found) = dashboard.sessions.find(&headers, SystemTime::now()) else {
         return Ok(Redirect::to("/login").into_response());
     };
     if !session::same_token(&found.csrf, params.get("csrf")) {
@@ -206,8 +207,13 @@ pub(super) async fn logout(
                 .into(),
         ));
     }
-    dashboard.sessions.close(&found.id);
-    let gone = dashboard.session_cookie("", std::time::Duration::ZERO, &headers);
+    dashboard.sessions.close(&found);
+    let gone = session::set_cookie(
+        SESSION_COOKIE,
+        "",
+        std::time::Duration::ZERO,
+        super::over_tls(&headers),
+    );
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().insert(header::SET_COOKIE, gone);
     Ok(response)

@@ -50,7 +50,7 @@ use crate::auth::{Role, Tokens};
 use crate::engine::SharedEngine;
 
 pub use error::WebError;
-use session::{Session, Sessions};
+use session::{FLASH_COOKIE, SESSION_COOKIE, Session, Sessions};
 
 /// How the dashboard is served.
 #[derive(Clone, Debug)]
@@ -79,12 +79,14 @@ struct Dashboard {
 
 type Shared = Arc<Dashboard>;
 
-/// The visitor of one request: their session, and the cookie to set when
-/// it was opened by this request.
+/// The visitor of one request: their session, and the cookies to set
+/// with the answer (a new or renewed session, a message shown).
 #[derive(Debug)]
 struct Visitor {
     session: Session,
-    new_cookie: Option<HeaderValue>,
+    cookies: Vec<HeaderValue>,
+    /// Whether the browser came over TLS (cookies set are then Secure).
+    tls: bool,
 }
 
 impl Visitor {
@@ -97,11 +99,25 @@ impl Dashboard {
     /// Who is asking: their session, or (without tokens) a new one; with
     /// tokens and no session, the login page is where they go.
     fn visitor(&self, headers: &HeaderMap, next: &str) -> Result<Visitor, WebError> {
-        let now = std::time::Instant::now();
+        let now = SystemTime::now();
+        let tls = over_tls(headers);
         if let Some(session) = self.sessions.find(headers, now) {
+            let mut cookies = Vec::new();
+            if let Some(renewed) = self.sessions.renewal(&session, now) {
+                cookies.push(session::set_cookie(
+                    SESSION_COOKIE,
+                    &renewed,
+                    session::LIFETIME,
+                    tls,
+                ));
+            }
+            if session.flash.is_some() {
+                cookies.push(session::set_cookie(FLASH_COOKIE, "", Duration::ZERO, tls));
+            }
             return Ok(Visitor {
                 session,
-                new_cookie: None,
+                cookies,
+                tls,
             });
         }
         if self.settings.tokens.is_some() {
@@ -109,21 +125,26 @@ impl Dashboard {
                 next: next.to_string(),
             });
         }
-        let session = self.sessions.open(Role::Admin, now);
-        let new_cookie = Some(self.session_cookie(&session.id, session::IDLE_TIMEOUT, headers));
+        let (session, value) = self.sessions.open(Role::Admin, now);
+        let cookies = vec![session::set_cookie(
+            SESSION_COOKIE,
+            &value,
+            session::LIFETIME,
+            tls,
+        )];
         Ok(Visitor {
             session,
-            new_cookie,
+            cookies,
+            tls,
         })
     }
 
     /// The visitor of a form's POST, if they may act and the form carries
     /// their session's CSRF token.
     fn actor(&self, headers: &HeaderMap, form: &params::Params) -> Result<Visitor, WebError> {
-        let now = std::time::Instant::now();
-        let Some(session) = self.sessions.find(headers, now) else {
+        let Some(session) = self.sessions.find(headers, SystemTime::now()) else {
             return Err(WebError::Forbidden(
-                "this form's session has ended (the server restarted, or it sat unused for 12 hours): reload the page and try again".into(),
+                "this form's session has ended (it was logged out, or 12 hours passed unused): reload the page and try again".into(),
             ));
         };
         if !session::same_token(&session.csrf, form.get("csrf")) {
@@ -139,14 +160,9 @@ impl Dashboard {
         }
         Ok(Visitor {
             session,
-            new_cookie: None,
+            cookies: Vec::new(),
+            tls: over_tls(headers),
         })
-    }
-
-    /// The session cookie, Secure when the request came over TLS (as a
-    /// proxy in front says with `X-Forwarded-Proto`).
-    fn session_cookie(&self, id: &str, max_age: Duration, headers: &HeaderMap) -> HeaderValue {
-        session::set_cookie(session::SESSION_COOKIE, id, max_age, over_tls(headers))
     }
 }
 
@@ -168,7 +184,13 @@ pub async fn serve(
 ) {
     let dashboard = Arc::new(Dashboard {
         engine,
-        sessions: Sessions::default(),
+        sessions: Sessions::new(
+            settings
+                .tokens
+                .as_ref()
+                .map(Tokens::key_material)
+                .as_deref(),
+        ),
         login_failures: login::Failures::new(std::time::Instant::now()),
         rates: rates::Rates::default(),
         settings,

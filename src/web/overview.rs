@@ -40,7 +40,7 @@ pub(super) async fn page(
     let stats = dashboard.engine.stats().await?;
     let body = html! {
         h1 { "Queues" }
-        (server_figures(&dashboard, &stats, &queues))
+        (server_figures(&dashboard, &stats, &queues, more || after.is_some()))
         section.card.flush {
             div id="queues" data-live {
                 (queue_table(&dashboard, &queues))
@@ -65,7 +65,13 @@ pub(super) async fn page(
     .render(&dashboard))
 }
 
-fn server_figures(dashboard: &Dashboard, stats: &EngineStats, queues: &[QueueInfo]) -> Markup {
+/// The server's figures; `paged`: the queues shown are one page of more.
+fn server_figures(
+    dashboard: &Dashboard,
+    stats: &EngineStats,
+    queues: &[QueueInfo],
+    paged: bool,
+) -> Markup {
     let workers: usize = queues.iter().map(|q| q.workers).sum();
     let budget = stats.memory_budget.max(1);
     let used_share = (stats.memory_used as f64 / budget as f64).clamp(0.0, 1.0);
@@ -75,7 +81,7 @@ fn server_figures(dashboard: &Dashboard, stats: &EngineStats, queues: &[QueueInf
     html! {
         div.stats id="server" data-live {
             (stat("Jobs held", "", format::count(stats.jobs_held as u64)))
-            (stat("Worker streams", "", format::count(workers as u64)))
+            (stat(if paged { "Worker streams, this page" } else { "Worker streams" }, "", format::count(workers as u64)))
             div.stat {
                 div.label { "Memory budget" }
                 div.value { (format::bytes(stats.memory_used)) }

@@ -72,15 +72,15 @@ pub(super) async fn page(
                 (name)
                 @if info.paused { span.badge.paused { "paused" } } @else { span.badge.active { "active" } }
             }
-            @if visitor.may_act() {
-                div.actions {
+            div.actions {
+                @if visitor.may_act() {
                     form.inline method="post" action=(if info.paused { "/act/resume" } else { "/act/pause" }) {
                         (csrf(&visitor))
                         input type="hidden" name="queue" value=(name);
                         button type="submit" { (if info.paused { "Resume leasing" } else { "Pause leasing" }) }
                     }
-                    a.button href=(href("/dead", &[("queue", name.as_str())])) { "Dead letters" }
                 }
+                a.button href=(href("/dead", &[("queue", name.as_str())])) { "Dead letters" }
             }
         }
         (figures(&dashboard, &info))

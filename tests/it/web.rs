@@ -902,3 +902,32 @@ async fn guessing_tokens_is_held_to_twenty_tries_a_minute() {
         held.body
     );
 }
+
+#[tokio::test]
+async fn a_session_opened_by_one_server_is_taken_by_another_with_the_same_tokens() {
+    let (first, second) = (server_with_tokens().await, server_with_tokens().await);
+    let mut browser = Browser::new(&first);
+    assert_eq!(
+        log_in(&mut browser, VIEWER).await.status,
+        StatusCode::SEE_OTHER
+    );
+    browser.base = format!("http://{}", second.web_addr);
+    let page = browser.get("/").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("Signed in as <strong>viewer</strong>"));
+    // Logging out removes the cookie and ends the session where it was
+    // logged out.
+    let csrf = page.csrf();
+    let session = browser.cookies.clone();
+    assert_eq!(
+        browser.post("/logout", &[("csrf", &csrf)]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(browser.get("/").await.status, StatusCode::SEE_OTHER);
+    browser.cookies = session;
+    assert_eq!(
+        browser.get("/").await.status,
+        StatusCode::SEE_OTHER,
+        "revoked here"
+    );
+}
