@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use http::{HeaderMap, header};
+use http::header;
 
 use super::params::{Params, href, job_id};
 use super::queue::purge_target;
+use super::request::Posted;
 use super::session::{self, FLASH_COOKIE, Flash};
 use super::{Dashboard, Shared, Visitor, WebError, format};
 use crate::engine::{EngineError, PurgeTarget, QueueUpdate};
@@ -35,29 +35,24 @@ fn done(dashboard: &Dashboard, visitor: &Visitor, to: &str, text: String) -> Res
 /// `POST /act/pause`: `queue`.
 pub(super) async fn pause(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
+    posted: Posted,
 ) -> Result<Response, WebError> {
-    set_paused(&dashboard, &headers, &body, true).await
+    set_paused(&dashboard, posted, true).await
 }
 
 /// `POST /act/resume`: `queue`.
 pub(super) async fn resume(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
+    posted: Posted,
 ) -> Result<Response, WebError> {
-    set_paused(&dashboard, &headers, &body, false).await
+    set_paused(&dashboard, posted, false).await
 }
 
 async fn set_paused(
     dashboard: &Dashboard,
-    headers: &HeaderMap,
-    body: &[u8],
+    Posted { visitor, form }: Posted,
     paused: bool,
 ) -> Result<Response, WebError> {
-    let form = Params::parse(body);
-    let visitor = dashboard.actor(headers, &form)?;
     let queue = form.queue("queue")?;
     dashboard.engine.set_paused(&queue, paused).await?;
     let said = if paused {
@@ -73,11 +68,8 @@ async fn set_paused(
 /// `max_attempts`, `backoff_base`, `backoff_cap`.
 pub(super) async fn settings(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { visitor, form }: Posted,
 ) -> Result<Response, WebError> {
-    let form = Params::parse(&body);
-    let visitor = dashboard.actor(&headers, &form)?;
     let queue = form.queue("queue")?;
     let update = QueueUpdate {
         capacity: number(&form, "capacity")?,
@@ -133,11 +125,8 @@ fn duration(form: &Params, key: &str) -> Result<Option<Duration>, WebError> {
 /// `POST /act/purge`: `queue`, `target` (ready or dead).
 pub(super) async fn purge(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { visitor, form }: Posted,
 ) -> Result<Response, WebError> {
-    let form = Params::parse(&body);
-    let visitor = dashboard.actor(&headers, &form)?;
     let queue = form.queue("queue")?;
     let target = purge_target(form.get("target"))?;
     let removed = dashboard.engine.purge(&queue, target).await?;
@@ -156,11 +145,8 @@ pub(super) async fn purge(
 /// `POST /act/cancel`: `queue`, `id`.
 pub(super) async fn cancel(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { visitor, form }: Posted,
 ) -> Result<Response, WebError> {
-    let form = Params::parse(&body);
-    let visitor = dashboard.actor(&headers, &form)?;
     let queue = form.queue("queue")?;
     let id = job_id("id", form.get("id").unwrap_or(""))?;
     dashboard.engine.cancel_job(Some(&queue), &id).await?;
@@ -176,11 +162,8 @@ pub(super) async fn cancel(
 /// `POST /act/redrive`: `queue`, `id` (a dead job).
 pub(super) async fn redrive(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { visitor, form }: Posted,
 ) -> Result<Response, WebError> {
-    let form = Params::parse(&body);
-    let visitor = dashboard.actor(&headers, &form)?;
     let queue = form.queue("queue")?;
     let id = job_id("id", form.get("id").unwrap_or(""))?;
     let moved = dashboard.engine.redrive(&queue, Some(&[id])).await?;
@@ -205,11 +188,8 @@ pub(super) async fn redrive(
 /// for the first two the `id`s ticked.
 pub(super) async fn dead_letters(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { visitor, form }: Posted,
 ) -> Result<Response, WebError> {
-    let form = Params::parse(&body);
-    let visitor = dashboard.actor(&headers, &form)?;
     let queue = form.queue("queue")?;
     let ids = form
         .all("id")
@@ -282,11 +262,8 @@ pub(super) async fn dead_letters(
 /// `POST /act/schedule`: `name`, `action` (pause, resume, trigger).
 pub(super) async fn schedule(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { visitor, form }: Posted,
 ) -> Result<Response, WebError> {
-    let form = Params::parse(&body);
-    let visitor = dashboard.actor(&headers, &form)?;
     let name = form.schedule("name")?;
     let said = match form.get("action").unwrap_or("") {
         "pause" => {

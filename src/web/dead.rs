@@ -2,13 +2,13 @@
 
 use std::time::SystemTime;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::response::Response;
-use http::HeaderMap;
 use maud::html;
 
 use super::layout::{Page, Section, csrf};
-use super::params::{Params, href};
+use super::params::href;
+use super::request::Viewing;
 use super::{Shared, WebError, format};
 use crate::queue::JobState;
 
@@ -18,13 +18,10 @@ const PAGE: usize = 100;
 /// `GET /dead?queue=<queue>[&after=<job>]`.
 pub(super) async fn page(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    Viewing { visitor, params }: Viewing,
 ) -> Result<Response, WebError> {
-    let params = Params::query(query.as_deref());
     let queue = params.queue("queue")?;
     let here = href("/dead", &[("queue", queue.as_str())]);
-    let visitor = dashboard.visitor(&headers, &here)?;
     let after = params.job_id("after")?;
     let info = dashboard.engine.queue_info(&queue).await?;
     let page = dashboard

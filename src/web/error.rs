@@ -91,12 +91,7 @@ impl IntoResponse for WebError {
         let page = html! {
             (DOCTYPE)
             html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    meta name="viewport" content="width=device-width, initial-scale=1";
-                    title { (status.as_u16()) " " (reason) " · jobq" }
-                    link rel="stylesheet" href=(super::assets::href("dashboard.css"));
-                }
+                (super::layout::head(&format!("{} {reason}", status.as_u16()), false))
                 body {
                     main.narrow {
                         section.card.error-page {

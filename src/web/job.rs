@@ -3,13 +3,14 @@
 
 use std::time::SystemTime;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderValue, header};
 use maud::{Markup, html};
 
 use super::layout::{Page, Section, csrf, state_badge};
-use super::params::{Params, href, job_id};
+use super::params::{href, job_id};
+use super::request::Viewing;
 use super::{Dashboard, Shared, Visitor, WebError, format, payload};
 use crate::engine::EngineError;
 use crate::queue::{JobId, JobState, JobStatus, QueueName};
@@ -19,23 +20,13 @@ use crate::telemetry::TRACEPARENT;
 /// for in every queue, and the page moves to its link).
 pub(super) async fn page(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    Viewing { visitor, params }: Viewing,
 ) -> Result<Response, WebError> {
-    let params = Params::query(query.as_deref());
     let id = job_id("id", params.get("id").unwrap_or(""))?;
     let queue = params
         .get("queue")
         .map(|_| params.queue("queue"))
         .transpose()?;
-    let here = href(
-        "/job",
-        &[
-            ("queue", queue.as_ref().map_or("", |q| q.as_str())),
-            ("id", &id.to_string()),
-        ],
-    );
-    let visitor = dashboard.visitor(&headers, &here)?;
     let (queue_name, status) = find(&dashboard, queue.as_ref(), &id).await?;
     if queue.is_none() {
         let to = href(
@@ -245,19 +236,11 @@ fn payload_section(queue: &QueueName, status: &JobStatus) -> Markup {
 /// `GET /job/payload?queue=<queue>&id=<job>`: the payload as a download.
 pub(super) async fn payload(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    // Taken for its check: a visitor logged in (or sent to log in).
+    Viewing { params, .. }: Viewing,
 ) -> Result<Response, WebError> {
-    let params = Params::query(query.as_deref());
     let queue = params.queue("queue")?;
     let id = job_id("id", params.get("id").unwrap_or(""))?;
-    dashboard.visitor(
-        &headers,
-        &href(
-            "/job",
-            &[("queue", queue.as_str()), ("id", &id.to_string())],
-        ),
-    )?;
     let (_, status) = find(&dashboard, Some(&queue), &id).await?;
     if status.job.payload.len() as u64 != status.payload_bytes {
         return Err(WebError::Conflict(format!(

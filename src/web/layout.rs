@@ -34,15 +34,7 @@ impl Page<'_> {
         let markup = html! {
             (DOCTYPE)
             html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    meta name="viewport" content="width=device-width, initial-scale=1";
-                    meta name="color-scheme" content="light dark";
-                    title { (self.title) " · jobq" }
-                    link rel="icon" href=(assets::href("icon.svg")) type="image/svg+xml";
-                    link rel="stylesheet" href=(assets::href("dashboard.css"));
-                    script src=(assets::href("dashboard.js")) defer {}
-                }
+                (head(&self.title, true))
                 body {
                     (top_bar(self.section, self.visitor, dashboard))
                     main {
@@ -70,6 +62,24 @@ impl Page<'_> {
                 .append(header::SET_COOKIE, cookie.clone());
         }
         response
+    }
+}
+
+/// Every page's `<head>`: its title, the icon and stylesheet, and the
+/// script when the page has live parts or buttons.
+pub(super) fn head(title: &str, script: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            meta name="color-scheme" content="light dark";
+            title { (title) " · jobq" }
+            link rel="icon" href=(assets::href("icon.svg")) type="image/svg+xml";
+            link rel="stylesheet" href=(assets::href("dashboard.css"));
+            @if script {
+                script src=(assets::href("dashboard.js")) defer {}
+            }
+        }
     }
 }
 

@@ -73,14 +73,7 @@ fn form(status: StatusCode, next: &str, problem: Option<&str>, headers: &HeaderM
     let page = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="color-scheme" content="light dark";
-                title { "Log in · jobq" }
-                link rel="icon" href=(assets::href("icon.svg")) type="image/svg+xml";
-                link rel="stylesheet" href=(assets::href("dashboard.css"));
-            }
+            (super::layout::head("Log in", false))
             body {
                 main.narrow {
                     section.card {

@@ -31,6 +31,7 @@ mod params;
 mod payload;
 mod queue;
 mod rates;
+mod request;
 mod schedules;
 mod session;
 

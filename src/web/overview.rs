@@ -3,13 +3,13 @@
 
 use std::time::SystemTime;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::response::Response;
-use http::HeaderMap;
 use maud::{Markup, html};
 
 use super::layout::{Page, Section, count_cell, stat};
-use super::params::{Params, href};
+use super::params::href;
+use super::request::Viewing;
 use super::{Dashboard, Shared, WebError, chart, format};
 use crate::engine::{EngineStats, QueueInfo};
 use crate::queue::QueueName;
@@ -20,12 +20,8 @@ const PAGE: usize = 100;
 /// `GET /`: the overview, from `?after=<queue>` on.
 pub(super) async fn page(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    Viewing { visitor, params }: Viewing,
 ) -> Result<Response, WebError> {
-    let here = href("/", &[]);
-    let visitor = dashboard.visitor(&headers, &here)?;
-    let params = Params::query(query.as_deref());
     let after = params
         .get("after")
         .map(QueueName::new)

@@ -3,13 +3,13 @@
 
 use std::time::SystemTime;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::response::Response;
-use http::HeaderMap;
 use maud::{Markup, html};
 
 use super::layout::{Page, Section, csrf, stat, state_badge};
-use super::params::{Params, href};
+use super::params::href;
+use super::request::Viewing;
 use super::{Dashboard, Shared, Visitor, WebError, chart, format};
 use crate::engine::{EngineError, PurgeTarget, QueueInfo};
 use crate::queue::{JobId, JobState, JobStatus, QueueName};
@@ -39,12 +39,9 @@ struct Listing {
 /// `GET /queue?name=<queue>[&state=][&after=][&q=]`.
 pub(super) async fn page(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    Viewing { visitor, params }: Viewing,
 ) -> Result<Response, WebError> {
-    let params = Params::query(query.as_deref());
     let name = params.queue("name")?;
-    let visitor = dashboard.visitor(&headers, &href("/queue", &[("name", name.as_str())]))?;
     let state = match params.get("state") {
         None => None,
         Some(text) => Some(parse_state(text)?),
@@ -364,14 +361,11 @@ fn purging(info: &QueueInfo) -> Markup {
 /// naming the count.
 pub(super) async fn purge_page(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    Viewing { visitor, params }: Viewing,
 ) -> Result<Response, WebError> {
-    let params = Params::query(query.as_deref());
     let name = params.queue("name")?;
     let target = purge_target(params.get("target"))?;
     let back = href("/queue", &[("name", name.as_str())]);
-    let visitor = dashboard.visitor(&headers, &back)?;
     if !visitor.may_act() {
         return Err(WebError::Forbidden(format!(
             "a {} may look but not purge; log in with an admin token",

@@ -4,13 +4,13 @@
 
 use std::time::SystemTime;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::response::Response;
-use http::HeaderMap;
 use maud::{Markup, html};
 
 use super::layout::{Page, Section, csrf, state_badge};
-use super::params::{Params, href};
+use super::params::href;
+use super::request::Viewing;
 use super::{Shared, Visitor, WebError, format};
 use crate::engine::ScheduleInfo;
 use crate::queue::ScheduleName;
@@ -22,11 +22,8 @@ const PAGE: usize = 100;
 /// `GET /schedules[?after=<schedule>]`.
 pub(super) async fn list(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    Viewing { visitor, params }: Viewing,
 ) -> Result<Response, WebError> {
-    let visitor = dashboard.visitor(&headers, "/schedules")?;
-    let params = Params::query(query.as_deref());
     let after = params
         .get("after")
         .map(|_| params.schedule("after"))
@@ -87,12 +84,9 @@ pub(super) async fn list(
 /// `GET /schedule?name=<schedule>`.
 pub(super) async fn page(
     State(dashboard): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    Viewing { visitor, params }: Viewing,
 ) -> Result<Response, WebError> {
-    let params = Params::query(query.as_deref());
     let name = params.schedule("name")?;
-    let visitor = dashboard.visitor(&headers, &href("/schedule", &[("name", name.as_str())]))?;
     let info = dashboard.engine.schedule_info(&name).await?;
     let now = SystemTime::now();
     let body = html! {
