@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Instructions the server executes per job, counted by valgrind's
+# callgrind: the same for the same binary and workload whatever else the
+# machine is doing, so one run judges a change (perf's counters are not
+# supported on every machine this runs on).
+#
+# The server runs under callgrind with collection off; it is switched on
+# just before each fixed workload and off after it, so start-up, shutdown
+# and the wait between are not counted. Prints instructions per job for:
+# unary enqueue, enqueue over the client's stream from 4 tasks, and drain
+# through the worker runtime.
+#
+#   cargo build --release
+#   benches/instructions.sh [DIR] [JOBS]      # DIR holds jobq and jobq-bench
+set -euo pipefail
+dir=${1:-target/release}
+jobs=${2:-4000}
+port=${JOBQ_INSTRUCTIONS_PORT:-50081}
+out=$(mktemp -d /tmp/jobq-callgrind.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+
+command -v valgrind >/dev/null || { echo "valgrind is needed (Debian: apt-get install valgrind)"; exit 1; }
+
+valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$out/cg.%p" \
+  "$dir/jobq" --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --web-listen off \
+  --queue-capacity 10000000 --memory-budget-bytes 8589934592 >"$out/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+
+# The instructions counted while "$@" ran.
+count() {
+  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -i on "$pid" >/dev/null
+  "$dir/jobq-bench" --server "http://127.0.0.1:$port" "$@" >/dev/null
+  callgrind_control -i off "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null
+  local file
+  file=$(ls -t "$out"/cg."$pid".* | head -n 1)
+  grep -m1 '^summary:\|^totals:' "$file" | awk '{print $2}'
+}
+
+report() {
+  printf '%-56s %10d instructions/job\n' "$1" "$2"
+}
+
+# Warm up the allocator, the queue and the connections' buffers first.
+"$dir/jobq-bench" --server "http://127.0.0.1:$port" --jobs 500 --concurrency 4 enqueue --via stream >/dev/null
+report "enqueue, unary, 4 tasks" $(($(count --jobs "$jobs" --concurrency 4 enqueue --via unary) / jobs))
+report "enqueue, client stream, 4 tasks" $(($(count --jobs "$jobs" --concurrency 4 enqueue --via stream) / jobs))
+# A drain first fills its queues in batches of 100: that share is
+# measured alone and taken off.
+batches=$(count --jobs "$jobs" --concurrency 4 enqueue --batch 100)
+report "enqueue, 100 per BatchEnqueue" $((batches / jobs))
+drained=$(count --jobs "$jobs" --concurrency 4 drain --mode worker --credits 4)
+report "drain, worker runtime, 4 handlers (lease + ack)" $(((drained - batches) / jobs))
+kill "$pid"
+wait "$pid" 2>/dev/null || true
