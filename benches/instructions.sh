@@ -4,7 +4,7 @@
 # machine is doing, so one run judges a change (perf's counters are not
 # supported on every machine this runs on).
 #
-# The server runs under callgrind with collection off; it is switched on
+# The server runs under callgrind with instrumentation off; it is switched on
 # just before each fixed workload and off after it, so start-up, shutdown
 # and the wait between are not counted. Prints instructions per job for:
 # unary enqueue, enqueue over the client's stream from 4 tasks, and drain
@@ -21,7 +21,7 @@ trap 'rm -rf "$out"' EXIT
 
 command -v valgrind >/dev/null || { echo "valgrind is needed (Debian: apt-get install valgrind)"; exit 1; }
 
-valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$out/cg.%p" \
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg.%p" \
   "$dir/jobq" --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --web-listen off \
   --queue-capacity 10000000 --memory-budget-bytes 8589934592 >"$out/server.log" 2>&1 &
 pid=$!
@@ -32,14 +32,14 @@ done
 
 # The instructions counted while "$@" ran.
 count() {
-  callgrind_control -z "$pid" >/dev/null
-  callgrind_control -i on "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  callgrind_control -i on "$pid" >/dev/null 2>&1
   "$dir/jobq-bench" --server "http://127.0.0.1:$port" "$@" >/dev/null
-  callgrind_control -i off "$pid" >/dev/null
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -i off "$pid" >/dev/null 2>&1
+  callgrind_control -d "$pid" >/dev/null 2>&1
   local file
   file=$(ls -t "$out"/cg."$pid".* | head -n 1)
-  grep -m1 '^summary:\|^totals:' "$file" | awk '{print $2}'
+  grep -m1 '^totals:' "$file" | awk '{print $2}'
 }
 
 report() {

@@ -66,6 +66,24 @@ fn export_endpoint(config: &TelemetrySettings) -> Option<String> {
     })
 }
 
+/// Whether spans are exported (see [`export_spans`]).
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says that a subscriber exporting spans is installed, so RPC spans carry
+/// every OpenTelemetry attribute. [`init`] calls it when it installs OTLP
+/// export; a program installing its own exporting subscriber calls it too.
+/// Until then RPC spans carry only what logs show (method, queue, ids):
+/// the log formatter writes out every field of every span as it opens,
+/// and the constant ones cost about a tenth of a unary call's CPU.
+pub fn export_spans() {
+    EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`export_spans`] was called.
+pub fn exporting_spans() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Installs logging (level from `RUST_LOG`, default `info`; format from
 /// `--log-format`) and, when an OTLP endpoint is configured, trace export.
 /// Must run inside a Tokio runtime. An unreachable collector does not stop
@@ -98,6 +116,7 @@ pub fn init(config: &TelemetrySettings) -> anyhow::Result<Telemetry> {
             .try_init()?,
     }
     if provider.is_some() {
+        export_spans();
         tracing::info!("exporting traces over OTLP");
     }
     Ok(Telemetry { provider })

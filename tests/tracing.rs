@@ -25,10 +25,10 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 
-/// Spans received: (name, trace id).
+/// Spans received: (name, trace id, kind, attribute keys).
 #[derive(Clone, Default)]
 struct Collector {
-    spans: Arc<Mutex<Vec<(String, TraceId)>>>,
+    spans: Arc<Mutex<Vec<(String, TraceId, i32, Vec<String>)>>>,
 }
 
 #[tonic::async_trait]
@@ -42,7 +42,8 @@ impl TraceService for Collector {
             for scope in resource.scope_spans {
                 for span in scope.spans {
                     let id: [u8; 16] = span.trace_id.as_slice().try_into().unwrap_or_default();
-                    spans.push((span.name, TraceId::from_bytes(id)));
+                    let keys = span.attributes.iter().map(|a| a.key.clone()).collect();
+                    spans.push((span.name, TraceId::from_bytes(id), span.kind, keys));
                 }
             }
         }
@@ -58,7 +59,14 @@ impl Collector {
             .lock()
             .expect("lock")
             .iter()
-            .any(|(n, t)| n == name && *t == trace)
+            .any(|(n, t, _, _)| n == name && *t == trace)
+    }
+
+    /// The kind and attribute keys of the first span called `name`.
+    fn span(&self, name: &str) -> Option<(i32, Vec<String>)> {
+        let spans = self.spans.lock().expect("lock");
+        let (_, _, kind, keys) = spans.iter().find(|(n, ..)| n == name)?;
+        Some((*kind, keys.clone()))
     }
 }
 
@@ -79,6 +87,7 @@ async fn the_workers_span_joins_the_producers_trace() {
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    jobq::telemetry::export_spans();
 
     let server = TestServer::start().await;
     let client = Client::from_channel(server.channel.clone());
@@ -144,4 +153,16 @@ async fn the_workers_span_joins_the_producers_trace() {
             && collector.has("Enqueue", producer_trace)
     })
     .await;
+    // jobq's spans carry the OpenTelemetry RPC and messaging attributes.
+    let (kind, keys) = collector.span("Enqueue").expect("the Enqueue span");
+    assert_eq!(kind, 2, "SPAN_KIND_SERVER");
+    for key in [
+        "rpc.system",
+        "rpc.service",
+        "rpc.method",
+        "messaging.system",
+        "messaging.destination.name",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+    }
 }
