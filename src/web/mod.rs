@@ -10,7 +10,7 @@
 //! script or style.
 //!
 //! Access: with auth tokens, a login form takes a `viewer` or `admin`
-//! token once and keeps a session cookie; only `admin` may act. Without
+//! token once and keeps a signed session cookie; only `admin` may act. Without
 //! tokens, everyone who reaches the port is an admin, so the server
 //! refuses to serve the dashboard beyond loopback unless told to, and
 //! answers only requests addressed to a loopback host (a page elsewhere
