@@ -25,10 +25,18 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 
-/// Spans received: (name, trace id, kind, attribute keys).
+/// One span received.
+struct Received {
+    name: String,
+    trace: TraceId,
+    kind: i32,
+    attributes: Vec<String>,
+}
+
+/// Spans received.
 #[derive(Clone, Default)]
 struct Collector {
-    spans: Arc<Mutex<Vec<(String, TraceId, i32, Vec<String>)>>>,
+    spans: Arc<Mutex<Vec<Received>>>,
 }
 
 #[tonic::async_trait]
@@ -42,8 +50,12 @@ impl TraceService for Collector {
             for scope in resource.scope_spans {
                 for span in scope.spans {
                     let id: [u8; 16] = span.trace_id.as_slice().try_into().unwrap_or_default();
-                    let keys = span.attributes.iter().map(|a| a.key.clone()).collect();
-                    spans.push((span.name, TraceId::from_bytes(id), span.kind, keys));
+                    spans.push(Received {
+                        attributes: span.attributes.iter().map(|a| a.key.clone()).collect(),
+                        name: span.name,
+                        trace: TraceId::from_bytes(id),
+                        kind: span.kind,
+                    });
                 }
             }
         }
@@ -59,14 +71,14 @@ impl Collector {
             .lock()
             .expect("lock")
             .iter()
-            .any(|(n, t, _, _)| n == name && *t == trace)
+            .any(|s| s.name == name && s.trace == trace)
     }
 
     /// The kind and attribute keys of the first span called `name`.
     fn span(&self, name: &str) -> Option<(i32, Vec<String>)> {
         let spans = self.spans.lock().expect("lock");
-        let (_, _, kind, keys) = spans.iter().find(|(n, ..)| n == name)?;
-        Some((*kind, keys.clone()))
+        let span = spans.iter().find(|s| s.name == name)?;
+        Some((span.kind, span.attributes.clone()))
     }
 }
 
