@@ -191,6 +191,25 @@ pub trait Operate: Send + Sync {
     /// One queue's settings, counts and totals.
     async fn queue_info(&self, queue: &QueueName) -> Result<QueueInfo, EngineError>;
 
+    /// As [`list_queues`](Self::list_queues), for pages that refresh
+    /// themselves every second: an engine that must count jobs to answer
+    /// may give the counts [`queue_figures`](Self::queue_figures) gives, a
+    /// few seconds old.
+    async fn list_queue_figures(
+        &self,
+        after: Option<&QueueName>,
+        limit: usize,
+    ) -> Result<Vec<QueueInfo>, EngineError> {
+        self.list_queues(after, limit).await
+    }
+
+    /// As [`queue_info`](Self::queue_info), for pages that refresh
+    /// themselves, with counts as [`list_queue_figures`](Self::list_queue_figures)
+    /// gives them.
+    async fn queue_figures_of(&self, queue: &QueueName) -> Result<QueueInfo, EngineError> {
+        self.queue_info(queue).await
+    }
+
     /// Changes a queue's settings, creating the queue first if `create`.
     /// The caller has checked each value on its own; the engine refuses a
     /// backoff base above the cap once merged with the current settings.

@@ -23,7 +23,7 @@ pub(super) async fn page(
     let queue = params.queue("queue")?;
     let here = href("/dead", &[("queue", queue.as_str())]);
     let after = params.job_id("after")?;
-    let info = dashboard.engine.queue_info(&queue).await?;
+    let info = dashboard.engine.queue_figures_of(&queue).await?;
     let page = dashboard
         .engine
         .list_jobs(&queue, Some(JobState::Dead), after, PAGE)

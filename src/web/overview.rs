@@ -29,7 +29,7 @@ pub(super) async fn page(
         .map_err(|e| WebError::BadRequest(format!("`after` {e}")))?;
     let mut queues = dashboard
         .engine
-        .list_queues(after.as_ref(), PAGE + 1)
+        .list_queue_figures(after.as_ref(), PAGE + 1)
         .await?;
     let more = queues.len() > PAGE;
     queues.truncate(PAGE);

@@ -48,7 +48,7 @@ pub(super) async fn page(
     };
     let after = params.job_id("after")?;
     let search = params.get("q").map(str::trim).filter(|q| !q.is_empty());
-    let info = dashboard.engine.queue_info(&name).await?;
+    let info = dashboard.engine.queue_figures_of(&name).await?;
     let listing = match search {
         Some(q) => search_jobs(&dashboard, &name, state, after, q).await?,
         None => {

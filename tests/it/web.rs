@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 
 use crate::common::certs::temp_dir;
-use crate::common::{TestServer, enqueue, job, lease, open_stream};
+use crate::common::{TestServer, enqueue, eventually_async, job, lease, open_stream};
 use jobq::config::Config;
 use jobq::grpc::pb;
 use jobq::queue::{JobId, JobState};
@@ -155,10 +155,25 @@ async fn the_overview_lists_queues_with_their_counts_and_strict_headers() {
         "{}",
         page.body
     );
-    assert!(
-        page.body.contains(">1,234<"),
-        "counts have thousands separators"
-    );
+    // The overview's counts may be the store's figures of a moment ago
+    // (postgres counts every 2 s), so they are waited for.
+    let overview = browser.http.get(format!("{}/", browser.base));
+    let mut counts = String::new();
+    eventually_async(
+        "the overview counts 1,234 jobs, with a separator",
+        async || {
+            let request = overview.try_clone().expect("a GET clones");
+            counts = request
+                .send()
+                .await
+                .expect("answer")
+                .text()
+                .await
+                .expect("body");
+            counts.contains(">1,234<")
+        },
+    )
+    .await;
     let store = format!("{} store", server.engine.store_kind());
     assert!(page.body.contains(&store), "the footer names the store");
     let csp = page.headers["content-security-policy"]
