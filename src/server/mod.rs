@@ -1,6 +1,6 @@
 //! Serving: the JobQueue, Admin and Schedules services with health and
-//! reflection, and the metrics endpoint, from already-bound listeners until
-//! a shutdown signal.
+//! reflection, the metrics endpoint and the web dashboard, from
+//! already-bound listeners until a shutdown signal.
 
 mod calls;
 mod connections;
@@ -57,8 +57,8 @@ pub const SCHEDULES_SERVICE_NAME: &str = "jobq.v1.Schedules";
 
 /// Serves `jobq.v1.JobQueue`, `jobq.v1.Admin`, `jobq.v1.Schedules`, health
 /// and (unless switched off) reflection on `listeners.grpc`, over TLS and
-/// behind token checks when configured, and `/metrics` and `/healthz` on
-/// `listeners.metrics`,
+/// behind token checks when configured, `/metrics` and `/healthz` on
+/// `listeners.metrics`, and the web dashboard on `listeners.web`,
 /// until `shutdown` completes, then shuts down gracefully:
 /// 1. health (and `/healthz`) turns NOT_SERVING, for the server and for
 ///    each service;
