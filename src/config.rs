@@ -727,6 +727,25 @@ mod tests {
     }
 
     #[test]
+    fn the_dashboard_goes_off_with_off_and_its_trace_link_must_hold_the_id() {
+        let mut off = Config::defaults();
+        off.web_listen = web_listen_address("off").expect("off");
+        assert_eq!(off.web_address(), None);
+        assert_eq!(Config::defaults().web_address(), Some("127.0.0.1:8080"));
+        let refused = web_listen_address("nowhere").expect_err("no port");
+        assert!(refused.contains("or `off` for no dashboard"), "{refused}");
+        for bad in ["http://jaeger/trace", "javascript:alert({trace_id})"] {
+            let mut linked = Config::defaults();
+            linked.web_trace_url = Some(bad.into());
+            let error = linked.validate().expect_err(bad).to_string();
+            assert!(error.starts_with("--web-trace-url: "), "{error}");
+        }
+        let mut linked = Config::defaults();
+        linked.web_trace_url = Some("https://tempo.example/trace/{trace_id}".into());
+        linked.validate().expect("a link holding the id");
+    }
+
+    #[test]
     fn every_duration_takes_its_ceiling_and_refuses_a_second_more() {
         let ceilings = Config::defaults().duration_ceilings();
         for (i, (flag, _, ceiling)) in ceilings.iter().enumerate() {
