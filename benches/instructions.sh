@@ -10,7 +10,7 @@
 # unary enqueue, enqueue over the client's stream from 4 tasks, and drain
 # through the worker runtime.
 #
-#   cargo build --release
+#   cargo build --release -p jobq -p jobq-bench
 #   benches/instructions.sh [DIR] [JOBS]      # DIR holds jobq and jobq-bench
 set -euo pipefail
 dir=${1:-target/release}
@@ -20,6 +20,9 @@ out=$(mktemp -d /tmp/jobq-callgrind.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 
 command -v valgrind >/dev/null || { echo "valgrind is needed (Debian: apt-get install valgrind)"; exit 1; }
+for binary in jobq jobq-bench; do
+  [ -x "$dir/$binary" ] || { echo "no $dir/$binary: cargo build --release -p jobq -p jobq-bench"; exit 1; }
+done
 
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg.%p" \
   "$dir/jobq" --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --web-listen off \
