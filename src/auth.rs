@@ -3,8 +3,8 @@
 //! Each token has one role: `producer` may enqueue, `worker` may lease,
 //! ack, nack, extend and stream leases, `viewer` may read what the Admin
 //! and Schedules services tell (and the web dashboard, without its
-//! buttons), `admin` may do everything, including the Admin service. Health and reflection stay open, for
-//! probes and tools. A request without a valid token gets UNAUTHENTICATED;
+//! buttons), `admin` may do everything, including the Admin service.
+//! Health and reflection stay open, for probes and tools. A request without a valid token gets UNAUTHENTICATED;
 //! a valid token of the wrong role gets PERMISSION_DENIED. Tokens are
 //! compared in constant time and never logged.
 
@@ -57,6 +57,12 @@ impl Role {
             Self::Admin => "admin",
         }
     }
+
+    /// Whether this role may do what `needed` may: admin may do
+    /// everything, viewer only reads, the others only their own calls.
+    pub fn may(self, needed: Role) -> bool {
+        self == needed || self == Role::Admin
+    }
 }
 
 /// The role a method needs, by its gRPC path; `None` for open methods.
@@ -79,14 +85,6 @@ fn required_role(path: &str) -> Option<Role> {
             _ => Some(Role::Admin),
         },
         _ => Some(Role::Admin),
-    }
-}
-
-impl Role {
-    /// Whether this role may do what `needed` may: admin may do
-    /// everything, viewer only reads, the others only their own calls.
-    pub fn may(self, needed: Role) -> bool {
-        self == needed || self == Role::Admin
     }
 }
 

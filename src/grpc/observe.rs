@@ -47,38 +47,33 @@ pub(super) fn traced_span(
     queue: &str,
     carrier: &dyn opentelemetry::propagation::Extractor,
 ) -> tracing::Span {
-    let span = if telemetry::exporting_spans() {
-        tracing::info_span!(
-            "rpc",
-            otel.name = method,
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = service,
-            rpc.method = method,
-            rpc.grpc.status_code = tracing::field::Empty,
-            messaging.system = "jobq",
-            messaging.destination.name = %queue,
-            messaging.message.id = tracing::field::Empty,
-            messaging.batch.message_count = tracing::field::Empty,
-            jobq.attempt = tracing::field::Empty,
-            jobq.lease_token = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-        )
-    } else {
-        // What logs show; the attributes that are the same for every span
-        // are left to export (see `telemetry::export_spans`).
-        tracing::info_span!(
-            "rpc",
-            rpc.method = method,
-            rpc.grpc.status_code = tracing::field::Empty,
-            messaging.destination.name = %queue,
-            messaging.message.id = tracing::field::Empty,
-            messaging.batch.message_count = tracing::field::Empty,
-            jobq.attempt = tracing::field::Empty,
-            jobq.lease_token = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-        )
-    };
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        rpc.system = tracing::field::Empty,
+        rpc.service = tracing::field::Empty,
+        rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        messaging.system = tracing::field::Empty,
+        messaging.destination.name = %queue,
+        messaging.message.id = tracing::field::Empty,
+        messaging.batch.message_count = tracing::field::Empty,
+        jobq.attempt = tracing::field::Empty,
+        jobq.lease_token = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    // The attributes that are the same for every span, only for export:
+    // the log formatter would write them out for every call (see
+    // `telemetry::export_spans`). Recorded before the span joins a trace,
+    // while its name and kind may still change.
+    if telemetry::exporting_spans() {
+        span.record("otel.name", method);
+        span.record("otel.kind", "server");
+        span.record("rpc.system", "grpc");
+        span.record("rpc.service", service);
+        span.record("messaging.system", "jobq");
+    }
     if let Some(trace_id) = telemetry::continue_trace(&span, carrier) {
         span.record("trace_id", trace_id);
     }

@@ -24,7 +24,7 @@ const MAX_IDS: usize = 1000;
 fn done(dashboard: &Dashboard, visitor: &Visitor, to: &str, text: String) -> Response {
     let flash = dashboard
         .sessions
-        .flash_value(&visitor.session, &Flash { error: false, text });
+        .flash_value(&visitor.session, &Flash { text });
     // Gone after a minute, if the page it was for is never opened.
     let cookie = session::set_cookie(FLASH_COOKIE, &flash, Duration::from_secs(60), visitor.tls);
     let mut response = Redirect::to(to).into_response();

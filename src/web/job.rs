@@ -212,10 +212,9 @@ fn payload_section(queue: &QueueName, status: &JobStatus) -> Markup {
             ("id", &status.job.id.to_string()),
         ],
     );
-    let kept = status.job.payload.len() as u64 == status.payload_bytes;
     html! {
         section.card {
-            @if !kept {
+            @if !payload_kept(status) {
                 h2 { "Payload" }
                 p.muted { "The payload (" (format::bytes(status.payload_bytes)) ") is no longer kept: the job has finished." }
             } @else {
@@ -233,6 +232,12 @@ fn payload_section(queue: &QueueName, status: &JobStatus) -> Markup {
     }
 }
 
+/// Whether the job still holds its payload: a finished job keeps only its
+/// size.
+fn payload_kept(status: &JobStatus) -> bool {
+    status.job.payload.len() as u64 == status.payload_bytes
+}
+
 /// `GET /job/payload?queue=<queue>&id=<job>`: the payload as a download.
 pub(super) async fn payload(
     State(dashboard): State<Shared>,
@@ -242,7 +247,7 @@ pub(super) async fn payload(
     let queue = params.queue("queue")?;
     let id = job_id("id", params.get("id").unwrap_or(""))?;
     let (_, status) = find(&dashboard, Some(&queue), &id).await?;
-    if status.job.payload.len() as u64 != status.payload_bytes {
+    if !payload_kept(&status) {
         return Err(WebError::Conflict(format!(
             "job {id} has finished and its payload is no longer kept"
         )));

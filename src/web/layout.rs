@@ -127,7 +127,7 @@ fn footer(dashboard: &Dashboard) -> Markup {
 
 fn flash_box(flash: &Flash) -> Markup {
     html! {
-        div class=(if flash.error { "flash error" } else { "flash" }) role="status" { (flash.text) }
+        div.flash role="status" { (flash.text) }
     }
 }
 

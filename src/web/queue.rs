@@ -20,7 +20,7 @@ const PAGE: usize = 50;
 const SEARCH_SCAN: usize = 5_000;
 
 /// The states a queue's list can be narrowed to, as the URL names them.
-pub(super) const STATES: [(&str, JobState); 4] = [
+const STATES: [(&str, JobState); 4] = [
     ("ready", JobState::Ready),
     ("scheduled", JobState::Scheduled),
     ("leased", JobState::Leased),
@@ -98,7 +98,7 @@ pub(super) async fn page(
 }
 
 /// A state as the URL names it.
-pub(super) fn parse_state(text: &str) -> Result<JobState, WebError> {
+fn parse_state(text: &str) -> Result<JobState, WebError> {
     STATES
         .iter()
         .find(|(name, _)| *name == text)
@@ -267,7 +267,7 @@ fn jobs_section(
 }
 
 /// A table of jobs, each linked to its page.
-pub(super) fn job_table(queue: &QueueName, jobs: &[JobStatus]) -> Markup {
+fn job_table(queue: &QueueName, jobs: &[JobStatus]) -> Markup {
     let now = SystemTime::now();
     if jobs.is_empty() {
         return html! { div.empty { "No jobs here." } };

@@ -55,11 +55,10 @@ pub(super) struct Session {
     ends: u64,
 }
 
-/// A message shown once, on the page after an action.
+/// A message shown once, on the page after an action (a refused action
+/// is a page of its own, not a message).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Flash {
-    /// Whether it tells of a failure.
-    pub error: bool,
     /// What to say.
     pub text: String,
 }
@@ -164,26 +163,20 @@ impl Sessions {
     /// A flash cookie's value for `session`: signed, so no one else can put
     /// words on its pages.
     pub(super) fn flash_value(&self, session: &Session, flash: &Flash) -> String {
-        let kind = if flash.error { "e" } else { "o" };
         let text: String = form_urlencoded::byte_serialize(flash.text.as_bytes()).collect();
-        let body = format!("{kind}.{text}");
-        let mac = self.sign(&format!("flash.{}.{body}", session.id));
-        format!("{body}.{mac}")
+        let mac = self.sign(&format!("flash.{}.{text}", session.id));
+        format!("{text}.{mac}")
     }
 
     fn read_flash(&self, id: &str, value: &str) -> Option<Flash> {
-        let (body, mac) = value.rsplit_once('.')?;
-        if !self.verify(&format!("flash.{id}.{body}"), mac) {
+        let (text, mac) = value.rsplit_once('.')?;
+        if !self.verify(&format!("flash.{id}.{text}"), mac) {
             return None;
         }
-        let (kind, text) = body.split_once('.')?;
         let text = form_urlencoded::parse(format!("t={text}").as_bytes())
             .next()
             .map(|(_, t)| t.into_owned())?;
-        Some(Flash {
-            error: kind == "e",
-            text,
-        })
+        Some(Flash { text })
     }
 }
 
@@ -333,7 +326,6 @@ mod tests {
         let sessions = Sessions::new(None);
         let (session, value) = sessions.open(Role::Admin, at(1_000));
         let flash = Flash {
-            error: true,
             text: "Redrove 3 jobs; <b>1</b> had left. ünïcode".into(),
         };
         let signed = sessions.flash_value(&session, &flash);

@@ -29,8 +29,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
-use crate::common::PATIENCE;
 use crate::common::certs::temp_dir;
+use crate::common::{FREE_PORTS, PATIENCE};
 
 const QUEUE: &str = "crash";
 
@@ -44,14 +44,7 @@ fn env_number(name: &str, default: usize) -> usize {
 /// Starts `jobq --data-dir dir` on a free port; returns it and its address.
 pub(crate) async fn start(dir: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jobq"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--web-listen",
-            "127.0.0.1:0",
-        ])
+        .args(FREE_PORTS)
         .arg("--data-dir")
         .arg(dir)
         .args(["--log-format", "json"])
@@ -474,14 +467,7 @@ async fn a_data_dir_in_use_is_refused_at_start() {
     let dir = temp_dir("in-use");
     let (_first, _) = start(&dir).await;
     let output = Command::new(env!("CARGO_BIN_EXE_jobq"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--web-listen",
-            "127.0.0.1:0",
-        ])
+        .args(FREE_PORTS)
         .arg("--data-dir")
         .arg(&dir)
         .output()
@@ -510,14 +496,7 @@ async fn under_steady_enqueue_and_ack_the_journal_stays_bounded_and_keeps_exactl
     let jobs = env_number("JOBQ_COMPACTION_JOBS", 20_000);
     let dir = temp_dir("compaction");
     let mut child = Command::new(env!("CARGO_BIN_EXE_jobq"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--web-listen",
-            "127.0.0.1:0",
-        ])
+        .args(FREE_PORTS)
         .arg("--data-dir")
         .arg(&dir)
         .args(["--fsync", "interval=10ms", "--log-format", "json"])
@@ -640,14 +619,7 @@ async fn list_ids(admin: &mut pb::admin_client::AdminClient<Channel>) -> Vec<(St
 async fn the_journal_exports_its_figures() {
     let dir = temp_dir("metrics");
     let mut child = Command::new(env!("CARGO_BIN_EXE_jobq"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--web-listen",
-            "127.0.0.1:0",
-        ])
+        .args(FREE_PORTS)
         .arg("--data-dir")
         .arg(&dir)
         .args(["--log-format", "json"])

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use crate::common::{TestServer, open_stream};
+use crate::common::{FREE_PORTS, TestServer, open_stream};
 use jobq::grpc::pb;
 use jobq::grpc::pb::schedules_client::SchedulesClient;
 use serde_json::Value;
@@ -565,18 +565,7 @@ async fn schedules_declared_in_a_file_are_set_at_start_up_and_a_bad_one_stops_th
         r#"[{"name": "bad", "queue": "reports", "cron": "0 0 32 * *"}]"#,
     )
     .expect("write");
-    let stderr = jobq_fails(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--web-listen",
-            "127.0.0.1:0",
-        ],
-        &[("JOBQ_SCHEDULES_FILE", path)],
-    )
-    .await;
+    let stderr = jobq_fails(&FREE_PORTS, &[("JOBQ_SCHEDULES_FILE", path)]).await;
     assert!(
         stderr.contains("entry 0 (\"bad\")")
             && stderr.contains("settings.cron: field 3 (day of month)"),

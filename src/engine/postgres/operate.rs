@@ -51,8 +51,16 @@ fn stats_of(row: &PgRow) -> Result<QueueStats, sqlx::Error> {
 }
 
 impl PgEngine {
-    /// Queues after `after` (or just `only`), with counts from `counted`
-    /// (`None`: counted now, exactly).
+    /// One queue, as [`queues`](Self::queues) gives it.
+    async fn queue(&self, queue: &QueueName, cached: bool) -> Result<QueueInfo, EngineError> {
+        self.queues(None, Some(queue), 1, cached)
+            .await?
+            .pop()
+            .ok_or_else(|| EngineError::QueueNotFound(queue.clone()))
+    }
+
+    /// Queues after `after` (or just `only`), with the counts the figures
+    /// task last took when `cached`, else counted now, exactly.
     async fn queues(
         &self,
         after: Option<&QueueName>,
@@ -249,10 +257,7 @@ impl Operate for PgEngine {
     }
 
     async fn queue_info(&self, queue: &QueueName) -> Result<QueueInfo, EngineError> {
-        self.queues(None, Some(queue), 1, false)
-            .await?
-            .pop()
-            .ok_or_else(|| EngineError::QueueNotFound(queue.clone()))
+        self.queue(queue, false).await
     }
 
     // Counting a queue's jobs is a scan of them: pages that refresh every
@@ -266,10 +271,7 @@ impl Operate for PgEngine {
     }
 
     async fn queue_figures_of(&self, queue: &QueueName) -> Result<QueueInfo, EngineError> {
-        self.queues(None, Some(queue), 1, true)
-            .await?
-            .pop()
-            .ok_or_else(|| EngineError::QueueNotFound(queue.clone()))
+        self.queue(queue, true).await
     }
 
     async fn update_queue(

@@ -250,6 +250,17 @@ impl Drop for TestServer {
     }
 }
 
+/// The flags that put every port of a spawned `jobq` binary (gRPC,
+/// metrics, dashboard) on a free loopback port.
+pub(crate) const FREE_PORTS: [&str; 6] = [
+    "--listen",
+    "127.0.0.1:0",
+    "--metrics-listen",
+    "127.0.0.1:0",
+    "--web-listen",
+    "127.0.0.1:0",
+];
+
 /// A queue name the tests know to be valid.
 pub(crate) fn queue(name: &str) -> jobq::queue::QueueName {
     jobq::queue::QueueName::new(name).expect("a valid queue name")
