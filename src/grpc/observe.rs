@@ -9,7 +9,7 @@ use tonic::metadata::MetadataMap;
 use tracing::Instrument;
 
 use crate::metrics::RpcMetrics;
-use crate::telemetry::{self, MetadataExtractor};
+use crate::telemetry::{self, MetadataExtractor, TRACEPARENT};
 
 /// Runs one RPC in `span` and records its count, code and latency.
 pub(super) async fn observed<T>(
@@ -30,6 +30,11 @@ pub(super) async fn observed<T>(
 /// The span an RPC runs in, following the OpenTelemetry conventions for RPC
 /// and messaging spans, and joined to the caller's trace when the request
 /// carries a `traceparent`.
+///
+/// At `info` when spans are exported or the caller is traced; otherwise at
+/// `debug`, so with the default `info` logs an untraced call costs no span
+/// (the log formatter writes out every span as it opens, about a tenth of a
+/// unary call's CPU). `RUST_LOG=debug` shows them all.
 pub(super) fn rpc_span(
     service: &'static str,
     method: &'static str,
@@ -47,27 +52,40 @@ pub(super) fn traced_span(
     queue: &str,
     carrier: &dyn opentelemetry::propagation::Extractor,
 ) -> tracing::Span {
-    let span = tracing::info_span!(
-        "rpc",
-        otel.name = tracing::field::Empty,
-        otel.kind = tracing::field::Empty,
-        rpc.system = tracing::field::Empty,
-        rpc.service = tracing::field::Empty,
-        rpc.method = method,
-        rpc.grpc.status_code = tracing::field::Empty,
-        messaging.system = tracing::field::Empty,
-        messaging.destination.name = %queue,
-        messaging.message.id = tracing::field::Empty,
-        messaging.batch.message_count = tracing::field::Empty,
-        jobq.attempt = tracing::field::Empty,
-        jobq.lease_token = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-    );
+    macro_rules! span_at {
+        ($span:ident) => {
+            tracing::$span!(
+                "rpc",
+                otel.name = tracing::field::Empty,
+                otel.kind = tracing::field::Empty,
+                rpc.system = tracing::field::Empty,
+                rpc.service = tracing::field::Empty,
+                rpc.method = method,
+                rpc.grpc.status_code = tracing::field::Empty,
+                messaging.system = tracing::field::Empty,
+                messaging.destination.name = %queue,
+                messaging.message.id = tracing::field::Empty,
+                messaging.batch.message_count = tracing::field::Empty,
+                jobq.attempt = tracing::field::Empty,
+                jobq.lease_token = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+            )
+        };
+    }
+    let exporting = telemetry::exporting_spans();
+    let span = if exporting || carrier.get(TRACEPARENT).is_some() {
+        span_at!(info_span)
+    } else {
+        span_at!(debug_span)
+    };
+    if span.is_disabled() {
+        return span;
+    }
     // The attributes that are the same for every span, only for export:
     // the log formatter would write them out for every call (see
     // `telemetry::export_spans`). Recorded before the span joins a trace,
     // while its name and kind may still change.
-    if telemetry::exporting_spans() {
+    if exporting {
         span.record("otel.name", method);
         span.record("otel.kind", "server");
         span.record("rpc.system", "grpc");
@@ -78,4 +96,33 @@ pub(super) fn traced_span(
         span.record("trace_id", trace_id);
     }
     span
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    fn span_with(level: LevelFilter, carrier: &HashMap<String, String>) -> tracing::Span {
+        let subscriber = tracing_subscriber::registry().with(level);
+        tracing::subscriber::with_default(subscriber, || {
+            traced_span("jobq.v1.JobQueue", "Enqueue", "q", carrier)
+        })
+    }
+
+    #[test]
+    fn an_untraced_call_has_a_span_only_at_debug_and_a_traced_one_at_info() {
+        let untraced = HashMap::new();
+        let traced = HashMap::from([(
+            TRACEPARENT.to_string(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
+        )]);
+        assert!(span_with(LevelFilter::INFO, &untraced).is_disabled());
+        assert!(!span_with(LevelFilter::DEBUG, &untraced).is_disabled());
+        assert!(!span_with(LevelFilter::INFO, &traced).is_disabled());
+    }
 }

@@ -50,22 +50,101 @@ impl Baseline {
     }
 }
 
-pub(crate) async fn baseline(args: &Args) -> anyhow::Result<Baseline> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(EchoServer::new(EchoService))
-            .serve_with_incoming(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            ),
-    );
-    let channel = Channel::from_shared(format!("http://{addr}"))?
-        .connect()
+/// Serves the echo service on `listener`, with tonic's defaults and
+/// Nagle off, as jobq's server has it.
+async fn serve_on(listener: TcpListener) -> anyhow::Result<()> {
+    tonic::transport::Server::builder()
+        .add_service(EchoServer::new(EchoService))
+        .serve_with_incoming(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        )
         .await?;
+    Ok(())
+}
+
+/// `jobq-bench echo-serve`: the echo service in a process of its own.
+pub(crate) async fn serve(listen: &str) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    println!("echo baseline listening on {}", listener.local_addr()?);
+    serve_on(listener).await
+}
+
+/// One of the baseline's measurements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum EchoPart {
+    /// Unary calls, one in flight per caller.
+    Unary,
+    /// A bidirectional stream per caller, sent into without waiting.
+    Stream,
+    /// A bidirectional stream per caller, one message in flight.
+    PingPong,
+}
+
+/// A channel to the echo service: `--echo-server`, or one started in this
+/// process.
+pub(crate) async fn connect(args: &Args) -> anyhow::Result<Channel> {
+    let address = match &args.echo_server {
+        Some(address) => address.clone(),
+        None => {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            tokio::spawn(serve_on(listener));
+            format!("http://{addr}")
+        }
+    };
+    Channel::from_shared(address.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the echo baseline at {address}"))
+}
+
+pub(crate) async fn baseline(args: &Args) -> anyhow::Result<Baseline> {
+    let channel = connect(args).await?;
+    Ok(Baseline {
+        unary: measure(args, &channel, EchoPart::Unary).await?,
+        stream: measure(args, &channel, EchoPart::Stream).await?,
+        ping_pong: measure(args, &channel, EchoPart::PingPong).await?,
+    })
+}
+
+/// One baseline measurement over `channel`.
+pub(crate) async fn measure(
+    args: &Args,
+    channel: &Channel,
+    part: EchoPart,
+) -> anyhow::Result<Report> {
     let body = payload(args.payload);
     let per_task = args.jobs / args.concurrency.max(1);
-    let (elapsed, latency) = run_tasks(args.concurrency, |_| {
+    let pid = args.echo_pid;
+    let cpu = cpu_time(pid);
+    let (elapsed, latency) = match part {
+        EchoPart::Unary => unary(args, channel, &body, per_task).await?,
+        EchoPart::Stream => stream(args, channel, &body, per_task).await?,
+        EchoPart::PingPong => ping_pong(args, channel, &body, per_task).await?,
+    };
+    let name = match part {
+        EchoPart::Unary => "echo baseline, unary",
+        EchoPart::Stream => "echo baseline, bidi stream",
+        EchoPart::PingPong => "echo baseline, stream, 1 in flight/caller",
+    };
+    Ok(Report {
+        name: name.into(),
+        count: per_task * args.concurrency,
+        elapsed,
+        latency,
+        server_cpu: cpu_since(pid, cpu),
+    })
+}
+
+async fn unary(
+    args: &Args,
+    channel: &Channel,
+    body: &Bytes,
+    per_task: usize,
+) -> anyhow::Result<(Duration, Histogram<u64>)> {
+    run_tasks(args.concurrency, |_| {
         let (mut echo, body) = (EchoClient::new(channel.clone()), body.clone());
         async move {
             let mut h = histogram();
@@ -80,15 +159,16 @@ pub(crate) async fn baseline(args: &Args) -> anyhow::Result<Baseline> {
             Ok(h)
         }
     })
-    .await?;
-    let unary = Report {
-        name: "echo baseline, unary".into(),
-        count: per_task * args.concurrency,
-        elapsed,
-        latency,
-        server_cpu: None,
-    };
-    let (elapsed, latency) = run_tasks(args.concurrency, |_| {
+    .await
+}
+
+async fn stream(
+    args: &Args,
+    channel: &Channel,
+    body: &Bytes,
+    per_task: usize,
+) -> anyhow::Result<(Duration, Histogram<u64>)> {
+    run_tasks(args.concurrency, |_| {
         let (mut echo, body) = (EchoClient::new(channel.clone()), body.clone());
         async move {
             let mut h = histogram();
@@ -120,17 +200,18 @@ pub(crate) async fn baseline(args: &Args) -> anyhow::Result<Baseline> {
             Ok(h)
         }
     })
-    .await?;
-    let stream = Report {
-        name: "echo baseline, bidi stream".into(),
-        count: per_task * args.concurrency,
-        elapsed,
-        latency,
-        server_cpu: None,
-    };
-    // One message in flight per caller, as when each caller awaits its
-    // answer before sending again: the round trip bounds the rate.
-    let (elapsed, latency) = run_tasks(args.concurrency, |_| {
+    .await
+}
+
+/// One message in flight per caller, as when each caller awaits its
+/// answer before sending again: the round trip bounds the rate.
+async fn ping_pong(
+    args: &Args,
+    channel: &Channel,
+    body: &Bytes,
+    per_task: usize,
+) -> anyhow::Result<(Duration, Histogram<u64>)> {
+    run_tasks(args.concurrency, |_| {
         let (mut echo, body) = (EchoClient::new(channel.clone()), body.clone());
         async move {
             let mut h = histogram();
@@ -151,17 +232,5 @@ pub(crate) async fn baseline(args: &Args) -> anyhow::Result<Baseline> {
             Ok(h)
         }
     })
-    .await?;
-    let ping_pong = Report {
-        name: "echo baseline, stream, 1 in flight/caller".into(),
-        count: per_task * args.concurrency,
-        elapsed,
-        latency,
-        server_cpu: None,
-    };
-    Ok(Baseline {
-        unary,
-        stream,
-        ping_pong,
-    })
+    .await
 }

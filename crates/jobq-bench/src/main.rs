@@ -39,7 +39,7 @@ mod tasks;
 
 use depth::depth;
 use drain::{drain, drain_stream, open_stream};
-use echo::baseline;
+use echo::{EchoPart, baseline};
 use enqueue::enqueue;
 use pipeline::pipeline;
 use report::{Report, cpu_since, cpu_time, histogram, record};
@@ -79,6 +79,15 @@ struct Args {
     /// also gives the server's CPU time (user + system) per job.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// An echo baseline served by another process (`jobq-bench echo-serve`),
+    /// so the baseline's server, like jobq's, runs apart from the load
+    /// generator. Default: an echo service inside this process.
+    #[arg(long)]
+    echo_server: Option<String>,
+    /// The process id of `--echo-server`: the baseline's figures then also
+    /// give its CPU time per call.
+    #[arg(long)]
+    echo_pid: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -130,13 +139,28 @@ enum Command {
         delay_ms: u64,
     },
     /// The echo baseline alone: unary and bidirectional stream.
-    Baseline,
-    /// Memory for `deep` queued jobs (with --embedded), and stream lease
+    Baseline {
+        /// Only this one of its measurements.
+        #[arg(long, value_enum)]
+        only: Option<EchoPart>,
+    },
+    /// Serve the echo baseline on `listen` until killed, for
+    /// `--echo-server` in another process.
+    EchoServe {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:50091")]
+        listen: String,
+    },
+    /// Memory for `deep` queued jobs (with --embedded or --server-pid), and stream lease
     /// throughput with `deep` jobs queued against with 1 000.
     Depth {
         /// Jobs queued for the deep case.
         #[arg(long, default_value_t = 1_000_000)]
         deep: usize,
+        /// Metadata entries on each deep job (keys `attr-0`, `attr-1`, …,
+        /// each with a 16-byte value).
+        #[arg(long, default_value_t = 0)]
+        metadata: usize,
     },
     /// Against a server with `--data-dir`: holds a queue at `depth` jobs
     /// while `--jobs` jobs are enqueued and acked through it (100 per RPC),
@@ -188,6 +212,20 @@ enum Via {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The baseline alone needs no jobq server.
+    match &args.command {
+        Command::EchoServe { listen } => return echo::serve(listen).await,
+        Command::Baseline { only: None } => {
+            baseline(&args).await?.print();
+            return Ok(());
+        }
+        Command::Baseline { only: Some(part) } => {
+            let channel = echo::connect(&args).await?;
+            echo::measure(&args, &channel, *part).await?.print(None);
+            return Ok(());
+        }
+        _ => {}
+    }
     let server = if args.embedded {
         embedded_jobq().await?
     } else {
@@ -223,14 +261,15 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .print(None)
         }
-        Command::Depth { deep } => depth(&args, &client, *deep).await?,
+        Command::Depth { deep, metadata } => depth(&args, &client, *deep, *metadata).await?,
         Command::Steady {
             depth,
             data_dir,
             segment_bytes,
         } => steady(&args, &client, *depth, data_dir, *segment_bytes).await?,
         Command::Schedules { due, idle } => schedules(&args, &client, &server, *due, *idle).await?,
-        Command::Baseline => baseline(&args).await?.print(),
+        // Run above, before any jobq server was reached.
+        Command::Baseline { .. } | Command::EchoServe { .. } => {}
         Command::All => {
             let echo = baseline(&args).await?;
             echo.print();

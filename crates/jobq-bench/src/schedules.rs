@@ -165,9 +165,9 @@ pub(crate) async fn schedules(
     let bare = Client::connect_within(bare, Duration::from_secs(10)).await?;
 
     // Idle: once a year, on 1 January.
-    let before = depth::resident_bytes();
+    let before = depth::resident_bytes(args);
     let took = set_many(&channel, "idle", idle, "0 0 0 1 1 *", "bench-idle", 8).await?;
-    let after = depth::resident_bytes();
+    let after = depth::resident_bytes(args);
     println!(
         "set {idle} schedules in {took:.1?} ({:.0} SetSchedule/s); resident memory grew {:.0} MiB ({:.0} bytes a schedule)",
         idle as f64 / took.as_secs_f64(),

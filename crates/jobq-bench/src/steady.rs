@@ -30,7 +30,7 @@ pub(crate) async fn steady(
     const QUEUE: &str = "bench-steady";
     const BATCH: usize = 100;
     let empty = dir_bytes(data_dir)?;
-    depth::fill(args, client, QUEUE, depth).await?;
+    depth::fill(args, client, QUEUE, depth, 0).await?;
     // A fresh data dir holds little besides these jobs' records: what one
     // live job costs on disk.
     let per_job = dir_bytes(data_dir)?.saturating_sub(empty) / depth.max(1) as u64;
