@@ -17,6 +17,11 @@ pub use jobq_client::trace::{
     inject_current_into,
 };
 
+/// [`TRACEPARENT`] as a header name, to look up without parsing the name.
+pub const TRACEPARENT_HEADER: http::HeaderName = http::HeaderName::from_static(TRACEPARENT);
+/// [`TRACESTATE`] as a header name.
+pub const TRACESTATE_HEADER: http::HeaderName = http::HeaderName::from_static(TRACESTATE);
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

@@ -9,7 +9,7 @@ use tonic::metadata::MetadataMap;
 use tracing::Instrument;
 
 use crate::metrics::RpcMetrics;
-use crate::telemetry::{self, MetadataExtractor, TRACEPARENT};
+use crate::telemetry::{self, MetadataExtractor, TRACEPARENT_HEADER};
 
 /// Runs one RPC in `span` and records its count, code and latency.
 pub(super) async fn observed<T>(
@@ -41,16 +41,29 @@ pub(super) fn rpc_span(
     queue: &str,
     metadata: &MetadataMap,
 ) -> tracing::Span {
-    traced_span(service, method, queue, &MetadataExtractor(metadata))
+    let traced = metadata.as_ref().contains_key(&TRACEPARENT_HEADER);
+    span(service, method, queue, &MetadataExtractor(metadata), traced)
 }
 
-/// As [`rpc_span`], joined to the trace context in `carrier` (request
-/// metadata, or a job's own headers).
+/// As [`rpc_span`], for a job that carries its own `traceparent` in
+/// `carrier`, its headers.
 pub(super) fn traced_span(
     service: &'static str,
     method: &'static str,
     queue: &str,
     carrier: &dyn opentelemetry::propagation::Extractor,
+) -> tracing::Span {
+    span(service, method, queue, carrier, true)
+}
+
+/// The span, at `info` if `traced` (the carrier holds a `traceparent`) or
+/// spans are exported.
+fn span(
+    service: &'static str,
+    method: &'static str,
+    queue: &str,
+    carrier: &dyn opentelemetry::propagation::Extractor,
+    traced: bool,
 ) -> tracing::Span {
     macro_rules! span_at {
         ($span:ident) => {
@@ -73,7 +86,7 @@ pub(super) fn traced_span(
         };
     }
     let exporting = telemetry::exporting_spans();
-    let span = if exporting || carrier.get(TRACEPARENT).is_some() {
+    let span = if exporting || traced {
         span_at!(info_span)
     } else {
         span_at!(debug_span)
@@ -100,27 +113,28 @@ pub(super) fn traced_span(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
 
-    fn span_with(level: LevelFilter, carrier: &HashMap<String, String>) -> tracing::Span {
+    fn span_with(level: LevelFilter, metadata: &MetadataMap) -> tracing::Span {
         let subscriber = tracing_subscriber::registry().with(level);
         tracing::subscriber::with_default(subscriber, || {
-            traced_span("jobq.v1.JobQueue", "Enqueue", "q", carrier)
+            rpc_span("jobq.v1.JobQueue", "Enqueue", "q", metadata)
         })
     }
 
     #[test]
     fn an_untraced_call_has_a_span_only_at_debug_and_a_traced_one_at_info() {
-        let untraced = HashMap::new();
-        let traced = HashMap::from([(
-            TRACEPARENT.to_string(),
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
-        )]);
+        let untraced = MetadataMap::new();
+        let mut traced = MetadataMap::new();
+        traced.insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .expect("ascii"),
+        );
         assert!(span_with(LevelFilter::INFO, &untraced).is_disabled());
         assert!(!span_with(LevelFilter::DEBUG, &untraced).is_disabled());
         assert!(!span_with(LevelFilter::INFO, &traced).is_disabled());

@@ -15,7 +15,7 @@ use super::{observe, produce, stream};
 use crate::engine::SharedEngine;
 use crate::metrics::RpcMetrics;
 use crate::queue::NewJob;
-use crate::telemetry::{TRACEPARENT, TRACESTATE};
+use crate::telemetry::{TRACEPARENT, TRACEPARENT_HEADER, TRACESTATE, TRACESTATE_HEADER};
 
 /// Serves `jobq.v1.JobQueue` from an engine.
 #[derive(Clone, Debug)]
@@ -59,15 +59,17 @@ fn job_queue_span(method: &'static str, queue: &str, metadata: &MetadataMap) -> 
     observe::rpc_span("jobq.v1.JobQueue", method, queue, metadata)
 }
 
-/// The W3C trace-context headers of a request, to store with its jobs.
+/// The W3C trace-context headers of a request, to store with its jobs:
+/// none without a `traceparent` (a `tracestate` alone means nothing).
 fn trace_headers(metadata: &MetadataMap) -> Vec<(String, String)> {
-    [TRACEPARENT, TRACESTATE]
-        .into_iter()
-        .filter_map(|key| {
-            let value = metadata.get(key)?.to_str().ok()?;
-            Some((key.to_string(), value.to_string()))
-        })
-        .collect()
+    let headers = metadata.as_ref();
+    let text = |name: &http::HeaderName| Some(headers.get(name)?.to_str().ok()?.to_string());
+    let Some(parent) = text(&TRACEPARENT_HEADER) else {
+        return Vec::new();
+    };
+    let mut found = vec![(TRACEPARENT.to_string(), parent)];
+    found.extend(text(&TRACESTATE_HEADER).map(|state| (TRACESTATE.to_string(), state)));
+    found
 }
 
 /// Stores the producer's trace context with a job, unless the job carries

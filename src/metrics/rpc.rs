@@ -1,6 +1,9 @@
 //! RPC counts and latencies, recorded by the gRPC services as calls end.
 
+use std::sync::RwLock;
 use std::time::Instant;
+
+use rustc_hash::FxHashMap;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,11 +31,20 @@ fn rpc_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.00005, 2.3, 16))
 }
 
+/// One method's and code's series, shared with the families.
+type Series = (Counter, Histogram);
+
 /// RPC counts and latencies, recorded by the gRPC services.
 #[derive(Debug)]
 pub struct RpcMetrics {
     requests: Family<RpcLabels, Counter>,
     duration: HistogramFamily<MethodLabel>,
+    /// The series each (method, code) records into, once looked up: the
+    /// families hash their labels with SipHash under a lock on every call,
+    /// a share of a unary call's CPU worth saving. A handful of entries
+    /// (methods times the codes they end with), hashed by the method
+    /// name's address.
+    series: RwLock<FxHashMap<(usize, i32), Series>>,
 }
 
 impl Default for RpcMetrics {
@@ -40,6 +52,7 @@ impl Default for RpcMetrics {
         Self {
             requests: Family::default(),
             duration: Family::new_with_constructor(rpc_histogram),
+            series: RwLock::default(),
         }
     }
 }
@@ -71,15 +84,34 @@ impl RpcMetrics {
             Ok(_) => tonic::Code::Ok,
             Err(status) => status.code(),
         };
-        self.requests
-            .get_or_create(&RpcLabels {
-                method,
-                code: code_name(code),
-            })
-            .inc();
-        self.duration
-            .get_or_create(&MethodLabel { method })
-            .observe(start.elapsed().as_secs_f64());
+        let key = (method.as_ptr() as usize, code as i32);
+        let seconds = start.elapsed().as_secs_f64();
+        let record = |(count, latency): &Series| {
+            count.inc();
+            latency.observe(seconds);
+        };
+        if let Some(series) = self
+            .series
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return record(series);
+        }
+        let series = (
+            self.requests
+                .get_or_create(&RpcLabels {
+                    method,
+                    code: code_name(code),
+                })
+                .clone(),
+            self.duration.get_or_create(&MethodLabel { method }).clone(),
+        );
+        record(&series);
+        self.series
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, series);
     }
 }
 

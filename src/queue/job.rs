@@ -34,9 +34,11 @@ impl JobId {
     }
 }
 
+/// Written as one `write_str` of the ULID's text: every enqueue answers
+/// with an id, and the ULID's own `Display` goes through `write!` again.
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&Ulid(self.to_u128()), f)
+        f.write_str(Ulid(self.to_u128()).array_to_str(&mut [0; ulid::ULID_LEN]))
     }
 }
 
