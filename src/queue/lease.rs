@@ -68,11 +68,20 @@ impl FromStr for LeaseToken {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ParseLeaseTokenError(s.chars().take(64).collect());
-        if s.len() != 48 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if s.len() != TOKEN_LEN {
             return Err(bad());
         }
-        let job = u128::from_str_radix(&s[..32], 16).map_err(|_| bad())?;
-        let delivery = u64::from_str_radix(&s[32..], 16).map_err(|_| bad())?;
+        // One pass over the digits (every ack parses a token): the first 32
+        // are the job id, the rest the delivery.
+        let (mut job, mut delivery) = (0u128, 0u64);
+        for (i, b) in s.bytes().enumerate() {
+            let nibble = char::from(b).to_digit(16).ok_or_else(bad)?;
+            if i < 32 {
+                job = (job << 4) | u128::from(nibble);
+            } else {
+                delivery = (delivery << 4) | u64::from(nibble);
+            }
+        }
         Ok(Self {
             job: JobId::from_u128(job),
             delivery,
@@ -135,6 +144,16 @@ mod tests {
         let text = token.to_string();
         assert_eq!(text, "0123456789abcdef0123456789abcdef000000000000002a");
         assert_eq!(text.parse::<LeaseToken>(), Ok(token));
+        for (job, delivery) in [(0, 0), (u128::MAX, u64::MAX), (1 << 127, 1 << 63), (15, 15)] {
+            let token = LeaseToken {
+                job: JobId::from_u128(job),
+                delivery,
+            };
+            let text = token.to_string();
+            assert_eq!(text, format!("{job:032x}{delivery:016x}"));
+            assert_eq!(text.parse::<LeaseToken>(), Ok(token));
+            assert_eq!(text.to_uppercase().parse::<LeaseToken>(), Ok(token));
+        }
     }
 
     #[test]
