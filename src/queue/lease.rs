@@ -71,17 +71,23 @@ impl FromStr for LeaseToken {
         if s.len() != TOKEN_LEN {
             return Err(bad());
         }
-        // One pass over the digits (every ack parses a token): the first 32
-        // are the job id, the rest the delivery.
-        let (mut job, mut delivery) = (0u128, 0u64);
-        for (i, b) in s.bytes().enumerate() {
-            let nibble = char::from(b).to_digit(16).ok_or_else(bad)?;
-            if i < 32 {
-                job = (job << 4) | u128::from(nibble);
-            } else {
-                delivery = (delivery << 4) | u64::from(nibble);
-            }
-        }
+        // By hand rather than `from_str_radix` after a check of every
+        // digit: every ack parses a token, and this is one pass.
+        let hex = |digits: &[u8]| {
+            digits.iter().try_fold(0u128, |n, &b| {
+                let digit = match b {
+                    b'0'..=b'9' => b - b'0',
+                    b'a'..=b'f' => b - b'a' + 10,
+                    b'A'..=b'F' => b - b'A' + 10,
+                    _ => return None,
+                };
+                Some((n << 4) | u128::from(digit))
+            })
+        };
+        let (job, delivery) = s.as_bytes().split_at(32);
+        let job = hex(job).ok_or_else(bad)?;
+        // 16 hex digits fit in 64 bits.
+        let delivery = u64::try_from(hex(delivery).ok_or_else(bad)?).map_err(|_| bad())?;
         Ok(Self {
             job: JobId::from_u128(job),
             delivery,
