@@ -26,7 +26,11 @@ pub(super) fn job(queue: &QueueName, job: &Job) -> pb::Job {
         id: job.id.to_string(),
         queue: queue.to_string(),
         payload: job.payload.clone(),
-        metadata: job.metadata.iter().cloned().collect(),
+        metadata: job
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         priority: job.priority,
         max_attempts: job.max_attempts,
         enqueue_time: Some(job.enqueued_at.into()),

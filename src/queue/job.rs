@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use ulid::Ulid;
 
+use super::Metadata;
+
 /// A job's id: a ULID, unique, never reused, and sortable by creation time.
 ///
 /// Held as two 64-bit halves, high first, rather than a `u128`: the same
@@ -97,8 +99,8 @@ pub struct Job {
     pub id: JobId,
     /// Opaque data.
     pub payload: Bytes,
-    /// String headers (boxed: two words, not three, in every job).
-    pub metadata: Box<[(String, String)]>,
+    /// String headers, packed (see [`Metadata`]).
+    pub metadata: Metadata,
     /// Higher is delivered first.
     pub priority: i32,
     /// Deliveries before dead-lettering, the queue's default filled in.

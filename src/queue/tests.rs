@@ -907,7 +907,7 @@ fn a_restored_job_is_where_it_was_with_its_attempts_and_failures() {
     let job = Job {
         id: JobId::from_u128(7),
         payload: Bytes::from_static(b"p"),
-        metadata: Box::new([]),
+        metadata: Metadata::default(),
         priority: 0,
         max_attempts: 5,
         enqueued_at: SystemTime::now(),

@@ -154,7 +154,7 @@ fn facts(dashboard: &Dashboard, queue: &QueueName, status: &JobStatus) -> Markup
 
 /// The trace id of the job's `traceparent` metadata, when it is well formed.
 fn trace_id(status: &JobStatus) -> Option<&str> {
-    let (_, value) = status.job.metadata.iter().find(|(k, _)| k == TRACEPARENT)?;
+    let value = status.job.metadata.get(TRACEPARENT)?;
     let trace = value.split('-').nth(1)?;
     (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit())).then_some(trace)
 }
@@ -167,7 +167,7 @@ fn metadata(status: &JobStatus) -> Markup {
                 p.muted { "None." }
             } @else {
                 dl.facts {
-                    @for (key, value) in &status.job.metadata {
+                    @for (key, value) in status.job.metadata.iter() {
                         dt.mono { (key) } dd.mono { (value) }
                     }
                 }

@@ -152,8 +152,8 @@ fn enqueued_of(queue: &QueueName, job: &Job, due_micros: i64, key: String) -> En
             .metadata
             .iter()
             .map(|(key, value)| Entry {
-                key: key.clone(),
-                value: value.clone(),
+                key: key.to_string(),
+                value: value.to_string(),
             })
             .collect(),
         priority: job.priority,
@@ -497,7 +497,7 @@ impl Recovery {
 fn recovering(seq: u64, enqueued: Enqueued) -> Option<(String, JobId, Recovering)> {
     let job_ref = enqueued.job?;
     let id = job_ref.id.map(job_id)?;
-    let metadata: Box<[(String, String)]> = enqueued
+    let metadata: Vec<(String, String)> = enqueued
         .metadata
         .into_iter()
         .map(|e| (e.key, e.value))
@@ -506,7 +506,7 @@ fn recovering(seq: u64, enqueued: Enqueued) -> Option<(String, JobId, Recovering
     let job = Job {
         id,
         payload: enqueued.payload,
-        metadata,
+        metadata: metadata.into(),
         priority: enqueued.priority,
         max_attempts: enqueued.max_attempts,
         enqueued_at: from_micros(enqueued.enqueued_at_micros),

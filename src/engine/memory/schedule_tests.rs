@@ -78,11 +78,8 @@ fn fire_times(engine: &MemoryEngine) -> Vec<String> {
         .iter()
         .map(|status| {
             let meta = &status.job.metadata;
-            assert!(meta.contains(&(SCHEDULE_KEY.into(), "tick".into())));
-            meta.iter()
-                .find(|(k, _)| k == FIRE_TIME_KEY)
-                .map(|(_, v)| v.clone())
-                .expect("fire time")
+            assert_eq!(meta.get(SCHEDULE_KEY), Some("tick"));
+            meta.get(FIRE_TIME_KEY).map(str::to_string).expect("fire time")
         })
         .collect()
 }
@@ -180,7 +177,8 @@ async fn a_paused_schedule_fires_nothing_and_a_trigger_fires_at_once() {
         status
             .job
             .metadata
-            .contains(&(TRIGGERED_KEY.into(), "true".into()))
+            .get(TRIGGERED_KEY)
+            == Some("true")
     );
     // Resumed: of the three fire times that passed while paused, the
     // latest is still on time and fires; the two before it are missed and

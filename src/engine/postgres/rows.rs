@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::queue::{
-    Failure, Job, JobId, JobState, JobStatus, LeaseShown, QueueConfig, RetryPolicy,
+    Failure, Job, JobId, JobState, JobStatus, LeaseShown, Metadata, QueueConfig, RetryPolicy,
 };
 
 /// A job id as the tables hold it (the ULID's 128 bits).
@@ -145,10 +145,10 @@ pub(super) fn metadata_json(metadata: &[(String, String)]) -> String {
 }
 
 /// Metadata from the tables.
-pub(super) fn metadata(json: Option<serde_json::Value>) -> Box<[(String, String)]> {
+pub(super) fn metadata(json: Option<serde_json::Value>) -> Metadata {
     json.and_then(|v| serde_json::from_value::<Vec<(String, String)>>(v).ok())
         .unwrap_or_default()
-        .into_boxed_slice()
+        .into()
 }
 
 /// The columns [`job`] reads, for a SELECT list over `jobq_jobs j` left

@@ -47,10 +47,7 @@ async fn fire_times(engine: &PgEngine) -> Vec<String> {
     page.jobs
         .iter()
         .filter_map(|s| {
-            let meta = &s.job.metadata;
-            meta.iter()
-                .find(|(k, _)| k == FIRE_TIME_KEY)
-                .map(|(_, v)| v.clone())
+            s.job.metadata.get(FIRE_TIME_KEY).map(str::to_string)
         })
         .collect()
 }
@@ -139,7 +136,8 @@ async fn two_replicas_fire_each_fire_time_once_and_see_each_others_changes() {
         status
             .job
             .metadata
-            .contains(&(TRIGGERED_KEY.into(), "true".into()))
+            .get(TRIGGERED_KEY)
+            == Some("true")
     );
     let listed = a.list_schedules(None, 10).await.expect("list");
     assert_eq!(listed.len(), 1);

@@ -73,8 +73,8 @@ async fn jobs_are_leased_in_priority_then_arrival_order_and_acked_once() {
     let payloads: Vec<&[u8]> = leased.iter().map(|d| d.job.payload.as_ref()).collect();
     assert_eq!(payloads, [b"high".as_ref(), b"a", b"b"]);
     assert_eq!(
-        &*leased[1].job.metadata,
-        &[("k".to_string(), "v".to_string())]
+        leased[1].job.metadata.to_vec(),
+        [("k".to_string(), "v".to_string())]
     );
     assert!(leased.iter().all(|d| d.attempt == 1));
     let tokens: Vec<LeaseToken> = leased.iter().map(|d| d.token).collect();

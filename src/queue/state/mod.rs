@@ -25,7 +25,7 @@ use super::finished::{Finished, FinishedJobs, Outcome};
 use super::idempotency::IdempotencyKeys;
 use super::ready::ReadyQueue;
 use super::{
-    Delivery, HolderId, Job, JobId, LeaseToken, NackOutcome, NackRequest, NewJob, QueueConfig,
+    Delivery, HolderId, Job, JobId, LeaseToken, Metadata, NackOutcome, NackRequest, NewJob, QueueConfig,
     QueueError, QueueName, RetryPolicy,
 };
 
@@ -320,7 +320,7 @@ impl Queue {
                 enqueued_at,
                 size,
                 payload: new.payload,
-                metadata: new.metadata.into_boxed_slice(),
+                metadata: Metadata::from(new.metadata),
             });
             let place = match new.delay {
                 Some(delay) if !delay.is_zero() => self.schedule(id, now + delay),
@@ -675,7 +675,7 @@ impl Queue {
         let payload_bytes = entry.job.payload.len() as u64;
         let job = Job {
             payload: bytes::Bytes::new(),
-            metadata: Box::default(),
+            metadata: Metadata::default(),
             ..*entry.job
         };
         self.finished.record(Finished {
