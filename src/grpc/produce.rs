@@ -225,9 +225,9 @@ impl Stream for ResponseStream {
 /// The job a request carries, checked as `Enqueue` checks it.
 fn validate(
     limits: &Limits,
-    request: pb::StreamEnqueueRequest,
+    mut request: pb::StreamEnqueueRequest,
 ) -> Result<(QueueName, NewJob), Status> {
-    let queue = validate::queue_name(&request.queue)?;
+    let queue = validate::owned_queue_name(std::mem::take(&mut request.queue))?;
     let job = request
         .job
         .ok_or_else(|| Status::invalid_argument("job: is required"))?;

@@ -134,8 +134,8 @@ impl JobQueue for JobQueueService {
         let call = async {
             let deadline = validate::grpc_timeout(request.metadata());
             let trace = trace_headers(request.metadata());
-            let request = request.into_inner();
-            let queue = validate::queue_name(&request.queue)?;
+            let mut request = request.into_inner();
+            let queue = validate::owned_queue_name(std::mem::take(&mut request.queue))?;
             let job = request
                 .job
                 .ok_or_else(|| Status::invalid_argument("job: is required"))?;
@@ -169,8 +169,8 @@ impl JobQueue for JobQueueService {
         let call = async {
             let deadline = validate::grpc_timeout(request.metadata());
             let trace = trace_headers(request.metadata());
-            let request = request.into_inner();
-            let queue = validate::queue_name(&request.queue)?;
+            let mut request = request.into_inner();
+            let queue = validate::owned_queue_name(std::mem::take(&mut request.queue))?;
             let mut jobs = self.limits.new_jobs(request.jobs)?;
             for job in &mut jobs {
                 attach_trace(job, &trace);

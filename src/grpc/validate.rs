@@ -57,6 +57,12 @@ pub struct Limits {
 
 /// Checks a queue name.
 pub(super) fn queue_name(name: &str) -> Result<QueueName, InvalidField> {
+    owned_queue_name(name.to_string())
+}
+
+/// Checks a queue name the request gives up, keeping its string: the
+/// enqueue paths, where a copy per job shows.
+pub(super) fn owned_queue_name(name: String) -> Result<QueueName, InvalidField> {
     QueueName::new(name).map_err(|e| invalid("queue", e.to_string()))
 }
 

@@ -119,6 +119,9 @@ mod tests {
 
     #[test]
     fn is_one_word_in_a_job() {
-        assert_eq!(std::mem::size_of::<Metadata>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<Metadata>(),
+            std::mem::size_of::<usize>()
+        );
     }
 }

@@ -36,8 +36,8 @@ mod state;
 pub use config::QueueConfig;
 pub use error::QueueError;
 pub use job::{Job, JobId, NewJob};
-pub use metadata::Metadata;
 pub use lease::{Delivery, HolderId, LeaseToken, NackOutcome, NackRequest, ParseLeaseTokenError};
+pub use metadata::Metadata;
 pub use name::{InvalidName, QueueName, ScheduleName};
 pub use retry::RetryPolicy;
 pub use state::{

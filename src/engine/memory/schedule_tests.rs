@@ -79,7 +79,9 @@ fn fire_times(engine: &MemoryEngine) -> Vec<String> {
         .map(|status| {
             let meta = &status.job.metadata;
             assert_eq!(meta.get(SCHEDULE_KEY), Some("tick"));
-            meta.get(FIRE_TIME_KEY).map(str::to_string).expect("fire time")
+            meta.get(FIRE_TIME_KEY)
+                .map(str::to_string)
+                .expect("fire time")
         })
         .collect()
 }
@@ -173,13 +175,7 @@ async fn a_paused_schedule_fires_nothing_and_a_trigger_fires_at_once() {
         .await
         .expect("trigger");
     let status = engine.job_status(&queue(), &job.id).expect("stored");
-    assert!(
-        status
-            .job
-            .metadata
-            .get(TRIGGERED_KEY)
-            == Some("true")
-    );
+    assert!(status.job.metadata.get(TRIGGERED_KEY) == Some("true"));
     // Resumed: of the three fire times that passed while paused, the
     // latest is still on time and fires; the two before it are missed and
     // the default rule skips them.

@@ -25,8 +25,8 @@ use super::finished::{Finished, FinishedJobs, Outcome};
 use super::idempotency::IdempotencyKeys;
 use super::ready::ReadyQueue;
 use super::{
-    Delivery, HolderId, Job, JobId, LeaseToken, Metadata, NackOutcome, NackRequest, NewJob, QueueConfig,
-    QueueError, QueueName, RetryPolicy,
+    Delivery, HolderId, Job, JobId, LeaseToken, Metadata, NackOutcome, NackRequest, NewJob,
+    QueueConfig, QueueError, QueueName, RetryPolicy,
 };
 
 /// Order of the deadline set: earliest first; the sequence number breaks ties
