@@ -175,7 +175,7 @@ async fn a_paused_schedule_fires_nothing_and_a_trigger_fires_at_once() {
         .await
         .expect("trigger");
     let status = engine.job_status(&queue(), &job.id).expect("stored");
-    assert!(status.job.metadata.get(TRIGGERED_KEY) == Some("true"));
+    assert_eq!(status.job.metadata.get(TRIGGERED_KEY), Some("true"));
     // Resumed: of the three fire times that passed while paused, the
     // latest is still on time and fires; the two before it are missed and
     // the default rule skips them.

@@ -130,7 +130,7 @@ async fn two_replicas_fire_each_fire_time_once_and_see_each_others_changes() {
     let triggered = b.trigger_schedule(&tick).await.expect("trigger");
     let queue = QueueName::new("reports").expect("name");
     let (_, status) = a.find_job(Some(&queue), &triggered.id).await.expect("job");
-    assert!(status.job.metadata.get(TRIGGERED_KEY) == Some("true"));
+    assert_eq!(status.job.metadata.get(TRIGGERED_KEY), Some("true"));
     let listed = a.list_schedules(None, 10).await.expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].state.fired, 7);
