@@ -62,7 +62,7 @@ count() {
 
 report() {
   printf '%-56s %10d instructions/job\n' "$1" "$2"
-  [ -z "${JOBQ_INSTRUCTIONS_KEEP:-}" ] || cp "$(ls -t "$out"/cg."$pid".* | head -n 1)" "$JOBQ_INSTRUCTIONS_KEEP/$(echo "$1" | tr -c 'a-z0-9\n' '-').cg"
+  [ -z "${JOBQ_INSTRUCTIONS_KEEP:-}" ] || cp "$(ls -t "$out"/cg."$pid".* | head -n 1)" "$JOBQ_INSTRUCTIONS_KEEP/$(echo "$1" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9\n' '-').cg"
 }
 
 start "$dir/jobq" --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --web-listen off \

@@ -81,12 +81,6 @@ impl From<Vec<(String, String)>> for Metadata {
     }
 }
 
-impl FromIterator<(String, String)> for Metadata {
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(entries: I) -> Self {
-        Self::from(entries.into_iter().collect::<Vec<_>>())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
